@@ -1,0 +1,199 @@
+// Package journal is the gateway's durable log on NATS JetStream: the
+// source of truth every other part reads. It defines the streams and
+// subjects, appends records exactly once (docs/EXACTLY-ONCE.md), and keeps
+// the dead letters.
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/coldchain/coldchain/record"
+)
+
+// Stream names. They are fixed so every gateway of a cluster finds the same
+// streams.
+const (
+	StreamReadings    = "COLDCHAIN_READINGS"
+	StreamHandovers   = "COLDCHAIN_HANDOVERS"
+	StreamAlerts      = "COLDCHAIN_ALERTS"
+	StreamDeadLetters = "COLDCHAIN_DEADLETTERS"
+
+	// BucketIDs is the dedup index: record id → digest and stream sequence.
+	BucketIDs = "coldchain_ids"
+	// BucketDevices holds each device's highest indexed seq.
+	BucketDevices = "coldchain_devices"
+)
+
+// Message headers the gateway sets beside the JetStream ones.
+const (
+	HeaderReceived  = "Coldchain-Received"  // gateway clock at receipt, RFC 3339
+	HeaderSource    = "Coldchain-Source"    // "mqtt:<topic>" or "http:<path>"
+	HeaderReason    = "Coldchain-Reason"    // dead letters: the reason token
+	HeaderField     = "Coldchain-Field"     // dead letters: the offending member
+	HeaderIndex     = "Coldchain-Index"     // dead letters: position in the batch
+	HeaderDetail    = "Coldchain-Detail"    // dead letters: the sentence for a person
+	HeaderTruncated = "Coldchain-Truncated" // dead letters: original size when cut
+)
+
+// SubjectReading returns the subject of a device's readings.
+func SubjectReading(shipment, device string) string {
+	return "coldchain.readings." + shipment + "." + device
+}
+
+// SubjectHandover returns the subject of a shipment's handovers.
+func SubjectHandover(shipment string) string { return "coldchain.handovers." + shipment }
+
+// SubjectAlert returns the subject of a shipment's alert events.
+func SubjectAlert(shipment string) string { return "coldchain.alerts." + shipment }
+
+// SubjectDeadLetter returns the subject of dead letters of one reason.
+func SubjectDeadLetter(r record.Reason) string { return "coldchain.deadletters." + r.String() }
+
+// Config is the JetStream part of the gateway configuration.
+type Config struct {
+	// Replicas is the number of copies of every stream: 1 on a single
+	// server, 3 on a cluster.
+	Replicas int `yaml:"replicas"`
+	// DuplicateWindow is how long JetStream itself remembers message ids.
+	// Past it, the dedup index decides (docs/EXACTLY-ONCE.md).
+	DuplicateWindow time.Duration `yaml:"duplicate_window"`
+	// Retention is how long records are kept; 0 keeps them forever. Proofs
+	// need the records, so keep them at least as long as a shipment can
+	// be audited.
+	Retention time.Duration `yaml:"retention"`
+	// DeadLetterRetention is how long dead letters are kept.
+	DeadLetterRetention time.Duration `yaml:"dead_letter_retention"`
+	// Lookups bounds concurrent dedup-index lookups of one append.
+	Lookups int `yaml:"lookups"`
+}
+
+// DefaultConfig returns the single-server defaults.
+func DefaultConfig() Config {
+	return Config{
+		Replicas:            1,
+		DuplicateWindow:     10 * time.Minute,
+		DeadLetterRetention: 30 * 24 * time.Hour,
+		Lookups:             32,
+	}
+}
+
+// Validate reports the first invalid setting, naming its key.
+func (c Config) Validate() error {
+	switch {
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("nats.replicas: must be 1 to 5, got %d", c.Replicas)
+	case c.DuplicateWindow < time.Second:
+		return fmt.Errorf("nats.duplicate_window: must be at least 1s, got %s", c.DuplicateWindow)
+	case c.Retention < 0:
+		return fmt.Errorf("nats.retention: must not be negative")
+	case c.Retention > 0 && c.Retention < c.DuplicateWindow:
+		return fmt.Errorf("nats.retention: must be longer than nats.duplicate_window")
+	case c.DeadLetterRetention < 0:
+		return fmt.Errorf("nats.dead_letter_retention: must not be negative")
+	case c.Lookups < 1:
+		return fmt.Errorf("nats.lookups: must be at least 1, got %d", c.Lookups)
+	}
+	return nil
+}
+
+// Journal appends records and dead letters to JetStream.
+type Journal struct {
+	cfg     Config
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	streams map[record.Kind]jetstream.Stream
+	dead    jetstream.Stream
+	ids     jetstream.KeyValue
+	devices jetstream.KeyValue
+	marks   *watermarks
+	log     *zap.Logger
+
+	stateOnce sync.Once
+	states    map[record.Kind]*indexState
+}
+
+// ErrClosed is returned by a journal whose connection is closed.
+var ErrClosed = errors.New("journal closed")
+
+// Open creates or updates the streams and buckets idempotently, so every
+// gateway start converges on the configured layout, and returns a journal
+// that appends through nc. It does not start the indexer: see Indexer.
+func Open(ctx context.Context, nc *nats.Conn, cfg Config, log *zap.Logger) (*Journal, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	j := &Journal{cfg: cfg, nc: nc, js: js, streams: map[record.Kind]jetstream.Stream{}, log: log,
+		marks: &watermarks{m: map[string]uint64{}}}
+	for _, sc := range j.streamConfigs() {
+		s, err := js.CreateOrUpdateStream(ctx, sc)
+		if err != nil {
+			return nil, fmt.Errorf("create or update stream %s: %w", sc.Name, err)
+		}
+		switch sc.Name {
+		case StreamReadings:
+			j.streams[record.KindReading] = s
+		case StreamHandovers:
+			j.streams[record.KindHandover] = s
+		case StreamDeadLetters:
+			j.dead = s
+		}
+		log.Debug("stream ready", zap.String("stream", sc.Name))
+	}
+	if j.ids, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: BucketIDs, Description: "coldchain dedup index: record id to digest and stream sequence",
+		History: 1, TTL: cfg.Retention, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
+	}); err != nil {
+		return nil, fmt.Errorf("create or update bucket %s: %w", BucketIDs, err)
+	}
+	if j.devices, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: BucketDevices, Description: "coldchain: highest indexed seq per device",
+		History: 1, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
+	}); err != nil {
+		return nil, fmt.Errorf("create or update bucket %s: %w", BucketDevices, err)
+	}
+	return j, nil
+}
+
+func (j *Journal) streamConfigs() []jetstream.StreamConfig {
+	base := func(name, desc, subject string, maxAge time.Duration) jetstream.StreamConfig {
+		return jetstream.StreamConfig{
+			Name: name, Description: desc, Subjects: []string{subject},
+			Storage: jetstream.FileStorage, Replicas: j.cfg.Replicas, MaxAge: maxAge,
+			Duplicates: j.cfg.DuplicateWindow, Discard: jetstream.DiscardOld, AllowDirect: true,
+		}
+	}
+	return []jetstream.StreamConfig{
+		base(StreamReadings, "coldchain sensor readings, canonical encoding", "coldchain.readings.>", j.cfg.Retention),
+		base(StreamHandovers, "coldchain custody handovers, canonical encoding", "coldchain.handovers.>", j.cfg.Retention),
+		base(StreamAlerts, "coldchain excursion alert events", "coldchain.alerts.>", j.cfg.Retention),
+		base(StreamDeadLetters, "coldchain rejected input with its original bytes", "coldchain.deadletters.>", j.cfg.DeadLetterRetention),
+	}
+}
+
+// JetStream returns the JetStream context, for parts that consume streams.
+func (j *Journal) JetStream() jetstream.JetStream { return j.js }
+
+// Ready reports whether the connection is up and the streams answer.
+func (j *Journal) Ready(ctx context.Context) error {
+	if !j.nc.IsConnected() {
+		return fmt.Errorf("nats: %s", j.nc.Status())
+	}
+	for _, s := range j.streams {
+		if _, err := s.Info(ctx); err != nil {
+			return fmt.Errorf("stream %s: %w", s.CachedInfo().Config.Name, err)
+		}
+	}
+	return nil
+}
