@@ -27,6 +27,9 @@ type Limits struct {
 	// Earliest is the earliest plausible device time: a device whose clock
 	// was never set reports 1970 or 2000.
 	Earliest time.Time
+	// KnownDevice, when set, reports whether a device is registered with
+	// the gateway; readings of other devices are rejected.
+	KnownDevice func(device string) bool
 }
 
 // DefaultLimits returns the limits the product promises: 10,000 records a
@@ -497,6 +500,9 @@ func (d *item) reading(r *Reading, scope Scope) {
 		req = append(req, rType, rV)
 	}
 	d.require(set, fields, req...)
+	if d.err == nil && !d.canonical && d.lim.KnownDevice != nil && !d.lim.KnownDevice(r.Device) {
+		d.fail(ReasonUnknownDevice, "device", "%s is not registered with this gateway: ask the operator to add it to ingest.devices", quote(r.Device))
+	}
 }
 
 var reeferFields = []string{"setpoint_c", "supply_c", "return_c", "mode"}

@@ -216,6 +216,19 @@ func TestDecodeReadingRejects(t *testing.T) {
 	}
 }
 
+func TestDecodeUnknownDevice(t *testing.T) {
+	lim := DefaultLimits()
+	lim.KnownDevice = func(d string) bool { return d == "D1" }
+	in := `[` + good + `,` + strings.Replace(good, `"D1"`, `"D9"`, 1) + `]`
+	recs, rej, err := DecodeReadings([]byte(in), Scope{}, lim, now)
+	if err != nil || len(recs) != 1 || recs[0].Device != "D1" {
+		t.Fatalf("%v %+v", err, recs)
+	}
+	if len(rej) != 1 || rej[0].Err.Reason != ReasonUnknownDevice || rej[0].Err.Field != "device" || rej[0].Err.Index != 1 {
+		t.Fatalf("%+v", rej)
+	}
+}
+
 func TestDecodeTopicScope(t *testing.T) {
 	scope := Scope{Shipment: "S1", Device: "D1"}
 	t.Run("filled from topic", func(t *testing.T) {

@@ -1,0 +1,223 @@
+// Package api is the gateway's HTTP API: bulk ingest for providers'
+// platforms, the dead letters a provider debugs a feed with, and the
+// operations endpoints (/healthz, /readyz, /metrics).
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/coldchain/coldchain/ingest"
+	"github.com/coldchain/coldchain/journal"
+	"github.com/coldchain/coldchain/metrics"
+	"github.com/coldchain/coldchain/record"
+)
+
+// Config is the HTTP part of the gateway configuration.
+type Config struct {
+	// Listen is the HTTP address, host:port.
+	Listen string `yaml:"listen"`
+	// IngestTimeout bounds how long a POST waits for JetStream before it
+	// answers 503 and the caller retries.
+	IngestTimeout time.Duration `yaml:"ingest_timeout"`
+}
+
+// Validate reports the first invalid setting, naming its key.
+func (c Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("http.listen: %q is not host:port: %w", c.Listen, err)
+	}
+	if c.IngestTimeout <= 0 {
+		return fmt.Errorf("http.ingest_timeout: must be positive")
+	}
+	return nil
+}
+
+// Ingester validates and journals a message.
+type Ingester interface {
+	Ingest(ctx context.Context, msg ingest.Message) (ingest.Summary, error)
+}
+
+// DeadLetters lists the latest dead letters.
+type DeadLetters interface {
+	DeadLetters(ctx context.Context, limit int, reason string) ([]journal.DeadLetterEntry, error)
+}
+
+// Check is one readiness condition: nil when ready.
+type Check struct {
+	Name string
+	Func func(ctx context.Context) error
+}
+
+// Server serves the API.
+type Server struct {
+	cfg        Config
+	in         Ingester
+	dead       DeadLetters
+	reg        *metrics.Registry
+	checks     []Check
+	maxPayload int
+	log        *zap.Logger
+	mux        *http.ServeMux
+}
+
+// New returns the API; maxPayload is ingest's body limit in bytes.
+func New(cfg Config, in Ingester, dead DeadLetters, reg *metrics.Registry, checks []Check, maxPayload int, log *zap.Logger) *Server {
+	s := &Server{cfg: cfg, in: in, dead: dead, reg: reg, checks: checks, maxPayload: maxPayload, log: log, mux: http.NewServeMux()}
+	s.mux.HandleFunc("POST /v1/readings", s.ingest(record.KindReading))
+	s.mux.HandleFunc("POST /v1/handovers", s.ingest(record.KindHandover))
+	s.mux.HandleFunc("GET /v1/deadletters", s.deadLetters)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	s.mux.HandleFunc("GET /readyz", s.ready)
+	s.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		s.reg.Write(w)
+	})
+	return s
+}
+
+// Handler returns the API's handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Serve serves on l until ctx ends, then shuts down gracefully, letting
+// requests in flight finish for up to drain.
+func (s *Server) Serve(ctx context.Context, l net.Listener, drain time.Duration) error {
+	hs := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(l) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	<-errc
+	if err != nil {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	return nil
+}
+
+// errorBody is every error response: what went wrong, and for validation
+// errors each refused record with its field and reason.
+type errorBody struct {
+	Error    string         `json:"error"`
+	Rejected []*recordError `json:"rejected,omitempty"`
+}
+
+type recordError struct {
+	Index  int    `json:"index"`
+	Field  string `json:"field,omitempty"`
+	Reason string `json:"reason"`
+	Detail string `json:"detail"`
+}
+
+func toRecordErrors(errs []*record.Error, limit int) []*recordError {
+	out := make([]*recordError, 0, min(len(errs), limit))
+	for _, e := range errs[:min(len(errs), limit)] {
+		out = append(out, &recordError{Index: e.Index, Field: e.Field, Reason: e.Reason.String(), Detail: e.Detail})
+	}
+	return out
+}
+
+// maxListed bounds the errors one response lists.
+const maxListed = 100
+
+func (s *Server) ingest(kind record.Kind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		received := time.Now()
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.maxPayload)+1))
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			// Ingest dead-letters it as oversize with the bytes read so far.
+		case err != nil:
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: "reading the request body: " + err.Error()})
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.IngestTimeout)
+		defer cancel()
+		sum, err := s.in.Ingest(ctx, ingest.Message{Transport: "http", Topic: r.URL.Path, Kind: kind,
+			Payload: body, Received: received, AllOrNothing: true})
+		if err != nil {
+			w.Header().Set("Retry-After", "5")
+			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the journal did not confirm in time; nothing was acknowledged: retry the same request (it is idempotent)"})
+			return
+		}
+		if sum.Accepted+sum.Duplicates == 0 && len(sum.Rejected) > 0 {
+			status := http.StatusBadRequest
+			msg := fmt.Sprintf("%d of %d records are invalid; nothing was stored: fix them and send the batch again", len(sum.Rejected), sum.Records)
+			if first := sum.Rejected[0]; first.Index < 0 {
+				msg = first.Error()
+				if first.Reason == record.ReasonOversize {
+					status = http.StatusRequestEntityTooLarge
+				}
+			}
+			writeJSON(w, status, errorBody{Error: msg, Rejected: toRecordErrors(sum.Rejected, maxListed)})
+			return
+		}
+		writeJSON(w, http.StatusAccepted, map[string]any{
+			"records": sum.Records, "accepted": sum.Accepted, "duplicates": sum.Duplicates,
+			"rejected": toRecordErrors(sum.Rejected, maxListed),
+		})
+	}
+}
+
+func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {
+	limit := 50
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: "limit: must be an integer from 1 to 1000"})
+			return
+		}
+		limit = n
+	}
+	reason := r.URL.Query().Get("reason")
+	if _, ok := record.ParseReason(reason); reason != "" && !ok {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("reason: %q is not a rejection reason", reason)})
+		return
+	}
+	list, err := s.dead.DeadLetters(r.Context(), limit, reason)
+	if err != nil {
+		s.log.Error("list dead letters", zap.Error(err))
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "dead letters are unavailable: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"dead_letters": list})
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	status, checks := http.StatusOK, map[string]string{}
+	for _, c := range s.checks {
+		if err := c.Func(ctx); err != nil {
+			status, checks[c.Name] = http.StatusServiceUnavailable, err.Error()
+		} else {
+			checks[c.Name] = "ok"
+		}
+	}
+	writeJSON(w, status, map[string]any{"ready": status == http.StatusOK, "checks": checks})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v) // The client went away; nothing to do.
+}

@@ -1,0 +1,167 @@
+// Command coldchain is the cold-chain telematics gateway.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/coldchain/coldchain/config"
+	"github.com/coldchain/coldchain/gateway"
+)
+
+// version is stamped by `make build` (-ldflags "-X main.version=...").
+var version = "dev"
+
+const usage = `coldchain — cold-chain telematics ingestion gateway
+
+Usage:
+  coldchain serve [--config FILE]   run the gateway
+  coldchain version                 print the version
+  coldchain help [COMMAND]          explain a command
+
+Not built yet: simulate, proof, verify (see README.md).
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// errUsage marks a usage error: exit status 2.
+var errUsage = errors.New("usage")
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(args[1:], stderr)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "coldchain %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	case "help", "-h", "--help":
+		if len(args) > 1 && args[1] == "serve" {
+			err = serve([]string{"--help"}, stdout)
+			if errors.Is(err, flag.ErrHelp) {
+				err = nil
+			}
+		} else {
+			fmt.Fprint(stdout, usage)
+		}
+	default:
+		fmt.Fprintf(stderr, "coldchain: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintf(stderr, "coldchain: %v\n", err)
+		return 1
+	}
+}
+
+const serveHelp = `Usage: coldchain serve [--config FILE]
+
+Runs the gateway. With no configuration everything is embedded and on
+loopback: an MQTT broker on 127.0.0.1:1883, NATS JetStream on
+127.0.0.1:4222 (data under ./data), the HTTP API on 127.0.0.1:8080.
+
+Devices publish readings to coldchain/v1/{shipment}/{device}/readings and
+handovers to coldchain/v1/{shipment}/handovers (QoS 1); providers POST JSON
+arrays to /v1/readings and /v1/handovers. Rejected input is listed at
+GET /v1/deadletters. Health: /healthz, /readyz; metrics: /metrics.
+
+Every configuration key (see configs/coldchain.yaml) can be set by an
+environment variable COLDCHAIN_<KEY PATH>, e.g. COLDCHAIN_DATA_DIR,
+COLDCHAIN_HTTP_LISTEN, COLDCHAIN_MQTT_URL (external broker; disables the
+embedded one), COLDCHAIN_MQTT_USERNAME, COLDCHAIN_MQTT_PASSWORD,
+COLDCHAIN_NATS_URL (external NATS; disables the embedded one).
+
+SIGINT or SIGTERM drains in-flight messages (shutdown_timeout); a second
+signal exits at once.
+
+Flags:
+`
+
+func serve(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(out)
+	path := fs.String("config", "", "YAML configuration `file` (see configs/coldchain.yaml); defaults apply without one")
+	fs.Usage = func() {
+		fmt.Fprint(out, serveHelp)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(out, "coldchain serve: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	cfg, err := config.Load(*path, os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.Log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		// A second signal aborts a slow shutdown.
+		<-ctx.Done()
+		stop()
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		<-again
+		log.Warn("second signal: exiting without draining")
+		_ = log.Sync()
+		os.Exit(1)
+	}()
+
+	g, err := gateway.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	log.Info("coldchain starting", zap.String("version", version), zap.String("data_dir", cfg.DataDir))
+	return g.Run(ctx)
+}
+
+func newLogger(cfg config.Log) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(cfg.Level)
+	if err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(level)
+	zc.Sampling = nil // ingest samples its own high-rate logs
+	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	zc.EncoderConfig.EncodeDuration = zapcore.StringDurationEncoder
+	if cfg.Format == "console" {
+		zc.Encoding = "console"
+		zc.EncoderConfig.EncodeLevel = zapcore.CapitalLevelEncoder
+	}
+	return zc.Build()
+}

@@ -1,0 +1,131 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestDefaultsValid(t *testing.T) {
+	cfg, err := Load("", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.MQTT.Embedded() || !cfg.NATS.Embedded() || cfg.HTTP.Listen != "127.0.0.1:8080" {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+}
+
+// TestConfigsDirLoads loads every file in configs/ with the environment its
+// ${VAR}s need, and checks that configs/coldchain.yaml states exactly the
+// defaults.
+func TestConfigsDirLoads(t *testing.T) {
+	files, err := filepath.Glob("../configs/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no configs: %v", err)
+	}
+	vars := env(map[string]string{
+		"COLDCHAIN_TEST_DATA_DIR": t.TempDir(), "COLDCHAIN_BROKER_URL": "tcp://broker:1883",
+		"COLDCHAIN_BROKER_USER": "u", "COLDCHAIN_BROKER_PASSWORD": "p", "HOSTNAME": "gw-1", "NATS_TOKEN": "t",
+	})
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			cfg, err := Load(f, vars)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if filepath.Base(f) == "coldchain.yaml" {
+				def := Default()
+				def.Ingest.Devices = []string{}
+				if !reflect.DeepEqual(cfg, def) {
+					t.Fatalf("configs/coldchain.yaml differs from the defaults:\n%+v\n%+v", cfg, def)
+				}
+			}
+		})
+	}
+}
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestEnvOverrides(t *testing.T) {
+	cfg, err := Load(write(t, "http:\n  listen: 127.0.0.1:9000\n"), env(map[string]string{
+		"COLDCHAIN_DATA_DIR":              "/var/lib/coldchain",
+		"COLDCHAIN_HTTP_LISTEN":           "0.0.0.0:8081",
+		"COLDCHAIN_MQTT_URL":              "tcp://mosquitto:1883",
+		"COLDCHAIN_MQTT_USERNAME":         "gw",
+		"COLDCHAIN_MQTT_PASSWORD":         "s3cret",
+		"COLDCHAIN_NATS_URL":              "nats://a:4222,nats://b:4222",
+		"COLDCHAIN_NATS_LISTEN":           "127.0.0.1:5222",
+		"COLDCHAIN_MQTT_LISTEN":           "127.0.0.1:2883",
+		"COLDCHAIN_NATS_REPLICAS":         "3",
+		"COLDCHAIN_NATS_DUPLICATE_WINDOW": "1h",
+		"COLDCHAIN_INGEST_DEVICES":        "d1, d2",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ok := range map[string]bool{
+		"data_dir":    cfg.DataDir == "/var/lib/coldchain",
+		"http.listen": cfg.HTTP.Listen == "0.0.0.0:8081", // the environment wins over the file
+		"mqtt.url":    cfg.MQTT.Client.URL == "tcp://mosquitto:1883" && !cfg.MQTT.Embedded(),
+		"mqtt.user":   cfg.MQTT.Client.Username == "gw" && cfg.MQTT.Client.Password == "s3cret",
+		"mqtt.listen": cfg.MQTT.Broker.Listen == "127.0.0.1:2883",
+		"nats.url":    cfg.NATS.URL == "nats://a:4222,nats://b:4222" && !cfg.NATS.Embedded(),
+		"nats.listen": cfg.NATS.Listen == "127.0.0.1:5222",
+		"replicas":    cfg.NATS.Streams.Replicas == 3,
+		"window":      cfg.NATS.Streams.DuplicateWindow == time.Hour,
+		"devices":     reflect.DeepEqual(cfg.Ingest.Devices, []string{"d1", "d2"}),
+	} {
+		if !ok {
+			t.Errorf("%s not overridden: %+v", name, cfg)
+		}
+	}
+}
+
+// TestErrorsNameTheKey checks that every kind of bad configuration names
+// the key (or variable) at fault.
+func TestErrorsNameTheKey(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		env        map[string]string
+		want       string
+	}{
+		{"unknown key", "htpp:\n  listen: x\n", nil, "htpp"},
+		{"unknown nested key", "nats:\n  replica: 3\n", nil, "replica"},
+		{"bad duration", "nats:\n  duplicate_window: soon\n", nil, "duplicate_window"},
+		{"bad listen", "http:\n  listen: 8080\n", nil, "http.listen"},
+		{"replicas", "nats:\n  replicas: 0\n", nil, "nats.replicas"},
+		{"log level", "log:\n  level: loud\n", nil, "log.level"},
+		{"missing secret", "mqtt:\n  password: ${NOPE}\n", nil, "NOPE"},
+		{"env int", "", map[string]string{"COLDCHAIN_NATS_REPLICAS": "three"}, "COLDCHAIN_NATS_REPLICAS"},
+		{"env duration", "", map[string]string{"COLDCHAIN_SHUTDOWN_TIMEOUT": "5"}, "COLDCHAIN_SHUTDOWN_TIMEOUT"},
+		{"bad mqtt url", "", map[string]string{"COLDCHAIN_MQTT_URL": "mosquitto"}, "mqtt.url"},
+		{"bad device", "ingest:\n  devices: [\"a b\"]\n", nil, "ingest.devices"},
+		{"payload vs packet", "ingest:\n  max_payload: 33554432\n", nil, "mqtt.max_packet_size"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := ""
+			if tc.file != "" {
+				path = write(t, tc.file)
+			}
+			_, err := Load(path, env(tc.env))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v does not name %q", err, tc.want)
+			}
+		})
+	}
+}

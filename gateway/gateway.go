@@ -1,0 +1,260 @@
+// Package gateway wires the parts into the running gateway: NATS (embedded
+// or external), the journal and its indexer, ingest, the MQTT transport
+// (embedded broker or external subscriber) and the HTTP API. `coldchain
+// serve` runs it; in-process tests run it too.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/coldchain/coldchain/api"
+	"github.com/coldchain/coldchain/config"
+	"github.com/coldchain/coldchain/embedded/mqttbroker"
+	"github.com/coldchain/coldchain/embedded/natsserver"
+	"github.com/coldchain/coldchain/ingest"
+	ingestmqtt "github.com/coldchain/coldchain/ingest/mqtt"
+	"github.com/coldchain/coldchain/journal"
+	"github.com/coldchain/coldchain/metrics"
+)
+
+// Gateway is the whole gateway. Create it with New, run it with Run.
+type Gateway struct {
+	cfg config.Config
+	log *zap.Logger
+	reg *metrics.Registry
+
+	// Addresses, known once Run has bound them (tests use port 0).
+	httpAddr, mqttAddr, natsURL atomic.Pointer[string]
+	ready                       chan struct{}
+}
+
+// New returns a gateway for cfg.
+func New(cfg config.Config, log *zap.Logger) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Gateway{cfg: cfg, log: log, reg: metrics.New(), ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once the gateway accepts messages on every transport.
+func (g *Gateway) Ready() <-chan struct{} { return g.ready }
+
+// HTTPAddr, MQTTAddr and NATSURL return where the gateway listens; they are
+// valid after Ready.
+func (g *Gateway) HTTPAddr() string { return *g.httpAddr.Load() }
+
+// MQTTAddr returns the embedded broker's address, or the external URL.
+func (g *Gateway) MQTTAddr() string { return *g.mqttAddr.Load() }
+
+// NATSURL returns the NATS URL the gateway uses.
+func (g *Gateway) NATSURL() string { return *g.natsURL.Load() }
+
+// Run runs the gateway until ctx ends, then shuts down in order: stop
+// taking messages, drain those in flight, stop the indexer, close NATS. It
+// returns after every goroutine it started has exited.
+func (g *Gateway) Run(ctx context.Context) error {
+	cfg, log := g.cfg, g.log
+
+	nc, shutdownNATS, err := g.connectNATS(ctx)
+	if err != nil {
+		return err
+	}
+	defer shutdownNATS()
+
+	j, err := openJournal(ctx, nc, cfg.NATS.Streams, log)
+	if err != nil {
+		return err
+	}
+	in, err := ingest.New(cfg.Ingest, j, g.reg, log.Named("ingest"), nil)
+	if err != nil {
+		return err
+	}
+	g.registerMetrics(j)
+
+	// The indexer outlives the transports: it is stopped last.
+	indexCtx, stopIndex := context.WithCancel(context.Background())
+	indexDone := make(chan error, 1)
+	go func() { indexDone <- j.Run(indexCtx) }()
+	defer func() {
+		stopIndex()
+		if err := <-indexDone; err != nil {
+			log.Error("indexer", zap.Error(err))
+		}
+	}()
+
+	// Taking messages before the dedup index is complete could store a
+	// resend twice: wait for it (docs/EXACTLY-ONCE.md).
+	progress := time.NewTicker(5 * time.Second)
+	for !j.IndexReady() {
+		select {
+		case <-ctx.Done():
+			progress.Stop()
+			return nil
+		case <-progress.C:
+			p, _ := j.IndexLag(time.Now())
+			log.Info("catching up the dedup index before taking messages", zap.Uint64("pending", p))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	progress.Stop()
+
+	var mqttReady func(context.Context) error
+	grp, gctx := errgroup.WithContext(ctx)
+	var broker *mqttbroker.Broker
+	if cfg.MQTT.Embedded() {
+		broker, err = mqttbroker.Start(cfg.MQTT.Broker, in, log.Named("mqtt"))
+		if err != nil {
+			return err
+		}
+		addr := broker.Addr()
+		g.mqttAddr.Store(&addr)
+		log.Info("embedded MQTT broker listening", zap.String("addr", "tcp://"+addr),
+			zap.String("readings", "coldchain/v1/{shipment}/{device}/readings"), zap.String("handovers", "coldchain/v1/{shipment}/handovers"))
+		mqttReady = func(context.Context) error { return nil }
+	} else {
+		sub := ingestmqtt.New(cfg.MQTT.Client, in, log.Named("mqtt"))
+		url := cfg.MQTT.Client.URL
+		g.mqttAddr.Store(&url)
+		grp.Go(func() error { return sub.Run(gctx, cfg.ShutdownTimeout) })
+		log.Info("consuming from external MQTT broker", zap.String("url", url), zap.String("client_id", cfg.MQTT.Client.ClientID))
+		mqttReady = func(context.Context) error {
+			if !sub.Connected() {
+				return errors.New("not connected to " + url)
+			}
+			return nil
+		}
+	}
+
+	srv := api.New(cfg.HTTP, in, j, g.reg, []api.Check{
+		{Name: "nats", Func: j.Ready},
+		{Name: "mqtt", Func: mqttReady},
+		{Name: "dedup_index", Func: func(context.Context) error {
+			if _, behind := j.IndexLag(time.Now()); behind > cfg.NATS.Streams.DuplicateWindow/2 {
+				return fmt.Errorf("indexer is %s behind (duplicate window %s)", behind.Round(time.Second), cfg.NATS.Streams.DuplicateWindow)
+			}
+			return nil
+		}},
+	}, cfg.Ingest.MaxPayload, log.Named("http"))
+	l, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		if broker != nil {
+			broker.Close(0)
+		}
+		return fmt.Errorf("http listen on %s: %w (set http.listen or COLDCHAIN_HTTP_LISTEN)", cfg.HTTP.Listen, err)
+	}
+	httpAddr := l.Addr().String()
+	g.httpAddr.Store(&httpAddr)
+	grp.Go(func() error { return srv.Serve(gctx, l, cfg.ShutdownTimeout) })
+	log.Info("HTTP API listening", zap.String("addr", "http://"+httpAddr))
+	close(g.ready)
+
+	<-gctx.Done()
+	log.Info("shutting down: draining in-flight messages", zap.Duration("timeout", cfg.ShutdownTimeout))
+	if broker != nil {
+		broker.Close(cfg.ShutdownTimeout)
+	}
+	err = grp.Wait()
+	log.Info("stopped")
+	return err
+}
+
+// connectNATS starts the embedded server or connects to the external one,
+// and returns how to shut it down.
+func (g *Gateway) connectNATS(ctx context.Context) (*nats.Conn, func(), error) {
+	cfg, log := g.cfg, g.log
+	opts := []nats.Option{
+		nats.Name("coldchain-gateway"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", zap.Error(err))
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", zap.String("url", c.ConnectedUrl())) }),
+	}
+	if cfg.NATS.Embedded() {
+		dir := cfg.NATSStoreDir()
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, nil, fmt.Errorf("data dir: %w", err)
+		}
+		ns, err := natsserver.Start(natsserver.Config{Listen: cfg.NATS.Listen, StoreDir: dir, MaxPayload: 8 << 20}, log.Named("nats"))
+		if err != nil {
+			return nil, nil, err
+		}
+		nc, err := ns.Connect(opts...)
+		if err != nil {
+			ns.Shutdown()
+			return nil, nil, fmt.Errorf("nats connect: %w", err)
+		}
+		url := ns.ClientURL()
+		g.natsURL.Store(&url)
+		log.Info("embedded NATS JetStream listening", zap.String("url", url), zap.String("store", dir))
+		return nc, func() { nc.Close(); ns.Shutdown() }, nil
+	}
+	if cfg.NATS.Token != "" {
+		opts = append(opts, nats.Token(cfg.NATS.Token))
+	}
+	opts = append(opts, nats.RetryOnFailedConnect(true))
+	nc, err := nats.Connect(cfg.NATS.URL, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("nats connect %s: %w", cfg.NATS.URL, err)
+	}
+	for !nc.IsConnected() {
+		log.Info("waiting for NATS", zap.String("url", cfg.NATS.URL))
+		select {
+		case <-ctx.Done():
+			nc.Close()
+			return nil, nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	url := strings.Split(cfg.NATS.URL, ",")[0]
+	g.natsURL.Store(&url)
+	log.Info("connected to NATS", zap.String("url", nc.ConnectedUrl()))
+	return nc, func() { _ = nc.Drain(); nc.Close() }, nil
+}
+
+// openJournal opens the journal, retrying while JetStream is not there yet
+// (a cluster electing its leader, a server still starting).
+func openJournal(ctx context.Context, nc *nats.Conn, cfg journal.Config, log *zap.Logger) (*journal.Journal, error) {
+	for attempt := 1; ; attempt++ {
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		j, err := journal.Open(octx, nc, cfg, log.Named("journal"))
+		cancel()
+		if err == nil {
+			return j, nil
+		}
+		if ctx.Err() != nil || attempt >= 30 {
+			return nil, fmt.Errorf("open journal: %w", err)
+		}
+		log.Warn("JetStream not ready, retrying", zap.Int("attempt", attempt), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func (g *Gateway) registerMetrics(j *journal.Journal) {
+	g.reg.GaugeFunc("coldchain_index_pending", "Records in JetStream not yet in the dedup index.", nil, func() map[string]float64 {
+		p, _ := j.IndexLag(time.Now())
+		return map[string]float64{"": float64(p)}
+	})
+	g.reg.GaugeFunc("coldchain_index_behind_seconds", "Upper bound on how long the oldest unindexed record has waited.", nil, func() map[string]float64 {
+		_, b := j.IndexLag(time.Now())
+		return map[string]float64{"": b.Seconds()}
+	})
+}

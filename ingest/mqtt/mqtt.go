@@ -1,0 +1,175 @@
+// Package mqtt ingests from an external MQTT broker (Mosquitto, EMQX, a
+// cloud broker) through a paho subscriber: QoS 1, a persistent session
+// under a fixed client id, and a PUBACK sent only once ingest has made the
+// message durable.
+package mqtt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"go.uber.org/zap"
+
+	"github.com/coldchain/coldchain/ingest"
+)
+
+// Config is the external broker's part of the mqtt configuration.
+type Config struct {
+	// URL of the broker, e.g. tcp://broker:1883 or ssl://broker:8883.
+	// Setting it disables the embedded broker.
+	URL      string `yaml:"url"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// ClientID is fixed so the broker keeps the session, and the messages
+	// queued for it, while the gateway restarts.
+	ClientID string `yaml:"client_id"`
+	// SharedGroup, when set, subscribes as $share/<group>/... so several
+	// gateways split the load (MQTT 5 shared subscriptions).
+	SharedGroup string `yaml:"shared_group"`
+}
+
+// Topics are the subscriptions of the ingest subscriber.
+var Topics = []string{"coldchain/v1/+/+/readings", "coldchain/v1/+/handovers"}
+
+// Ingester is what the subscriber hands messages to.
+type Ingester interface {
+	Ingest(ctx context.Context, msg ingest.Message) (ingest.Summary, error)
+}
+
+// client is the part of paho's client the subscriber calls, so tests can
+// swap it.
+type client interface {
+	Connect() paho.Token
+	Disconnect(quiesce uint)
+	IsConnectionOpen() bool
+	Subscribe(topic string, qos byte, cb paho.MessageHandler) paho.Token
+}
+
+// Subscriber consumes the ingest topics of an external broker.
+type Subscriber struct {
+	cfg       Config
+	in        Ingester
+	log       *zap.Logger
+	client    client
+	connected atomic.Bool
+
+	// work is the context message handlers ingest under; it ends after
+	// the drain of Run.
+	work     context.Context
+	stopWork context.CancelFunc
+	closing  atomic.Bool
+	inflight sync.WaitGroup
+}
+
+// New returns a subscriber for cfg; Run connects it.
+func New(cfg Config, in Ingester, log *zap.Logger) *Subscriber {
+	s := &Subscriber{cfg: cfg, in: in, log: log}
+	s.work, s.stopWork = context.WithCancel(context.Background())
+	opts := paho.NewClientOptions().
+		AddBroker(cfg.URL).
+		SetClientID(cfg.ClientID).
+		SetUsername(cfg.Username).
+		SetPassword(cfg.Password).
+		SetCleanSession(false). // keep the session: the broker queues for us while we are away
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(30 * time.Second).
+		SetKeepAlive(30 * time.Second).
+		SetOrderMatters(false).   // handle messages concurrently; ingest bounds them
+		SetAutoAckDisabled(true). // PUBACK only after JetStream has the records
+		SetOnConnectHandler(s.onConnect).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			s.connected.Store(false)
+			log.Warn("mqtt connection lost, reconnecting", zap.String("broker", cfg.URL), zap.Error(err))
+		}).
+		SetReconnectingHandler(func(paho.Client, *paho.ClientOptions) {
+			log.Info("mqtt reconnecting", zap.String("broker", cfg.URL))
+		})
+	s.client = paho.NewClient(opts)
+	return s
+}
+
+// Connected reports whether the subscriber is connected and subscribed.
+func (s *Subscriber) Connected() bool { return s.connected.Load() }
+
+func (s *Subscriber) topic(t string) string {
+	if s.cfg.SharedGroup != "" {
+		return "$share/" + s.cfg.SharedGroup + "/" + t
+	}
+	return t
+}
+
+// onConnect (re)subscribes after every connect. With a persistent session
+// the broker still has the subscriptions; subscribing again is harmless and
+// covers a broker that lost its state.
+func (s *Subscriber) onConnect(c paho.Client) {
+	for _, t := range Topics {
+		tok := c.Subscribe(s.topic(t), 1, s.handle)
+		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			s.log.Error("mqtt subscribe failed; reconnecting", zap.String("topic", t), zap.Error(tok.Error()))
+			// Leave connected false; paho's keepalive or the next
+			// reconnect brings us back here.
+			return
+		}
+	}
+	s.connected.Store(true)
+	s.log.Info("mqtt subscribed", zap.String("broker", s.cfg.URL), zap.Strings("topics", Topics))
+}
+
+// handle ingests one message and acknowledges it only once durable. A
+// message that arrives while closing is left unacknowledged: the broker
+// delivers it again to the next session.
+func (s *Subscriber) handle(_ paho.Client, m paho.Message) {
+	if s.closing.Load() {
+		return
+	}
+	s.inflight.Add(1)
+	defer s.inflight.Done()
+	_, err := s.in.Ingest(s.work, ingest.Message{Transport: "mqtt", Topic: m.Topic(), Payload: m.Payload(), Received: time.Now()})
+	if err != nil {
+		if !errors.Is(err, ingest.ErrStopping) {
+			s.log.Error("mqtt message not ingested; left for redelivery", zap.String("topic", m.Topic()), zap.Error(err))
+		}
+		return
+	}
+	m.Ack()
+}
+
+// Run connects and consumes until ctx ends, then stops taking messages,
+// lets those in flight finish for up to drain, and disconnects.
+func (s *Subscriber) Run(ctx context.Context, drain time.Duration) error {
+	tok := s.client.Connect()
+	// With ConnectRetry the token completes only once connected; keep
+	// waiting while ctx lives so a broker that starts later is fine.
+	for !tok.WaitTimeout(time.Second) {
+		if ctx.Err() != nil {
+			s.client.Disconnect(0)
+			s.stopWork()
+			return nil
+		}
+	}
+	if err := tok.Error(); err != nil {
+		s.stopWork()
+		return fmt.Errorf("mqtt connect %s: %w", s.cfg.URL, err)
+	}
+	<-ctx.Done()
+	s.closing.Store(true)
+	done := make(chan struct{})
+	go func() { s.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(drain):
+		s.log.Warn("mqtt drain timed out; unfinished messages will be redelivered", zap.Duration("drain", drain))
+	}
+	s.stopWork()
+	<-done
+	s.client.Disconnect(250)
+	s.connected.Store(false)
+	return nil
+}
