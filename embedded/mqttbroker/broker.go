@@ -62,7 +62,7 @@ func Start(cfg Config, in Ingester, log *zap.Logger) (*Broker, error) {
 	srv := mqtt.New(&mqtt.Options{
 		InlineClient: true,
 		Capabilities: caps,
-		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 	})
 	// Per-device credentials and topic ACLs will replace allowAll.
 	if err := srv.AddHook(new(allowAll), nil); err != nil {

@@ -1,0 +1,109 @@
+package mqtt
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/coldchain/coldchain/embedded/mqttbroker"
+	"github.com/coldchain/coldchain/ingest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("time.Sleep"))
+}
+
+// recorder is an ingester that remembers what it was given.
+type recorder struct {
+	mu     sync.Mutex
+	topics map[string]int
+}
+
+func (r *recorder) Ingest(_ context.Context, msg ingest.Message) (ingest.Summary, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.topics[msg.Topic+" "+string(msg.Payload)]++
+	return ingest.Summary{Records: 1, Accepted: 1}, nil
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.topics)
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSubscriberPersistentSession runs the paho subscriber against a plain
+// broker: it receives what is published, and what is published while it is
+// stopped arrives when it comes back, because the session is persistent.
+func TestSubscriberPersistentSession(t *testing.T) {
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	b, err := mqttbroker.Start(mqttbroker.Config{Listen: "127.0.0.1:0", MaxPacketSize: 1 << 20}, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(time.Second)
+	rec := &recorder{topics: map[string]int{}}
+	cfg := Config{URL: "tcp://" + b.Addr(), ClientID: "gw-test"}
+
+	run := func() (context.CancelFunc, chan error, *Subscriber) {
+		s := New(cfg, rec, log)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx, time.Second) }()
+		eventually(t, "subscribed", s.Connected)
+		return cancel, done, s
+	}
+	cancel, done, _ := run()
+
+	pub := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + b.Addr()).SetClientID("pub"))
+	if tok := pub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer pub.Disconnect(100)
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			tok := pub.Publish(fmt.Sprintf("coldchain/v1/S1/D%d/readings", i%3), 1, false, fmt.Sprint(i))
+			if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+				t.Fatal(tok.Error())
+			}
+		}
+	}
+	send(0, 100)
+	pub.Publish("coldchain/v1/S1/alerts", 1, false, "not for ingest").Wait()
+	eventually(t, "first 100", func() bool { return rec.count() == 100 })
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	send(100, 150) // queued by the broker for the absent session
+	cancel, done, _ = run()
+	eventually(t, "the 50 queued while away", func() bool { return rec.count() == 150 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for k, n := range rec.topics {
+		if n != 1 {
+			t.Errorf("%s ingested %d times", k, n)
+		}
+	}
+}
