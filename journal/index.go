@@ -163,15 +163,44 @@ func (j *Journal) IndexLag(now time.Time) (pending uint64, behind time.Duration)
 	return pending, behind
 }
 
-func (j *Journal) index(ctx context.Context, kind record.Kind, s jetstream.Stream) error {
-	c, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+// indexerConsumer returns the indexer's durable consumer, restarted from
+// its ack floor when a previous indexer died holding messages: those are
+// otherwise redelivered only after AckWait, and until then the index would
+// miss records while claiming to be caught up. Indexing is idempotent, so
+// starting again from the floor is safe.
+func indexerConsumer(ctx context.Context, s jetstream.Stream) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
 		Durable:       IndexerName,
 		Description:   "coldchain dedup indexer",
 		AckPolicy:     jetstream.AckAllPolicy,
 		AckWait:       30 * time.Second,
 		MaxAckPending: 4 * indexBatch,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	}
+	c, err := s.Consumer(ctx, IndexerName)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		return s.CreateOrUpdateConsumer(ctx, cfg)
+	case err != nil:
+		return nil, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if info.NumAckPending == 0 {
+		return c, nil
+	}
+	if err := s.DeleteConsumer(ctx, IndexerName); err != nil {
+		return nil, err
+	}
+	cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+	cfg.OptStartSeq = info.AckFloor.Stream + 1
+	return s.CreateOrUpdateConsumer(ctx, cfg)
+}
+
+func (j *Journal) index(ctx context.Context, kind record.Kind, s jetstream.Stream) error {
+	c, err := indexerConsumer(ctx, s)
 	if err != nil {
 		return fmt.Errorf("indexer consumer on %s: %w", s.CachedInfo().Config.Name, err)
 	}

@@ -297,3 +297,57 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// TestIndexerResumesFromAckFloor reproduces a gateway killed while its
+// indexer held a fetched, unacknowledged batch: the next indexer must index
+// those records before claiming to be caught up, or a resend after the
+// duplicate window would be stored twice.
+func TestIndexerResumesFromAckFloor(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DuplicateWindow = time.Second
+	e := start(t, t.TempDir(), cfg)
+	defer e.stop()
+	a, b := reading("D1", 1, 5), reading("D1", 2, 5)
+	want(t, e.append(a), Stored)
+	eventually(t, "a indexed", func() bool { return e.j.marks.mayHave("D1", 1) })
+
+	// Stop the indexer, store b unindexed, and leave it fetched but not
+	// acknowledged, as a killed indexer would.
+	e.cancel()
+	if err := <-e.done; err != nil {
+		t.Fatal(err)
+	}
+	want(t, e.append(b), Stored)
+	ctx := context.Background()
+	s, err := e.j.JetStream().Stream(ctx, StreamReadings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Consumer(ctx, IndexerName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := c.Fetch(10, jetstream.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := 0
+	for range batch.Messages() {
+		held++
+	}
+	if held != 1 {
+		t.Fatalf("fetched %d, want b only", held)
+	}
+
+	// A new journal on the same server, as after a restart.
+	j2, err := Open(ctx, e.nc, cfg, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	e.j, e.cancel, e.done = j2, stop, make(chan error, 1)
+	go func() { e.done <- j2.Run(runCtx) }()
+	eventually(t, "index ready", j2.IndexReady)
+	e.forgotten()
+	want(t, e.append(b), Duplicate)
+}
