@@ -367,3 +367,53 @@ func TestHTTPIngest(t *testing.T) {
 		t.Fatalf("limit=0 accepted: %d", code)
 	}
 }
+
+// TestNoLossUnderLoad has four publishers send QoS 1 readings as fast as
+// paho allows (many in flight each) through the embedded broker: every
+// PUBACKed reading is in JetStream, exactly once. mochi with default limits
+// was seen dropping up to 90 % of QoS 1 messages to a subscriber in this
+// setup; ingest through the broker hook has no subscriber to drop for.
+func TestNoLossUnderLoad(t *testing.T) {
+	gw := startGateway(t, testConfig(t.TempDir()))
+	defer gw.stop()
+	const publishers, each = 4, 2000
+	errs := make(chan error, publishers)
+	for p := range publishers {
+		go func() {
+			c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + gw.g.MQTTAddr()).SetClientID(fmt.Sprintf("load-%d", p)))
+			if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				errs <- fmt.Errorf("connect: %v", tok.Error())
+				return
+			}
+			defer c.Disconnect(100)
+			topic := fmt.Sprintf("coldchain/v1/LOAD/dev-%d/readings", p)
+			toks := make([]paho.Token, 0, each)
+			for i := range each {
+				toks = append(toks, c.Publish(topic, 1, false, readingJSON(i, 5)))
+			}
+			for _, tok := range toks {
+				if !tok.WaitTimeout(60*time.Second) || tok.Error() != nil {
+					errs <- fmt.Errorf("publish: %v", tok.Error())
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range publishers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := streamIDs(t, gw.g.NATSURL(), journal.StreamReadings)
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			t.Fatalf("%s stored twice", id)
+		}
+		seen[id] = true
+	}
+	if len(ids) != publishers*each {
+		t.Fatalf("%d readings stored, %d were acknowledged", len(ids), publishers*each)
+	}
+}
