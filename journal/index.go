@@ -3,7 +3,6 @@ package journal
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -163,123 +162,59 @@ func (j *Journal) IndexLag(now time.Time) (pending uint64, behind time.Duration)
 	return pending, behind
 }
 
-// indexerConsumer returns the indexer's durable consumer, restarted from
-// its ack floor when a previous indexer died holding messages: those are
-// otherwise redelivered only after AckWait, and until then the index would
-// miss records while claiming to be caught up. Indexing is idempotent, so
-// starting again from the floor is safe.
-func indexerConsumer(ctx context.Context, s jetstream.Stream) (jetstream.Consumer, error) {
-	cfg := jetstream.ConsumerConfig{
-		Durable:       IndexerName,
-		Description:   "coldchain dedup indexer",
-		AckPolicy:     jetstream.AckAllPolicy,
-		AckWait:       30 * time.Second,
-		MaxAckPending: 4 * indexBatch,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	}
-	c, err := s.Consumer(ctx, IndexerName)
-	switch {
-	case errors.Is(err, jetstream.ErrConsumerNotFound):
-		return s.CreateOrUpdateConsumer(ctx, cfg)
-	case err != nil:
-		return nil, err
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if info.NumAckPending == 0 {
-		return c, nil
-	}
-	if err := s.DeleteConsumer(ctx, IndexerName); err != nil {
-		return nil, err
-	}
-	cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-	cfg.OptStartSeq = info.AckFloor.Stream + 1
-	return s.CreateOrUpdateConsumer(ctx, cfg)
-}
-
 func (j *Journal) index(ctx context.Context, kind record.Kind, s jetstream.Stream) error {
-	c, err := indexerConsumer(ctx, s)
-	if err != nil {
-		return fmt.Errorf("indexer consumer on %s: %w", s.CachedInfo().Config.Name, err)
-	}
 	st := j.state(kind)
-	if info, err := c.Info(ctx); err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
-		st.caught.Store(true)
-	}
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		n, err := j.indexOnce(ctx, kind, c, st)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			j.log.Warn("indexer batch failed, retrying", zap.Stringer("kind", kind), zap.Error(err), zap.Duration("backoff", backoff))
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 10*time.Second)
-			continue
-		}
-		backoff = 100 * time.Millisecond
-		if n == 0 {
-			st.pending.Store(0)
+	// An indexer that starts with nothing pending is caught up at once.
+	if c, err := s.Consumer(ctx, IndexerName); err == nil {
+		if info, err := c.Info(ctx); err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
 			st.caught.Store(true)
 		}
 	}
-	return nil
+	return j.Consume(ctx, kind, ConsumeOptions{
+		Durable: IndexerName,
+		Batch:   indexBatch,
+		OnIdle: func() {
+			st.pending.Store(0)
+			st.caught.Store(true)
+		},
+	}, func(ctx context.Context, batch []Msg) error {
+		if err := j.indexBatch(ctx, kind, batch); err != nil {
+			return err
+		}
+		last := batch[len(batch)-1]
+		st.pending.Store(last.Pending)
+		st.oldest.Store(last.Stored.UnixNano())
+		return nil
+	})
 }
 
-// indexOnce indexes one batch and acks it after the index writes are
-// acknowledged, so a crash at any point leaves the batch to be indexed
-// again (index writes are idempotent).
-func (j *Journal) indexOnce(ctx context.Context, kind record.Kind, c jetstream.Consumer, st *indexState) (int, error) {
-	batch, err := c.Fetch(indexBatch, jetstream.FetchMaxWait(500*time.Millisecond))
-	if err != nil {
-		return 0, err
-	}
-	var (
-		msgs    []jetstream.Msg
-		futures []jetstream.PubAckFuture
-		maxSeq  = map[string]uint64{}
-	)
-	for m := range batch.Messages() {
-		msgs = append(msgs, m)
-		md, err := m.Metadata()
-		if err != nil {
-			return 0, err
-		}
-		id := m.Headers().Get(jetstream.MsgIDHeader)
-		if id == "" {
-			j.log.Warn("record without a message id skipped by the indexer", zap.String("subject", m.Subject()))
+// indexBatch writes the index entries of a batch, then raises the device
+// watermarks; the batch is acknowledged only after both, so a crash at any
+// point leaves it to be indexed again (index writes are idempotent).
+func (j *Journal) indexBatch(ctx context.Context, kind record.Kind, batch []Msg) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(batch))
+	maxSeq := map[string]uint64{}
+	for _, m := range batch {
+		if m.ID == "" {
+			j.log.Warn("record without a message id skipped by the indexer", zap.String("subject", m.Subject))
 			continue
 		}
 		f, err := j.js.PublishMsgAsync(&nats.Msg{
-			Subject: "$KV." + BucketIDs + "." + indexKey(kind, id),
-			Data:    encodeIndexValue(record.Digest(m.Data()), md.Sequence.Stream),
+			Subject: "$KV." + BucketIDs + "." + indexKey(kind, m.ID),
+			Data:    encodeIndexValue(record.Digest(m.Data), m.Seq),
 		})
 		if err != nil {
-			return 0, err
+			return err
 		}
 		futures = append(futures, f)
 		if kind == record.KindReading {
-			if dev, seq, ok := splitReadingID(id); ok && seq >= maxSeq[dev] {
+			if dev, seq, ok := splitReadingID(m.ID); ok && seq >= maxSeq[dev] {
 				maxSeq[dev] = seq
 			}
 		}
-		st.pending.Store(md.NumPending)
-		st.oldest.Store(md.Timestamp.UnixNano())
-	}
-	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-		return 0, err
-	}
-	if len(msgs) == 0 {
-		return 0, nil
 	}
 	if err := waitAll(ctx, futures); err != nil {
-		return 0, err
+		return err
 	}
 	// Raise the watermarks only once the index holds every record below
 	// them.
@@ -293,20 +228,17 @@ func (j *Journal) indexOnce(ctx context.Context, kind record.Kind, c jetstream.C
 			Data:    strconv.AppendUint(nil, seq, 10),
 		})
 		if err != nil {
-			return 0, err
+			return err
 		}
 		futures = append(futures, f)
 	}
 	if err := waitAll(ctx, futures); err != nil {
-		return 0, err
+		return err
 	}
 	for dev, seq := range maxSeq {
 		j.marks.raise(dev, seq)
 	}
-	if err := msgs[len(msgs)-1].Ack(); err != nil {
-		return 0, fmt.Errorf("ack indexed batch: %w", err)
-	}
-	return len(msgs), nil
+	return nil
 }
 
 func waitAll(ctx context.Context, futures []jetstream.PubAckFuture) error {
