@@ -144,7 +144,10 @@ func (j *Journal) lookup(ctx context.Context, entries []Entry, out []Result) err
 	var g *errgroup.Group
 	for i := range entries {
 		e := &entries[i]
-		if e.Kind == record.KindReading && !j.marks.mayHave(e.Device, e.Seq) {
+		switch {
+		case e.Kind == record.KindAlert:
+			continue // not indexed: see indexedKinds
+		case e.Kind == record.KindReading && !j.marks.mayHave(e.Device, e.Seq):
 			continue
 		}
 		if g == nil {

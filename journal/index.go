@@ -52,6 +52,9 @@ func (w *watermarks) raise(device string, seq uint64) {
 	w.mu.Unlock()
 }
 
+// indexedKinds are the record kinds the dedup index covers.
+var indexedKinds = []record.Kind{record.KindReading, record.KindHandover}
+
 // IndexerName is the durable consumer the indexer reads the record streams
 // with.
 const IndexerName = "coldchain-indexer"
@@ -65,7 +68,10 @@ const indexBatch = 1000
 func (j *Journal) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return j.watchDevices(ctx) })
-	for kind, s := range j.streams {
+	// Alerts carry deterministic ids that JetStream's window dedups; only
+	// records that senders resend need the index.
+	for _, kind := range indexedKinds {
+		s := j.streams[kind]
 		g.Go(func() error { return j.index(ctx, kind, s) })
 	}
 	err := g.Wait()
@@ -149,7 +155,7 @@ func (j *Journal) IndexReady() bool {
 // IndexLag returns the number of records not yet indexed and an upper
 // bound on how long the oldest of them has waited.
 func (j *Journal) IndexLag(now time.Time) (pending uint64, behind time.Duration) {
-	for _, k := range []record.Kind{record.KindReading, record.KindHandover} {
+	for _, k := range indexedKinds {
 		st := j.state(k)
 		p := st.pending.Load()
 		pending += p

@@ -146,6 +146,8 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config, log *zap.Logger) (*Jou
 			j.streams[record.KindReading] = s
 		case StreamHandovers:
 			j.streams[record.KindHandover] = s
+		case StreamAlerts:
+			j.streams[record.KindAlert] = s
 		case StreamDeadLetters:
 			j.dead = s
 		}

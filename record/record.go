@@ -19,6 +19,9 @@ type Kind uint8
 const (
 	KindReading Kind = iota + 1
 	KindHandover
+	// KindAlert is an excursion alert transition, which joins its
+	// shipment's log like any other record.
+	KindAlert
 )
 
 // String returns the kind's name as it appears in the canonical "type" member.
@@ -28,6 +31,8 @@ func (k Kind) String() string {
 		return "reading"
 	case KindHandover:
 		return "handover"
+	case KindAlert:
+		return "alert"
 	}
 	return "unknown"
 }
