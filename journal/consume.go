@@ -49,6 +49,10 @@ type ConsumeOptions struct {
 // stream until ctx ends. Every part that derives state from the journal
 // (dedup index, store, detector, Merkle logs) reads it this way.
 //
+// A batch starts as soon as one message is there and takes whatever else
+// has already arrived, up to Batch: a quiet stream is handled message by
+// message with low latency, a busy one in large batches.
+//
 // A previous holder of the consumer that died with messages unacknowledged
 // does not delay them: Consume restarts the consumer from its ack floor, so
 // delivery stays in stream order without waiting for the ack timeout.
@@ -64,26 +68,9 @@ func (j *Journal) Consume(ctx context.Context, kind record.Kind, opts ConsumeOpt
 		opts.MaxWait = 500 * time.Millisecond
 	}
 	log := j.log.With(zap.String("consumer", opts.Durable), zap.Stringer("kind", kind))
-	var c jetstream.Consumer
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		var err error
-		if c == nil {
-			c, err = durableConsumer(ctx, s, opts.Durable, opts.Batch)
-		}
-		if err == nil {
-			var n int
-			n, err = consumeOnce(ctx, kind, c, opts, h)
-			if err == nil {
-				backoff = 100 * time.Millisecond
-				if n == 0 && opts.OnIdle != nil {
-					opts.OnIdle()
-				}
-				continue
-			}
-			// Start again from the last acknowledged message.
-			c = nil
-		}
+		err := j.consumeRun(ctx, kind, s, opts, h)
 		if ctx.Err() != nil {
 			break
 		}
@@ -93,6 +80,63 @@ func (j *Journal) Consume(ctx context.Context, kind record.Kind, opts ConsumeOpt
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 10*time.Second)
+	}
+	return nil
+}
+
+// consumeRun consumes from the ack floor until an error or ctx ends.
+func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.Stream, opts ConsumeOptions, h Handler) error {
+	c, err := durableConsumer(ctx, s, opts.Durable, opts.Batch)
+	if err != nil {
+		return err
+	}
+	it, err := c.Messages(jetstream.PullMaxMessages(2 * opts.Batch))
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	batch := make([]Msg, 0, opts.Batch)
+	for ctx.Err() == nil {
+		batch = batch[:0]
+		m, err := it.Next(jetstream.NextMaxWait(opts.MaxWait))
+		switch {
+		case errors.Is(err, nats.ErrTimeout):
+			if opts.OnIdle != nil {
+				opts.OnIdle()
+			}
+			continue
+		case err != nil:
+			return err
+		}
+		last := m
+		for {
+			md, err := m.Metadata()
+			if err != nil {
+				return err
+			}
+			batch = append(batch, Msg{Kind: kind, Seq: md.Sequence.Stream, ID: m.Headers().Get(jetstream.MsgIDHeader),
+				Subject: m.Subject(), Data: m.Data(), Stored: md.Timestamp, Pending: md.NumPending})
+			last = m
+			if len(batch) == opts.Batch || md.NumPending == 0 {
+				break
+			}
+			// More is stored: take what has already arrived.
+			if m, err = it.Next(jetstream.NextMaxWait(time.Millisecond)); err != nil {
+				break
+			}
+		}
+		if err := h(ctx, batch); err != nil {
+			return err
+		}
+		// A confirmed ack, so the position is durable before the next batch
+		// and a restart does not redeliver a batch that was handled; it is
+		// sent even when ctx ended during the batch (a graceful stop).
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err = last.DoubleAck(actx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("ack batch: %w", err)
+		}
 	}
 	return nil
 }
@@ -129,42 +173,4 @@ func durableConsumer(ctx context.Context, s jetstream.Stream, name string, batch
 	cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 	cfg.OptStartSeq = info.AckFloor.Stream + 1
 	return s.CreateOrUpdateConsumer(ctx, cfg)
-}
-
-func consumeOnce(ctx context.Context, kind record.Kind, c jetstream.Consumer, opts ConsumeOptions, h Handler) (int, error) {
-	fetched, err := c.Fetch(opts.Batch, jetstream.FetchMaxWait(opts.MaxWait))
-	if err != nil {
-		return 0, err
-	}
-	var (
-		batch []Msg
-		last  jetstream.Msg
-	)
-	for m := range fetched.Messages() {
-		md, err := m.Metadata()
-		if err != nil {
-			return 0, err
-		}
-		last = m
-		batch = append(batch, Msg{Kind: kind, Seq: md.Sequence.Stream, ID: m.Headers().Get(jetstream.MsgIDHeader),
-			Subject: m.Subject(), Data: m.Data(), Stored: md.Timestamp, Pending: md.NumPending})
-	}
-	if err := fetched.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-		return 0, err
-	}
-	if len(batch) == 0 {
-		return 0, nil
-	}
-	if err := h(ctx, batch); err != nil {
-		return 0, err
-	}
-	// A confirmed ack, so the position is durable before the next fetch
-	// and a restart does not redeliver a batch that was handled; it is sent
-	// even when ctx ended during the batch (a graceful stop).
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := last.DoubleAck(actx); err != nil {
-		return 0, fmt.Errorf("ack batch: %w", err)
-	}
-	return len(batch), nil
 }
