@@ -29,6 +29,10 @@ const (
 	ReasonOversize
 	ReasonTooManyRecords
 	ReasonConflict
+	// ReasonStoreRejected is a stored record the time-series store refused
+	// for good (InfluxDB answered 400, e.g. a field type conflict): it stays
+	// in the journal, but not in the history.
+	ReasonStoreRejected
 )
 
 var reasonNames = [...]string{
@@ -49,6 +53,7 @@ var reasonNames = [...]string{
 	ReasonOversize:        "oversize",
 	ReasonTooManyRecords:  "too_many_records",
 	ReasonConflict:        "conflict",
+	ReasonStoreRejected:   "store_rejected",
 }
 
 // Reasons lists every reason, in order, for metrics that pre-register labels.

@@ -417,3 +417,32 @@ func BenchmarkDecodeBatch100(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "readings/s")
 }
+
+// TestAlertCanonical checks the alert encoding against a line written by
+// hand from docs/RECORDS.md, and that it parses back to the same bytes.
+func TestAlertCanonical(t *testing.T) {
+	a := Alert{
+		ID: "9f2c", Shipment: "SHP-1", Device: "reefer-7", Rule: "single_event_high", Severity: "alarm",
+		Transition: "opened", Start: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC), End: time.Date(2026, 3, 1, 8, 30, 0, 0, time.UTC),
+		At: time.Date(2026, 3, 1, 8, 30, 0, 0, time.UTC), PeakC: Some(9.25), Beyond: 30 * time.Minute, MKTC: Some(6.125),
+		Readings: []string{"reefer-7:10", "reefer-7:16"}, Late: true, LateBy: 90 * time.Minute,
+	}
+	want := `{"at":"2026-03-01T08:30:00Z","beyond_s":1800,"detected_late":true,"device":"reefer-7","end":"2026-03-01T08:30:00Z","id":"9f2c","late_by_s":5400,"mkt_c":6.125,"peak_c":9.25,"readings":["reefer-7:10","reefer-7:16"],"rule":"single_event_high","severity":"alarm","shipment":"SHP-1","start":"2026-03-01T08:00:00Z","transition":"opened","type":"alert","v":1}`
+	got := a.AppendCanonical(nil)
+	if string(got) != want {
+		t.Fatalf("canonical\n got %s\nwant %s", got, want)
+	}
+	back, err := ParseAlert(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again := back.AppendCanonical(nil); string(again) != want {
+		t.Fatalf("round trip %s", again)
+	}
+	if id := a.EventID(); id != "9f2c:opened:1772353800000000000" {
+		t.Fatalf("event id %s", id)
+	}
+	if _, err := ParseAlert([]byte(strings.Replace(want, `"type":"alert"`, `"type":"reading"`, 1))); err == nil {
+		t.Fatal("a non-alert parsed")
+	}
+}
