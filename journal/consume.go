@@ -43,6 +43,11 @@ type ConsumeOptions struct {
 	// OnIdle, if set, is called each time a fetch finds nothing to do:
 	// the consumer has caught up with the stream.
 	OnIdle func()
+	// From, when not zero, makes the first run deliver from this stream
+	// sequence whatever the consumer's position: a part that restores a
+	// snapshot replays the journal from just after it. Later restarts
+	// resume from the ack floor as usual.
+	From uint64
 }
 
 // Consume runs a durable, ordered, at-least-once consumer of one record
@@ -71,6 +76,7 @@ func (j *Journal) Consume(ctx context.Context, kind record.Kind, opts ConsumeOpt
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := j.consumeRun(ctx, kind, s, opts, h)
+		opts.From = 0
 		if ctx.Err() != nil {
 			break
 		}
@@ -86,7 +92,7 @@ func (j *Journal) Consume(ctx context.Context, kind record.Kind, opts ConsumeOpt
 
 // consumeRun consumes from the ack floor until an error or ctx ends.
 func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.Stream, opts ConsumeOptions, h Handler) error {
-	c, err := durableConsumer(ctx, s, opts.Durable, opts.Batch)
+	c, err := durableConsumer(ctx, s, opts.Durable, opts.Batch, opts.From)
 	if err != nil {
 		return err
 	}
@@ -145,7 +151,8 @@ func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.
 // ack floor when messages are pending acknowledgement: a consumer that
 // died holding them would otherwise see them only after AckWait, out of
 // order. Consumers are idempotent, so starting again from the floor is safe.
-func durableConsumer(ctx context.Context, s jetstream.Stream, name string, batch int) (jetstream.Consumer, error) {
+// With from set, it is recreated to deliver from that sequence instead.
+func durableConsumer(ctx context.Context, s jetstream.Stream, name string, batch int, from uint64) (jetstream.Consumer, error) {
 	cfg := jetstream.ConsumerConfig{
 		Durable:       name,
 		AckPolicy:     jetstream.AckAllPolicy,
@@ -156,6 +163,9 @@ func durableConsumer(ctx context.Context, s jetstream.Stream, name string, batch
 	c, err := s.Consumer(ctx, name)
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		if from > 0 {
+			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
+		}
 		return s.CreateOrUpdateConsumer(ctx, cfg)
 	case err != nil:
 		return nil, err
@@ -164,13 +174,38 @@ func durableConsumer(ctx context.Context, s jetstream.Stream, name string, batch
 	if err != nil {
 		return nil, err
 	}
-	if info.NumAckPending == 0 {
+	start := info.AckFloor.Stream + 1
+	switch {
+	case from > 0:
+		start = from
+	case info.NumAckPending == 0:
 		return c, nil
 	}
 	if err := s.DeleteConsumer(ctx, name); err != nil {
 		return nil, err
 	}
 	cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-	cfg.OptStartSeq = info.AckFloor.Stream + 1
+	cfg.OptStartSeq = start
 	return s.CreateOrUpdateConsumer(ctx, cfg)
+}
+
+// AckFloor returns the stream sequence up to which the named consumer has
+// acknowledged everything, 0 when it does not exist yet.
+func (j *Journal) AckFloor(ctx context.Context, kind record.Kind, durable string) (uint64, error) {
+	s, ok := j.streams[kind]
+	if !ok {
+		return 0, fmt.Errorf("ack floor: no stream for %s", kind)
+	}
+	c, err := s.Consumer(ctx, durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.AckFloor.Stream, nil
 }

@@ -406,3 +406,37 @@ func TestConsume(t *testing.T) {
 		t.Fatalf("after restart %v", rest)
 	}
 }
+
+// TestConsumeFrom checks that From replays from a chosen sequence once,
+// whatever the consumer's position, and AckFloor reports the position.
+func TestConsumeFrom(t *testing.T) {
+	e := start(t, t.TempDir(), DefaultConfig())
+	defer e.stop()
+	for i := 1; i <= 5; i++ {
+		e.append(reading("F1", uint64(i), 5))
+	}
+	run := func(from uint64, want int) []uint64 {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var got []uint64
+		_ = e.j.Consume(ctx, record.KindReading, ConsumeOptions{Durable: "from", From: from, MaxWait: 100 * time.Millisecond,
+			OnIdle: cancel}, func(_ context.Context, b []Msg) error {
+			for _, m := range b {
+				got = append(got, m.Seq)
+			}
+			return nil
+		})
+		if len(got) != want {
+			t.Fatalf("from %d: got %v", from, got)
+		}
+		return got
+	}
+	run(0, 5)
+	if f, err := e.j.AckFloor(context.Background(), record.KindReading, "from"); err != nil || f != 5 {
+		t.Fatalf("ack floor %d %v", f, err)
+	}
+	run(0, 0)
+	if got := run(3, 3); got[0] != 3 {
+		t.Fatalf("replay from 3: %v", got)
+	}
+}
