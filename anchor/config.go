@@ -1,0 +1,46 @@
+package anchor
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config is the anchorer's part of the gateway configuration (key anchor).
+type Config struct {
+	// Epoch is how often the roots of the shipments that grew are anchored
+	// (COLDCHAIN_ANCHOR_EPOCH). An epoch is cut only once the previous one
+	// is in a block, so a slow chain makes epochs longer, never more
+	// numerous.
+	Epoch time.Duration `yaml:"epoch"`
+	// EarlyRecords cuts an epoch before Epoch has passed once this many
+	// records are logged but not yet in an epoch.
+	EarlyRecords int `yaml:"early_records"`
+	// Poll is how often the chain is asked where unfinished anchors stand,
+	// and how often a failed submission is retried.
+	Poll time.Duration `yaml:"poll"`
+	// Batch is the largest journal batch appended to the logs at once; a
+	// batch is one synced write.
+	Batch int `yaml:"batch"`
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{Epoch: 10 * time.Minute, EarlyRecords: 100_000, Poll: 5 * time.Second, Batch: 1000}
+}
+
+// Validate reports the first invalid setting, naming its key.
+func (c Config) Validate() error {
+	switch {
+	case c.Epoch < time.Second:
+		return fmt.Errorf("anchor.epoch: must be at least 1s, got %s", c.Epoch)
+	case c.EarlyRecords < 1:
+		return fmt.Errorf("anchor.early_records: must be at least 1, got %d", c.EarlyRecords)
+	case c.Poll < 10*time.Millisecond:
+		return fmt.Errorf("anchor.poll: must be at least 10ms, got %s", c.Poll)
+	case c.Poll > c.Epoch:
+		return fmt.Errorf("anchor.poll: must not exceed anchor.epoch (%s), got %s", c.Epoch, c.Poll)
+	case c.Batch < 1 || c.Batch > 10_000:
+		return fmt.Errorf("anchor.batch: must be 1 to 10000, got %d", c.Batch)
+	}
+	return nil
+}

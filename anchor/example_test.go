@@ -1,0 +1,74 @@
+package anchor
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/coldchain/coldchain/anchor/bundle"
+	"github.com/coldchain/coldchain/journal"
+	"github.com/coldchain/coldchain/record"
+)
+
+var update = flag.Bool("update", false, "rewrite anchor/bundle/testdata from the Service")
+
+// exampleService logs the worked example of docs/PROOFS.md: shipment
+// SHP-2026-0042 anchored in epoch 1 with two readings, then in epoch 2 with
+// a handover more, beside SHP-2026-0043.
+func exampleService(t *testing.T) (*Service, *fakeChain) {
+	clk, chain := newClock(), newFakeChain()
+	s := openService(t, t.TempDir(), testConfig(), chain, clk)
+	t.Cleanup(func() { _ = s.Close() })
+	r1 := record.Reading{Shipment: "SHP-2026-0042", Device: "reefer-7", Seq: 1, Time: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC),
+		TempC: 4.7, Reefer: record.Reefer{SetpointC: record.Some(5.0), Mode: record.ModeCooling}}
+	r2 := r1
+	r2.Seq, r2.Time, r2.TempC = 2, r1.Time.Add(time.Minute), 4.9
+	h := record.Handover{ID: "HO-SIN-0001", Shipment: "SHP-2026-0042", Time: time.Date(2026, 3, 1, 9, 30, 0, 0, time.UTC),
+		Site: "SIN-CHANGI-T3", Kind: record.HandoverRelease, FromParty: "Changi Cold Hub", ToParty: "Emirates SkyCargo", Seal: "EK-77120"}
+	r3 := record.Reading{Shipment: "SHP-2026-0043", Device: "logger-3", Seq: 17, Time: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), TempC: 5.1}
+	msg := func(kind record.Kind, seq uint64, id, subject string, data []byte) journal.Msg {
+		return journal.Msg{Kind: kind, Seq: seq, ID: id, Subject: subject, Data: data}
+	}
+	must(t, s.apply(record.KindReading, []journal.Msg{
+		msg(record.KindReading, 1, r1.ID(), journal.SubjectReading(r1.Shipment, r1.Device), r1.AppendCanonical(nil)),
+		msg(record.KindReading, 2, r2.ID(), journal.SubjectReading(r2.Shipment, r2.Device), r2.AppendCanonical(nil)),
+	}))
+	anchorNow(t, s, clk)
+	must(t, s.apply(record.KindHandover, []journal.Msg{
+		msg(record.KindHandover, 1, h.ID, journal.SubjectHandover(h.Shipment), h.AppendCanonical(nil)),
+	}))
+	must(t, s.apply(record.KindReading, []journal.Msg{
+		msg(record.KindReading, 3, r3.ID(), journal.SubjectReading(r3.Shipment, r3.Device), r3.AppendCanonical(nil)),
+	}))
+	anchorNow(t, s, clk)
+	return s, chain
+}
+
+// TestExampleBundles pins the bundles of the worked example byte for byte;
+// anchor/bundle's tests read them as known answers. Regenerate with
+//
+//	go test ./anchor/ -run '^TestExampleBundles$' -update
+func TestExampleBundles(t *testing.T) {
+	s, chain := exampleService(t)
+	for name, opts := range map[string]ProofOptions{
+		"full.json":   {Since: 2},
+		"record.json": {Record: "HO-SIN-0001"},
+	} {
+		b := verified(t, s, chain, "SHP-2026-0042", opts)
+		var buf bytes.Buffer
+		must(t, bundle.Encode(&buf, b))
+		path := filepath.Join("bundle", "testdata", name)
+		if *update {
+			must(t, os.WriteFile(path, buf.Bytes(), 0o644))
+			continue
+		}
+		want, err := os.ReadFile(path)
+		must(t, err)
+		if !bytes.Equal(buf.Bytes(), want) {
+			t.Errorf("%s differs from the Service's bundle:\n%s", path, buf.Bytes())
+		}
+	}
+}

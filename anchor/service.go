@@ -1,0 +1,477 @@
+// Package anchor keeps a Merkle log per shipment and anchors the logs'
+// roots on a chain, one transaction per epoch, and serves proof bundles
+// (docs/PROOFS.md).
+//
+// The per-shipment logs are derived from the journal like every other part:
+// through journal.Consume, ordered and at least once. The order of a
+// shipment's log is the order in which the Service appended its records,
+// fixed by a synced write of the leaves before the journal batch is
+// acknowledged. Records of one stream keep their stream order; records of
+// the readings and the handovers streams interleave in the order their
+// batches were applied. A redelivered batch is recognised by the stream
+// sequence, which is kept per stream in the same write as the leaves, so a
+// restart never reorders or doubles a leaf.
+//
+// The chain side is behind the Chain interface (anchor/evm implements it);
+// the proof format and its offline verifier are in anchor/bundle.
+package anchor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/coldchain/coldchain/journal"
+	"github.com/coldchain/coldchain/merkle"
+	"github.com/coldchain/coldchain/record"
+)
+
+// ConsumerName is the durable consumer the Service reads the record streams
+// with.
+const ConsumerName = "coldchain-anchor"
+
+// loggedKinds are the record streams whose records enter the shipment logs.
+// Alert events join by adding their kind here: the leaf is the canonical
+// encoding, whose "type" member tells the kinds apart, and the shipment is
+// the third token of every record subject.
+var loggedKinds = []record.Kind{record.KindReading, record.KindHandover}
+
+// chainCallTimeout bounds one Submit or Status call.
+const chainCallTimeout = 30 * time.Second
+
+// Journal is what the Service needs of the journal.
+type Journal interface {
+	Consume(ctx context.Context, kind record.Kind, opts journal.ConsumeOptions, h journal.Handler) error
+}
+
+var _ Journal = (*journal.Journal)(nil)
+
+// Service keeps the shipment logs, cuts and anchors epochs, and serves
+// proofs. Create it with New, run it with Run, and Close it after Run
+// returned.
+type Service struct {
+	cfg   Config
+	j     Journal
+	chain Chain
+	db    *pebble.DB
+	log   *zap.Logger
+	now   func() time.Time
+	early chan struct{} // size 1: a pending wake-up of the epoch loop
+
+	mu      sync.Mutex // guards the fields below and orders log writes
+	ships   map[string]*shipLog
+	marks   map[record.Kind]uint64
+	pending int // records logged but in no epoch yet
+
+	// Owned by the epoch loop (Run); read at New.
+	last       *epochState   // the latest cut epoch, nil before the first
+	unfinished []*epochState // epochs not final, in epoch order
+	lastCut    time.Time
+	chainErr   string // last chain error logged, to log each once
+}
+
+type shipLog struct {
+	tree     *merkle.Tree
+	anchored uint64 // the log's size in the latest epoch that holds it
+}
+
+type epochState struct {
+	number uint64
+	root   merkle.Hash
+	status storedStatus
+}
+
+// New opens the shipment logs under <dataDir>/anchor, creating them on first
+// use, and returns a Service that reads j and anchors through chain. It does
+// not start consuming: see Run.
+func New(cfg Config, j Journal, chain Chain, dataDir string, log *zap.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if j == nil || chain == nil {
+		return nil, errors.New("anchor: journal and chain are required")
+	}
+	dir := filepath.Join(dataDir, "anchor")
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log.Named("pebble").Sugar()}})
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", dir, err)
+	}
+	s := &Service{cfg: cfg, j: j, chain: chain, db: db, log: log, now: time.Now, early: make(chan struct{}, 1),
+		ships: map[string]*shipLog{}, marks: map[record.Kind]uint64{}}
+	if err := s.load(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("load %s: %w", dir, err)
+	}
+	return s, nil
+}
+
+// load reads the in-memory state back: stream positions, each shipment's
+// compact tree, and the epochs not yet final.
+func (s *Service) load() error {
+	for _, k := range loggedKinds {
+		v, ok, err := get(s.db, markKey(k))
+		if err != nil {
+			return err
+		}
+		if ok && len(v) == 8 {
+			s.marks[k] = beUint(v)
+		}
+	}
+	err := each(s.db, []byte(pShip), false, func(k, v []byte) (bool, error) {
+		if len(v) < 8 {
+			return false, fmt.Errorf("shipment %q: state of %d bytes", k, len(v))
+		}
+		l := &shipLog{tree: &merkle.Tree{}, anchored: beUint(v)}
+		if err := l.tree.UnmarshalBinary(v[8:]); err != nil {
+			return false, fmt.Errorf("shipment %q: %w", k, err)
+		}
+		s.ships[string(k[len(pShip):])] = l
+		s.pending += int(l.tree.Size() - l.anchored)
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	s.lastCut = s.now()
+	err = each(s.db, []byte(pEpoch), true, func(k, v []byte) (bool, error) {
+		var se storedEpoch
+		if err := json.Unmarshal(v, &se); err != nil {
+			return false, fmt.Errorf("epoch %x: %w", k, err)
+		}
+		s.last = &epochState{number: se.Number, root: se.Root}
+		s.lastCut = se.Cut
+		return false, nil
+	})
+	if err != nil {
+		return err
+	}
+	return each(s.db, []byte(pStatus), false, func(k, v []byte) (bool, error) {
+		var st storedStatus
+		if err := json.Unmarshal(v, &st); err != nil {
+			return false, fmt.Errorf("status %x: %w", k, err)
+		}
+		n := beUint(k[len(pStatus):])
+		if s.last != nil && n == s.last.number {
+			s.last.status = st
+		}
+		if st.Receipt.State == StateFinal {
+			return true, nil
+		}
+		se, ok, err := s.storedEpoch(n)
+		if err != nil || !ok {
+			return false, fmt.Errorf("status of epoch %d without the epoch: %v", n, err)
+		}
+		es := &epochState{number: n, root: se.Root, status: st}
+		if s.last != nil && n == s.last.number {
+			es = s.last
+		}
+		s.unfinished = append(s.unfinished, es)
+		return true, nil
+	})
+}
+
+func beUint(b []byte) uint64 {
+	var v uint64
+	for _, c := range b[:8] {
+		v = v<<8 | uint64(c)
+	}
+	return v
+}
+
+// Close closes the shipment logs. Call it after Run returned.
+func (s *Service) Close() error { return s.db.Close() }
+
+// Run appends every record of the journal to its shipment's log, and cuts,
+// submits and follows epochs, until ctx ends. Anchoring trouble is logged
+// and retried; it never stops the logs. Run returns after its goroutines
+// exited.
+func (s *Service) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, k := range loggedKinds {
+		g.Go(func() error {
+			return s.j.Consume(ctx, k, journal.ConsumeOptions{Durable: ConsumerName, Batch: s.cfg.Batch},
+				func(ctx context.Context, batch []journal.Msg) error { return s.apply(k, batch) })
+		})
+	}
+	g.Go(func() error { return s.epochLoop(ctx) })
+	return g.Wait()
+}
+
+// shipmentOf returns the shipment a record subject names: the third token
+// of coldchain.readings.{shipment}.{device}, coldchain.handovers.{shipment}
+// and coldchain.alerts.{shipment}.
+func shipmentOf(subject string) (string, bool) {
+	parts := strings.Split(subject, ".")
+	if len(parts) < 3 || parts[0] != "coldchain" || !record.ValidID(parts[2]) {
+		return "", false
+	}
+	return parts[2], true
+}
+
+// apply appends a journal batch to the shipment logs in one synced write,
+// skipping what an earlier delivery applied. It is what makes the log order
+// final: the journal acknowledges the batch only after apply returned.
+func (s *Service) apply(kind record.Kind, batch []journal.Msg) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mark := s.marks[kind]
+	b := s.db.NewBatch()
+	defer b.Close()
+	trees := map[string]*merkle.Tree{}
+	added := 0
+	for _, m := range batch {
+		// Consume delivers a stream in order, so everything at or below
+		// the mark was applied by an earlier delivery of this batch.
+		if m.Seq <= mark {
+			continue
+		}
+		mark = m.Seq
+		ship, ok := shipmentOf(m.Subject)
+		if !ok || m.ID == "" || len(m.Data) == 0 {
+			s.log.Warn("journal message skipped: not a record", zap.String("subject", m.Subject), zap.Uint64("seq", m.Seq))
+			continue
+		}
+		t, ok := trees[ship]
+		if !ok {
+			if l := s.ships[ship]; l != nil {
+				t = l.tree.Clone()
+			} else {
+				t = &merkle.Tree{}
+			}
+			trees[ship] = t
+		}
+		i := t.Size()
+		h := t.AppendData(m.Data)
+		if err := b.Set(leafKey(ship, i), encodeLeaf(h, kind, m.Seq, m.ID, m.Data), nil); err != nil {
+			return err
+		}
+		if err := b.Set(idKey(ship, m.ID), be8(i), nil); err != nil {
+			return err
+		}
+		added++
+	}
+	if mark == s.marks[kind] {
+		return nil
+	}
+	for ship, t := range trees {
+		var anchored uint64
+		if l := s.ships[ship]; l != nil {
+			anchored = l.anchored
+		}
+		if err := b.Set(shipKey(ship), shipState(anchored, t), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Set(markKey(kind), be8(mark), nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("log %d records: %w", added, err)
+	}
+	s.marks[kind] = mark
+	for ship, t := range trees {
+		if l := s.ships[ship]; l != nil {
+			l.tree = t
+		} else {
+			s.ships[ship] = &shipLog{tree: t}
+		}
+	}
+	s.pending += added
+	if s.pending >= s.cfg.EarlyRecords {
+		select {
+		case s.early <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+func shipState(anchored uint64, t *merkle.Tree) []byte {
+	state, _ := t.MarshalBinary()
+	return append(be8(anchored), state...)
+}
+
+func (s *Service) epochLoop(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.Poll)
+	defer t.Stop()
+	for {
+		s.step(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-s.early:
+		}
+	}
+}
+
+// step moves the epochs on: it submits what is not submitted, asks the
+// chain about what is not final, and cuts and submits a new epoch when one
+// is due and the previous one is in a block.
+func (s *Service) step(ctx context.Context) {
+	s.follow(ctx)
+	if s.last != nil && s.last.status.Receipt.State < StateIncluded {
+		return
+	}
+	s.mu.Lock()
+	pending := s.pending
+	s.mu.Unlock()
+	due := pending > 0 && s.now().Sub(s.lastCut) >= s.cfg.Epoch
+	if !due && pending < s.cfg.EarlyRecords {
+		return
+	}
+	if err := s.cut(); err != nil {
+		s.log.Error("cut epoch", zap.Error(err))
+		return
+	}
+	s.follow(ctx)
+}
+
+// follow submits every unfinished epoch not yet submitted and updates the
+// others from Chain.Status, persisting each change.
+func (s *Service) follow(ctx context.Context) {
+	kept := s.unfinished[:0]
+	for _, e := range s.unfinished {
+		if ctx.Err() != nil {
+			kept = append(kept, e)
+			continue
+		}
+		s.advance(ctx, e)
+		if e.status.Receipt.State != StateFinal {
+			kept = append(kept, e)
+		}
+	}
+	s.unfinished = kept
+}
+
+func (s *Service) advance(ctx context.Context, e *epochState) {
+	cctx, cancel := context.WithTimeout(ctx, chainCallTimeout)
+	defer cancel()
+	st := e.status
+	if !st.Submitted {
+		if err := s.chain.Submit(cctx, e.number, e.root); err != nil {
+			s.chainTrouble("submit", e, err)
+			return
+		}
+		st.Submitted = true
+		s.log.Info("epoch submitted", zap.Uint64("epoch", e.number), zap.Stringer("root", e.root))
+	} else {
+		r, err := s.chain.Status(cctx, e.root)
+		switch {
+		case errors.Is(err, ErrUnknownRoot):
+			// The chain lost it (a reset dev chain, a dropped transaction):
+			// submit it again.
+			s.chainTrouble("status", e, err)
+			st.Submitted = false
+			st.Receipt = storedReceipt{State: StatePending}
+		case err != nil:
+			s.chainTrouble("status", e, err)
+			return
+		default:
+			st.Receipt = toStored(r)
+		}
+	}
+	s.chainErr = ""
+	if st.Submitted == e.status.Submitted && st.Receipt == e.status.Receipt {
+		return
+	}
+	st.Updated = s.now().UTC()
+	raw, _ := json.Marshal(st)
+	if err := s.db.Set(statusKey(e.number), raw, pebble.Sync); err != nil {
+		s.log.Error("persist epoch status", zap.Uint64("epoch", e.number), zap.Error(err))
+		return
+	}
+	if st.Receipt.State != e.status.Receipt.State && st.Receipt.State >= StateIncluded {
+		s.log.Info("epoch "+st.Receipt.State.String(), zap.Uint64("epoch", e.number),
+			zap.String("tx", st.Receipt.TxHash), zap.Uint64("block", st.Receipt.Block))
+	}
+	e.status = st
+}
+
+// chainTrouble logs a chain error once until it changes or clears.
+func (s *Service) chainTrouble(op string, e *epochState, err error) {
+	if msg := op + ": " + err.Error(); msg != s.chainErr {
+		s.chainErr = msg
+		s.log.Warn("anchoring delayed; records are still logged", zap.String("op", op),
+			zap.Uint64("epoch", e.number), zap.Error(err))
+	}
+}
+
+// cut builds the next epoch over every shipment that grew and persists it,
+// with each shipment's entry and new anchored size, in one synced write.
+func (s *Service) cut() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var entries []Entry
+	for ship, l := range s.ships {
+		if l.tree.Size() > l.anchored {
+			entries = append(entries, Entry{Shipment: ship, Size: l.tree.Size(), Root: l.tree.Root()})
+		}
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	var number uint64 = 1
+	var prev merkle.Hash
+	if s.last != nil {
+		number, prev = s.last.number+1, s.last.root
+	}
+	e := NewEpoch(number, prev, entries)
+	now := s.now().UTC()
+	se := storedEpoch{Number: number, Prev: prev, Root: e.Root, Cut: now, Entries: make([]storedEntry, len(e.Entries))}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for i, en := range e.Entries {
+		se.Entries[i] = storedEntry{Shipment: en.Shipment, Size: en.Size, Root: en.Root}
+		ref := anchorRef{index: uint64(i), size: en.Size, root: en.Root, epochRoot: e.Root}
+		if err := b.Set(anchorKey(en.Shipment, number), encodeAnchorRef(ref), nil); err != nil {
+			return err
+		}
+		if err := b.Set(shipKey(en.Shipment), shipState(en.Size, s.ships[en.Shipment].tree), nil); err != nil {
+			return err
+		}
+	}
+	raw, err := json.Marshal(se)
+	if err != nil {
+		return err
+	}
+	st := storedStatus{Receipt: storedReceipt{State: StatePending}, Updated: now}
+	rawSt, _ := json.Marshal(st)
+	if err := b.Set(epochKey(number), raw, nil); err != nil {
+		return err
+	}
+	if err := b.Set(statusKey(number), rawSt, nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	n := 0
+	for _, en := range e.Entries {
+		l := s.ships[en.Shipment]
+		n += int(en.Size - l.anchored)
+		l.anchored = en.Size
+	}
+	s.pending -= n
+	s.last = &epochState{number: number, root: e.Root, status: st}
+	s.unfinished = append(s.unfinished, s.last)
+	s.lastCut = now
+	s.log.Info("epoch cut", zap.Uint64("epoch", number), zap.Int("shipments", len(entries)),
+		zap.Int("records", n), zap.Stringer("root", e.Root))
+	return nil
+}
+
+func (s *Service) storedEpoch(n uint64) (storedEpoch, bool, error) {
+	var se storedEpoch
+	ok, err := getJSON(s.db, epochKey(n), &se)
+	return se, ok, err
+}

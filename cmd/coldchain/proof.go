@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/coldchain/coldchain/anchor"
+	"github.com/coldchain/coldchain/anchor/bundle"
+	"github.com/coldchain/coldchain/anchor/evm"
+	"github.com/coldchain/coldchain/merkle"
+)
+
+const proofHelp = `Usage: coldchain proof SHIPMENT [--api URL] [-o FILE] [--record ID] [--since SIZE]
+
+Fetches the proof bundle of a shipment from a gateway and writes it to FILE
+(standard output for -). The bundle holds the shipment's records in
+canonical form, its log's size and root, its entry in an anchored epoch and
+the anchor transaction: check it with coldchain verify (docs/PROOFS.md).
+
+--record discloses one record (a reading's "device:seq" or a handover id)
+and none of the others; --since adds a proof that the log at an earlier
+anchored size is a prefix of this one.
+
+Flags:
+`
+
+// proofCmd runs `coldchain proof`.
+func proofCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("proof", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	api := fs.String("api", "http://127.0.0.1:8080", "the gateway's HTTP API `URL`")
+	out := fs.String("o", "-", "write the bundle to `FILE` (- for standard output)")
+	rec := fs.String("record", "", "disclose only the record with this `ID`")
+	since := fs.Uint64("since", 0, "add a consistency proof from this earlier anchored `SIZE`")
+	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
+	fs.Usage = func() { fmt.Fprint(stderr, proofHelp); fs.PrintDefaults() }
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return fmt.Errorf("%w: proof takes one SHIPMENT", errUsage)
+	}
+	q := url.Values{}
+	if *rec != "" {
+		q.Set("record", *rec)
+	}
+	if *since != 0 {
+		q.Set("since", strconv.FormatUint(*since, 10))
+	}
+	u := strings.TrimRight(*api, "/") + "/v1/shipments/" + url.PathEscape(pos[0]) + "/proof"
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	ctx, cancelT := context.WithTimeout(ctx, *timeout)
+	defer cancelT()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("fetch proof: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<30))
+	if err != nil {
+		return fmt.Errorf("fetch proof: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetch proof: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	b, err := bundle.Decode(body)
+	if err != nil {
+		return fmt.Errorf("the gateway answered something that is not a bundle: %w", err)
+	}
+	if *out == "-" {
+		_, err = stdout.Write(body)
+		return err
+	}
+	if err := os.WriteFile(*out, body, 0o644); err != nil {
+		return err
+	}
+	n := len(b.Records)
+	if b.Record != nil {
+		n = 1
+	}
+	fmt.Fprintf(stderr, "wrote %s: shipment %s, %d of %d records, epoch %d, tx %s (%s)\n",
+		*out, b.Shipment, n, b.TreeSize, b.Epoch.Number, b.Anchor.Tx, b.Anchor.State)
+	return nil
+}
+
+const verifyHelp = `Usage: coldchain verify BUNDLE [--rpc URL]
+
+Checks a proof bundle with nothing but the file: every record is canonical
+and of the shipment, the records hash to the shipment root (or the one
+record and its audit path do), the consistency proof if any, the shipment's
+entry in the epoch tree, the epoch header's hash, the anchor's form. With
+--rpc it also asks that Ethereum JSON-RPC endpoint whether the anchor
+transaction put the epoch root in the contract.
+
+It prints a summary and exits 0 when everything holds; otherwise it names
+the first failing check and exits 1.
+
+Flags:
+`
+
+// verifyCmd runs `coldchain verify`.
+func verifyCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	rpc := fs.String("rpc", "", "also check the anchor on chain through this JSON-RPC `URL`")
+	timeout := fs.Duration("timeout", time.Minute, "give up on the chain after this long")
+	fs.Usage = func() { fmt.Fprint(stderr, verifyHelp); fs.PrintDefaults() }
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return fmt.Errorf("%w: verify takes one BUNDLE file", errUsage)
+	}
+	raw, err := os.ReadFile(pos[0])
+	if err != nil {
+		return err
+	}
+	b, err := bundle.Decode(raw)
+	if err != nil {
+		fmt.Fprintf(stdout, "FAIL %v\n", err)
+		return errVerify
+	}
+	s, err := bundle.Verify(b)
+	if err != nil {
+		fmt.Fprintf(stdout, "FAIL %v\n", err)
+		return errVerify
+	}
+	writeSummary(stdout, s)
+	if *rpc == "" {
+		fmt.Fprintln(stdout, "on chain   not checked: pass --rpc URL to check the anchor transaction")
+		fmt.Fprintln(stdout, "OK (offline)")
+		return nil
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	ctx, cancelT := context.WithTimeout(ctx, *timeout)
+	defer cancelT()
+	if err := bundle.CheckAnchor(ctx, b, onChain(*rpc)); err != nil {
+		fmt.Fprintf(stdout, "FAIL %v\n", err)
+		return errVerify
+	}
+	fmt.Fprintf(stdout, "on chain   epoch root found in tx %s, block %d, through %s\n", b.Anchor.Tx, b.Anchor.Block, *rpc)
+	fmt.Fprintln(stdout, "OK")
+	return nil
+}
+
+// errVerify marks a bundle that failed verification; the failing check is
+// already printed.
+var errVerify = errors.New("verification failed")
+
+// onChain returns the on-chain checker over rpcURL: the chain id, the
+// transaction in the stated block of the canonical chain, its Anchored
+// log, and an eth_call of the contract (evm.VerifyAnchor).
+func onChain(rpcURL string) bundle.AnchorChecker {
+	return bundle.AnchorCheckerFunc(func(ctx context.Context, a bundle.Anchor, root merkle.Hash) error {
+		return evm.VerifyAnchor(ctx, rpcURL, anchor.Receipt{
+			ChainID: a.ChainID, Contract: a.Contract, TxHash: a.Tx, Block: a.Block, BlockTime: a.BlockTime,
+		}, root)
+	})
+}
+
+func writeSummary(w io.Writer, s bundle.Summary) {
+	kinds := make([]string, 0, len(s.Kinds))
+	for k, n := range s.Kinds {
+		kinds = append(kinds, fmt.Sprintf("%d %s", n, k))
+	}
+	sort.Strings(kinds)
+	if s.Selective {
+		fmt.Fprintf(w, "shipment   %s: record %d of %d disclosed (%s), the others withheld\n", s.Shipment, s.Index, s.TreeSize, strings.Join(kinds, ", "))
+		fmt.Fprintf(w, "root       %s: the record and its audit path hash to it\n", s.Root)
+	} else {
+		fmt.Fprintf(w, "shipment   %s: %d records (%s), in log order\n", s.Shipment, s.TreeSize, strings.Join(kinds, ", "))
+		fmt.Fprintf(w, "root       %s: recomputed from the records\n", s.Root)
+	}
+	if !s.First.IsZero() {
+		fmt.Fprintf(w, "time       %s … %s", s.First.Format(time.RFC3339), s.Last.Format(time.RFC3339))
+		if s.Kinds["reading"] > 0 {
+			fmt.Fprintf(w, ", temperatures %g … %g °C", s.MinTempC, s.MaxTempC)
+		}
+		fmt.Fprintln(w)
+	}
+	if s.FromSize > 0 {
+		fmt.Fprintf(w, "grew       from %d records: the earlier log is a prefix of this one\n", s.FromSize)
+	}
+	fmt.Fprintf(w, "epoch      %d, root %s: entry %d of %d, chained to %s\n", s.Epoch, s.EpochRoot, s.EpochIndex, s.Entries, s.Prev)
+	a := s.Anchor
+	fmt.Fprintf(w, "anchor     chain %d, contract %s, tx %s, block %d (%s), %s when the bundle was written\n",
+		a.ChainID, a.Contract, a.Tx, a.Block, time.Unix(a.BlockTime, 0).UTC().Format(time.RFC3339), a.State)
+}
+
+// parseInterleaved parses flags that may come before or after the
+// positional arguments, and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %w", errUsage, err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}

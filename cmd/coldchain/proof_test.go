@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const exampleBundle = "../../anchor/bundle/testdata/full.json"
+
+func TestVerifyCmd(t *testing.T) {
+	raw, err := os.ReadFile(exampleBundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		err  error
+		out  string
+	}{
+		{"valid", []string{exampleBundle}, nil, "OK (offline)"},
+		{"one-temperature-changed", []string{write("t.json", strings.Replace(string(raw), `\"temp_c\":4.9`, `\"temp_c\":2.9`, 1))},
+			errVerify, "FAIL shipment root: the 3 records hash to"},
+		{"wrong-epoch-root", []string{write("e.json", strings.Replace(string(raw), "891a7ff75f73", "891a7ff75f74", 1))},
+			errVerify, "FAIL epoch root: the header of epoch 2"},
+		{"not-a-bundle", []string{write("n.json", "[]")}, errVerify, "FAIL malformed bundle"},
+		{"rpc-unreachable", []string{exampleBundle, "--rpc", "http://127.0.0.1:1"}, errVerify, "FAIL"},
+		{"no-file", []string{}, errUsage, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			err := verifyCmd(tc.args, &out, &errOut)
+			if !errors.Is(err, tc.err) || !strings.Contains(out.String(), tc.out) {
+				t.Fatalf("err %v, output:\n%s", err, out.String())
+			}
+		})
+	}
+}
+
+func TestProofCmd(t *testing.T) {
+	raw, err := os.ReadFile(exampleBundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotQuery string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotQuery = r.URL.RawQuery
+		if r.URL.Path != "/v1/shipments/SHP-2026-0042/proof" {
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"error":"unknown shipment: \"X\""}`))
+			return
+		}
+		_, _ = w.Write(raw)
+	}))
+	defer srv.Close()
+	out := filepath.Join(t.TempDir(), "bundle.json")
+	var stdout, stderr bytes.Buffer
+	if err := proofCmd([]string{"SHP-2026-0042", "--api", srv.URL, "-o", out, "--since", "2"}, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, raw) || gotQuery != "since=2" {
+		t.Fatalf("wrote %d bytes, query %q", len(got), gotQuery)
+	}
+	if err := verifyCmd([]string{out}, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	err = proofCmd([]string{"--api", srv.URL, "X"}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "404") || !strings.Contains(err.Error(), "unknown shipment") {
+		t.Fatalf("got %v", err)
+	}
+}
