@@ -26,10 +26,13 @@ const usage = `coldchain — cold-chain telematics ingestion gateway
 
 Usage:
   coldchain serve [--config FILE]   run the gateway
+  coldchain simulate [flags]        simulate a fleet of reefers, or load (--help)
+  coldchain proof SHIPMENT --api URL -o bundle.json
+                                    fetch a shipment's proof bundle
+  coldchain verify bundle.json [--rpc URL]
+                                    check a proof bundle, offline or also on chain
   coldchain version                 print the version
   coldchain help [COMMAND]          explain a command
-
-Not built yet: simulate, proof, verify (see README.md).
 `
 
 func main() {
@@ -48,6 +51,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		err = serve(args[1:], stderr)
+	case "simulate":
+		err = simulateCmd(args[1:], stdout, stderr)
+	case "proof":
+		err = proofCmd(args[1:], stdout, stderr)
+	case "verify":
+		err = verifyCmd(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "coldchain %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	case "help", "-h", "--help":

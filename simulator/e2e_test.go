@@ -1,0 +1,128 @@
+package simulator
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/coldchain/coldchain/config"
+	"github.com/coldchain/coldchain/gateway"
+	"github.com/coldchain/coldchain/journal"
+)
+
+// TestEndToEnd runs 12 hours of a small fleet in about a second and a half
+// of wall time against an in-process gateway, over MQTT and over HTTP, with
+// the scenarios that test the gateway rather than the detector: resends,
+// NaN, a skewed clock and garbage. JetStream then holds exactly the
+// distinct valid readings and handovers the simulator reports, and the
+// dead letters exactly the rejections of the ground truth.
+func TestEndToEnd(t *testing.T) {
+	for _, tr := range []Transport{TransportMQTT, TransportHTTP} {
+		t.Run(tr.String(), func(t *testing.T) {
+			cfg := config.Default()
+			cfg.DataDir = t.TempDir()
+			cfg.HTTP.Listen = "127.0.0.1:0"
+			cfg.MQTT.Broker.Listen = "127.0.0.1:0"
+			cfg.NATS.Listen = "127.0.0.1:0"
+			cfg.ShutdownTimeout = 5 * time.Second
+			gw, err := gateway.New(cfg, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- gw.Run(ctx) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("gateway: %v", err)
+				}
+			}()
+			select {
+			case <-gw.Ready():
+			case err := <-done:
+				t.Fatalf("gateway exited: %v", err)
+			case <-time.After(30 * time.Second):
+				t.Fatal("gateway not ready in 30s")
+			}
+
+			stats := &Stats{}
+			var pub interface {
+				Publisher
+				Close()
+			}
+			if tr == TransportMQTT {
+				p, err := DialMQTT(ctx, MQTTConfig{URL: "tcp://" + gw.MQTTAddr(), ClientID: "sim-test", Connections: 4, InFlight: 256}, stats)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pub = p
+			} else {
+				pub = NewHTTP("http://"+gw.HTTPAddr(), 8, stats)
+			}
+			sc := DefaultConfig()
+			sc.Seed, sc.Shipments, sc.Devices, sc.Transport = 7, 4, 2, tr
+			sc.Span = 12 * time.Hour
+			sc.Start = time.Now().UTC().Truncate(time.Second).Add(-sc.Span)
+			sc.Scenarios = []Scenario{Duplicates, NaN, ClockSkew, Malformed}
+			g, err := NewGenerator(sc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := NewRecorder(g, DefaultProfile())
+			rep, err := Run(ctx, g, pub, rec, stats, RunConfig{Accelerate: float64(sc.Span) / float64(1500*time.Millisecond), Tick: 20 * time.Millisecond}, time.Now)
+			pub.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := rep.Counts
+			if !rep.DeviceTime.Equal(g.End()) || rep.Errors != 0 || rep.Acked != stats.Messages.Load() || rep.Mismatches != 0 {
+				t.Fatalf("report %+v; stats: %d sent; last error %q", rep, stats.Messages.Load(), rep.LastError)
+			}
+			if c.Duplicates == 0 || c.Rejected < 12 || c.DistinctReadings < 4*2*100 {
+				t.Fatalf("the run did not exercise the gateway: %+v", c)
+			}
+			if tr == TransportHTTP && (stats.Accepted.Load() != int64(c.DistinctReadings+c.Handovers) || stats.Duplicates.Load() != int64(c.Duplicates)) {
+				t.Errorf("HTTP answers: %d accepted, %d duplicates; truth %+v", stats.Accepted.Load(), stats.Duplicates.Load(), c)
+			}
+			for stream, want := range map[string]int{
+				journal.StreamReadings:    c.DistinctReadings,
+				journal.StreamHandovers:   c.Handovers,
+				journal.StreamDeadLetters: c.Rejected,
+			} {
+				if got := streamCount(t, gw.NATSURL(), stream); got != want {
+					t.Errorf("%s holds %d messages, the simulator reports %d", stream, got, want)
+				}
+			}
+		})
+	}
+}
+
+func streamCount(t *testing.T, url, stream string) int {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(info.State.Msgs)
+}
