@@ -39,11 +39,11 @@ import (
 // with.
 const ConsumerName = "coldchain-anchor"
 
-// loggedKinds are the record streams whose records enter the shipment logs.
-// Alert events join by adding their kind here: the leaf is the canonical
+// loggedKinds are the record streams whose records enter the shipment logs:
+// readings, handovers and alert transitions. The leaf is the canonical
 // encoding, whose "type" member tells the kinds apart, and the shipment is
 // the third token of every record subject.
-var loggedKinds = []record.Kind{record.KindReading, record.KindHandover}
+var loggedKinds = []record.Kind{record.KindReading, record.KindHandover, record.KindAlert}
 
 // chainCallTimeout bounds one Submit or Status call.
 const chainCallTimeout = 30 * time.Second
