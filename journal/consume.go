@@ -209,3 +209,55 @@ func (j *Journal) AckFloor(ctx context.Context, kind record.Kind, durable string
 	}
 	return info.AckFloor.Stream, nil
 }
+
+// Scan calls fn for every message of a stream whose subject matches
+// filter ("" for all), in stream order, up to the end of the stream as it
+// was when Scan started. It keeps no position: it is for rebuilding views.
+func (j *Journal) Scan(ctx context.Context, kind record.Kind, filter string, fn func(Msg) error) error {
+	s, ok := j.streams[kind]
+	if !ok {
+		return fmt.Errorf("scan: no stream for %s", kind)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	cfg := jetstream.OrderedConsumerConfig{}
+	if filter != "" {
+		cfg.FilterSubjects = []string{filter}
+	}
+	c, err := s.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	for {
+		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			md, err := m.Metadata()
+			if err != nil {
+				return err
+			}
+			if err := fn(Msg{Kind: kind, Seq: md.Sequence.Stream, ID: m.Headers().Get(jetstream.MsgIDHeader),
+				Subject: m.Subject(), Data: m.Data(), Stored: md.Timestamp, Pending: md.NumPending}); err != nil {
+				return err
+			}
+			if md.NumPending == 0 || md.Sequence.Stream >= info.State.LastSeq {
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+	}
+}

@@ -34,6 +34,7 @@ const (
 
 // Message headers the gateway sets beside the JetStream ones.
 const (
+	HeaderMsgID     = "Nats-Msg-Id"         // JetStream's message id: the record id
 	HeaderReceived  = "Coldchain-Received"  // gateway clock at receipt, RFC 3339
 	HeaderSource    = "Coldchain-Source"    // "mqtt:<topic>" or "http:<path>"
 	HeaderReason    = "Coldchain-Reason"    // dead letters: the reason token

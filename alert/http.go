@@ -1,0 +1,251 @@
+package alert
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/coldchain/coldchain/journal"
+	"github.com/coldchain/coldchain/record"
+)
+
+// Subscriber subscribes to core NATS subjects (a *nats.Conn).
+type Subscriber interface {
+	ChanSubscribe(subject string, ch chan *nats.Msg) (*nats.Subscription, error)
+}
+
+// Routes registers the alert API on mux.
+func (s *Service) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/shipments/{id}/alerts", s.listAlerts)
+	mux.HandleFunc("GET /v1/shipments/{id}/status", s.status)
+	mux.HandleFunc("POST /v1/alerts/{id}/ack", s.ack)
+	mux.HandleFunc("GET /v1/alerts/stream", s.stream)
+}
+
+// alertJSON is an alert as the API lists it: its current state and every
+// transition in the order they were published.
+type alertJSON struct {
+	ID           string            `json:"id"`
+	Device       string            `json:"device"`
+	Rule         string            `json:"rule"`
+	Severity     string            `json:"severity"`
+	State        string            `json:"state"` // open, cleared or retracted
+	Acknowledged bool              `json:"acknowledged"`
+	Start        time.Time         `json:"start"`
+	End          time.Time         `json:"end"`
+	PeakC        *float64          `json:"peak_c,omitempty"`
+	BeyondS      float64           `json:"beyond_s"`
+	Transitions  []json.RawMessage `json:"transitions"`
+}
+
+func viewJSON(v *alertView) alertJSON {
+	last := v.last()
+	state := "cleared"
+	switch {
+	case v.open():
+		state = "open"
+	case last.Transition == "retracted":
+		state = "retracted"
+	}
+	out := alertJSON{ID: last.ID, Device: last.Device, Rule: last.Rule, Severity: last.Severity, State: state,
+		Acknowledged: v.acknowledged(), Start: last.Start, End: last.End, BeyondS: last.Beyond.Seconds()}
+	if last.PeakC.Set {
+		out.PeakC = &last.PeakC.V
+	}
+	for i := range v.Transitions {
+		out.Transitions = append(out.Transitions, v.Transitions[i].AppendCanonical(nil))
+	}
+	return out
+}
+
+// shipmentAlerts returns the shipment's alerts, oldest first; s.mu is held.
+func (s *Service) shipmentAlerts(ship string) []*alertView {
+	var out []*alertView
+	for _, v := range s.alerts {
+		if v.Transitions[0].Shipment == ship {
+			out = append(out, v)
+		}
+	}
+	slices.SortFunc(out, func(a, b *alertView) int {
+		if c := a.Transitions[0].Start.Compare(b.Transitions[0].Start); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Transitions[0].ID, b.Transitions[0].ID)
+	})
+	return out
+}
+
+func (s *Service) listAlerts(w http.ResponseWriter, r *http.Request) {
+	ship := r.PathValue("id")
+	s.mu.Lock()
+	_, known := s.ships[ship]
+	views := s.shipmentAlerts(ship)
+	list := make([]alertJSON, 0, len(views))
+	for _, v := range views {
+		list = append(list, viewJSON(v))
+	}
+	s.mu.Unlock()
+	if !known && len(list) == 0 {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "shipment " + ship + " has no readings"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"shipment": ship, "alerts": list})
+}
+
+func (s *Service) status(w http.ResponseWriter, r *http.Request) {
+	ship := r.PathValue("id")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.ships[ship]
+	if !ok {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "shipment " + ship + " has no readings"})
+		return
+	}
+	status := "ok"
+	var open []alertJSON
+	for _, v := range s.shipmentAlerts(ship) {
+		if !v.open() {
+			continue
+		}
+		open = append(open, viewJSON(v))
+		switch last := v.last(); {
+		case last.Severity == "alarm":
+			status = "excursion"
+		case status == "ok":
+			status = "warning"
+		}
+	}
+	mkt := map[string]float64{}
+	var worst *float64
+	for id := range st.Devices {
+		if d := s.devices[id]; d != nil && d.MKTC != nil {
+			mkt[id] = *d.MKTC
+			if worst == nil || *d.MKTC > *worst {
+				worst = d.MKTC
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"shipment": ship, "status": status, "profile": st.Profile,
+		"beyond_high_s": st.BeyondHigh.Seconds(), "beyond_low_s": st.BeyondLow.Seconds(),
+		"mkt_c": worst, "mkt_c_by_device": mkt, "last_reading": st.LastReading,
+		"readings": st.Readings, "devices": len(st.Devices), "open_alerts": nonNil(open),
+	})
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// ack records an acknowledgement as a transition of the alert: who, when
+// (gateway clock) and why.
+func (s *Service) ack(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		By      string `json:"by"`
+		Comment string `json:"comment"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 16<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body must be {\"by\": \"who\", \"comment\": \"why\"}: " + err.Error()})
+		return
+	}
+	if body.By == "" || len(body.By) > 128 || len(body.Comment) > 1024 {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "by: required, at most 128 bytes; comment: at most 1024 bytes"})
+		return
+	}
+	id := r.PathValue("id")
+	s.mu.Lock()
+	v, ok := s.alerts[id]
+	var a record.Alert
+	if ok {
+		last := v.last()
+		a = record.Alert{ID: id, Shipment: last.Shipment, Device: last.Device, Rule: last.Rule, Severity: last.Severity,
+			Transition: "acknowledged", Start: last.Start, End: last.End, At: s.now().UTC(), Readings: []string{},
+			By: body.By, Comment: body.Comment}
+	}
+	s.mu.Unlock()
+	if !ok {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no alert " + id})
+		return
+	}
+	if err := s.publish(r.Context(), []record.Alert{a}); err != nil {
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the acknowledgement was not stored: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, json.RawMessage(a.AppendCanonical(nil)))
+}
+
+// stream sends alert transitions as Server-Sent Events as they are stored:
+// event "alert", id the transition's event id, data its canonical JSON.
+func (s *Service) stream(w http.ResponseWriter, r *http.Request) {
+	ship := r.URL.Query().Get("shipment")
+	subject := "coldchain.alerts.>"
+	if ship != "" {
+		if !record.ValidID(ship) {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "shipment: not a valid shipment id"})
+			return
+		}
+		subject = journal.SubjectAlert(ship)
+	}
+	fl, ok := w.(http.Flusher)
+	if !ok || s.sub == nil {
+		writeJSON(w, http.StatusNotImplemented, map[string]string{"error": "streaming is not available"})
+		return
+	}
+	// A deep buffer so a slow reader does not make the subscription a NATS
+	// slow consumer during a burst of transitions.
+	ch := make(chan *nats.Msg, 1024)
+	sub, err := s.sub.ChanSubscribe(subject, ch)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return
+	}
+	defer sub.Unsubscribe() //nolint:errcheck // The connection may be closing.
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, ": coldchain alerts on "+subject+"\n\n")
+	fl.Flush()
+	s.m.sse.Add(1)
+	defer s.m.sse.Add(-1)
+	ping := time.NewTicker(15 * time.Second)
+	defer ping.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-ping.C:
+			if _, err := io.WriteString(w, ": ping\n\n"); err != nil {
+				return
+			}
+			fl.Flush()
+		case m := <-ch:
+			id := m.Header.Get(journal.HeaderMsgID)
+			if _, err := io.WriteString(w, "id: "+id+"\nevent: alert\ndata: "+string(m.Data)+"\n\n"); err != nil {
+				s.log.Debug("sse client gone", zap.Error(err))
+				return
+			}
+			fl.Flush()
+		}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v) // The client went away; nothing to do.
+}

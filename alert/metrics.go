@@ -1,0 +1,36 @@
+package alert
+
+import (
+	"github.com/coldchain/coldchain/excursion"
+	"github.com/coldchain/coldchain/metrics"
+)
+
+type serviceMetrics struct {
+	evaluated  *metrics.Counter
+	flaggedVec *metrics.CounterVec
+	publishVec *metrics.CounterVec
+	webhookVec *metrics.CounterVec
+	lag        *metrics.Gauge
+	sse        *metrics.Gauge
+}
+
+func newServiceMetrics(reg *metrics.Registry) serviceMetrics {
+	return serviceMetrics{
+		evaluated:  reg.Counter("coldchain_detector_readings_total", "Readings evaluated by the excursion detector.").With(),
+		flaggedVec: reg.Counter("coldchain_detector_flagged_total", "Late readings stored and proven but too old to re-evaluate, by status.", "status"),
+		publishVec: reg.Counter("coldchain_alerts_total", "Alert transitions published, by rule and transition.", "rule", "transition"),
+		webhookVec: reg.Counter("coldchain_webhook_deliveries_total", "Webhook delivery attempts, by result.", "result"),
+		lag:        reg.Gauge("coldchain_detector_pending", "Readings in JetStream the detector has not evaluated yet."),
+		sse:        reg.Gauge("coldchain_alerts_sse_clients", "Clients connected to the alert stream."),
+	}
+}
+
+func (m serviceMetrics) flagged(s excursion.Status) *metrics.Counter {
+	return m.flaggedVec.With(s.String())
+}
+
+func (m serviceMetrics) published(rule, transition string) *metrics.Counter {
+	return m.publishVec.With(rule, transition)
+}
+
+func (m serviceMetrics) webhook(result string) *metrics.Counter { return m.webhookVec.With(result) }
