@@ -7,12 +7,15 @@ PKGS     := ./...
 # Fuzz time per target for `make fuzz`.
 FUZZTIME ?= 20s
 
-.PHONY: help run build test test-integration bench fuzz lint clean
+.PHONY: help run serve build test test-integration bench fuzz lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
-run: ## run the gateway with everything embedded (MQTT :1883, NATS :4222, HTTP :8080, data in ./data)
+run: ## the gateway with everything embedded plus a small simulated fleet: readings flow, an alert fires, a proof verifies
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/coldchain demo
+
+serve: ## the gateway alone, everything embedded (MQTT :1883, NATS :4222, HTTP :8080, chain :8545, data in ./data)
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/coldchain serve
 
 build: ## build bin/coldchain with the version stamped in

@@ -56,6 +56,10 @@ type DeadLetters interface {
 type Check struct {
 	Name string
 	Func func(ctx context.Context) error
+	// Advisory checks are reported in /readyz but do not make it fail: the
+	// part they watch (the history store) never holds up ingest, so a
+	// load balancer must keep sending traffic while it is down.
+	Advisory bool
 }
 
 // Server serves the API.
@@ -86,6 +90,9 @@ func New(cfg Config, in Ingester, dead DeadLetters, reg *metrics.Registry, check
 	})
 	return s
 }
+
+// Mount lets another part register its routes (alerts, history, proofs).
+func (s *Server) Mount(register func(mux *http.ServeMux)) { register(s.mux) }
 
 // Handler returns the API's handler.
 func (s *Server) Handler() http.Handler { return s.mux }
@@ -206,7 +213,10 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	status, checks := http.StatusOK, map[string]string{}
 	for _, c := range s.checks {
 		if err := c.Func(ctx); err != nil {
-			status, checks[c.Name] = http.StatusServiceUnavailable, err.Error()
+			checks[c.Name] = err.Error()
+			if !c.Advisory {
+				status = http.StatusServiceUnavailable
+			}
 		} else {
 			checks[c.Name] = "ok"
 		}

@@ -19,11 +19,16 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/coldchain/coldchain/alert"
+	"github.com/coldchain/coldchain/anchor"
+	"github.com/coldchain/coldchain/anchor/evm"
 	"github.com/coldchain/coldchain/api"
 	"github.com/coldchain/coldchain/embedded/mqttbroker"
 	"github.com/coldchain/coldchain/ingest"
 	ingestmqtt "github.com/coldchain/coldchain/ingest/mqtt"
 	"github.com/coldchain/coldchain/journal"
+	"github.com/coldchain/coldchain/store"
+	"github.com/coldchain/coldchain/store/influx"
 )
 
 // Config is the whole gateway configuration. Every key can be overridden
@@ -31,13 +36,19 @@ import (
 // joined by '_' (mqtt.url → COLDCHAIN_MQTT_URL).
 type Config struct {
 	// DataDir holds everything the gateway keeps: the embedded JetStream
-	// store under nats/.
+	// store under nats/, the embedded time-series store under store/.
 	DataDir string        `yaml:"data_dir"`
 	Log     Log           `yaml:"log"`
 	HTTP    api.Config    `yaml:"http"`
 	MQTT    MQTT          `yaml:"mqtt"`
 	NATS    NATS          `yaml:"nats"`
 	Ingest  ingest.Config `yaml:"ingest"`
+	Alerts  alert.Config  `yaml:"alerts"`
+	Anchor  anchor.Config `yaml:"anchor"`
+	Chain   evm.Config    `yaml:"chain"`
+	// Store is the time-series history the API serves: embedded under
+	// <data_dir>/store, or InfluxDB.
+	Store Store `yaml:"store"`
 	// ShutdownTimeout bounds the drain of in-flight work on SIGINT/SIGTERM;
 	// a second signal aborts at once.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -77,6 +88,13 @@ type NATS struct {
 // Embedded reports whether the gateway runs its own NATS server.
 func (n NATS) Embedded() bool { return n.URL == "" }
 
+// Store is the time-series store and its writer, and the InfluxDB
+// connection used when kind is influx.
+type Store struct {
+	Writer store.Config  `yaml:",inline"`
+	Influx influx.Config `yaml:"influx"`
+}
+
 // Default returns the configuration of `coldchain serve` with no file:
 // everything embedded, on loopback, data under ./data.
 func Default() Config {
@@ -90,6 +108,10 @@ func Default() Config {
 		},
 		NATS:            NATS{Listen: "127.0.0.1:4222", Streams: journal.DefaultConfig()},
 		Ingest:          ingest.DefaultConfig(),
+		Alerts:          alert.DefaultConfig(),
+		Anchor:          anchor.DefaultConfig(),
+		Chain:           evm.DefaultConfig(),
+		Store:           Store{Writer: store.DefaultConfig(), Influx: influx.DefaultConfig()},
 		ShutdownTimeout: 15 * time.Second,
 	}
 }
@@ -308,6 +330,23 @@ func (c Config) Validate() error {
 	if err := c.Ingest.Validate(); err != nil {
 		return err
 	}
+	if err := c.Alerts.Validate(); err != nil {
+		return err
+	}
+	if err := c.Anchor.Validate(); err != nil {
+		return err
+	}
+	if err := c.Chain.Validate(); err != nil {
+		return err
+	}
+	if err := c.Store.Writer.Validate(); err != nil {
+		return err
+	}
+	if c.Store.Writer.Kind == store.KindInflux {
+		if err := c.Store.Influx.Validate(); err != nil {
+			return err
+		}
+	}
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("shutdown_timeout: must be positive")
 	}
@@ -316,3 +355,6 @@ func (c Config) Validate() error {
 
 // NATSStoreDir is where the embedded server keeps JetStream.
 func (c Config) NATSStoreDir() string { return filepath.Join(c.DataDir, "nats") }
+
+// StoreDir is where the embedded time-series store keeps its data.
+func (c Config) StoreDir() string { return filepath.Join(c.DataDir, "store") }

@@ -1,7 +1,10 @@
 package config
 
 import (
+	"fmt"
 	"os"
+
+	"github.com/coldchain/coldchain/alert"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -44,6 +47,8 @@ func TestConfigsDirLoads(t *testing.T) {
 			if filepath.Base(f) == "coldchain.yaml" {
 				def := Default()
 				def.Ingest.Devices = []string{}
+				def.Alerts.Shipments = map[string]string{}
+				def.Alerts.Webhooks = []alert.WebhookConfig{}
 				if !reflect.DeepEqual(cfg, def) {
 					t.Fatalf("configs/coldchain.yaml differs from the defaults:\n%+v\n%+v", cfg, def)
 				}
@@ -116,6 +121,63 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"bad mqtt url", "", map[string]string{"COLDCHAIN_MQTT_URL": "mosquitto"}, "mqtt.url"},
 		{"bad device", "ingest:\n  devices: [\"a b\"]\n", nil, "ingest.devices"},
 		{"payload vs packet", "ingest:\n  max_payload: 33554432\n", nil, "mqtt.max_packet_size"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := ""
+			if tc.file != "" {
+				path = write(t, tc.file)
+			}
+			_, err := Load(path, env(tc.env))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v does not name %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestStoreConfig covers the store section: the environment selects
+// InfluxDB, errors name the key, and the token never prints.
+func TestStoreConfig(t *testing.T) {
+	cfg, err := Load("", env(map[string]string{
+		"COLDCHAIN_STORE_KIND":          "influx",
+		"COLDCHAIN_STORE_INFLUX_URL":    "http://influxdb:8086",
+		"COLDCHAIN_STORE_INFLUX_ORG":    "ops",
+		"COLDCHAIN_STORE_INFLUX_BUCKET": "coldchain",
+		"COLDCHAIN_STORE_INFLUX_TOKEN":  "s3cret-token",
+		"COLDCHAIN_STORE_BATCH_SIZE":    "5000",
+		"COLDCHAIN_STORE_RETENTION":     "2160h",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Store
+	if s.Writer.Kind != "influx" || s.Influx.URL != "http://influxdb:8086" || s.Influx.Org != "ops" ||
+		s.Influx.Bucket != "coldchain" || string(s.Influx.Token) != "s3cret-token" ||
+		s.Writer.BatchSize != 5000 || s.Writer.Retention != 90*24*time.Hour {
+		t.Fatalf("store not overridden: %+v", s)
+	}
+	for _, f := range []string{"%v", "%+v", "%#v", "%s"} {
+		if out := fmt.Sprintf(f, cfg); strings.Contains(out, "s3cret") {
+			t.Fatalf("%s prints the token: %s", f, out)
+		}
+	}
+	if cfg.StoreDir() != filepath.Join("data", "store") {
+		t.Fatalf("store dir %s", cfg.StoreDir())
+	}
+
+	for _, tc := range []struct {
+		name, file string
+		env        map[string]string
+		want       string
+	}{
+		{"kind", "store:\n  kind: sqlite\n", nil, "store.kind"},
+		{"batch size", "store:\n  batch_size: 0\n", nil, "store.batch_size"},
+		{"short retention", "store:\n  retention: 10m\n", nil, "store.retention"},
+		{"unknown key", "store:\n  influx:\n    bukket: x\n", nil, "bukket"},
+		{"influx without url", "", map[string]string{"COLDCHAIN_STORE_KIND": "influx"}, "store.influx.url"},
+		{"influx bad url", "store:\n  kind: influx\n  influx:\n    url: influxdb:8086\n", nil, "store.influx.url"},
+		{"influx without bucket", "store:\n  kind: influx\n  influx:\n    url: http://i:8086\n    org: o\n", nil, "store.influx.bucket"},
+		{"env batch size", "", map[string]string{"COLDCHAIN_STORE_BATCH_SIZE": "lots"}, "COLDCHAIN_STORE_BATCH_SIZE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := ""

@@ -18,6 +18,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/coldchain/coldchain/alert"
+	"github.com/coldchain/coldchain/anchor"
 	"github.com/coldchain/coldchain/api"
 	"github.com/coldchain/coldchain/config"
 	"github.com/coldchain/coldchain/embedded/mqttbroker"
@@ -26,6 +28,9 @@ import (
 	ingestmqtt "github.com/coldchain/coldchain/ingest/mqtt"
 	"github.com/coldchain/coldchain/journal"
 	"github.com/coldchain/coldchain/metrics"
+	"github.com/coldchain/coldchain/store"
+	"github.com/coldchain/coldchain/store/influx"
+	"github.com/coldchain/coldchain/store/pebble"
 )
 
 // Gateway is the whole gateway. Create it with New, run it with Run.
@@ -36,6 +41,7 @@ type Gateway struct {
 
 	// Addresses, known once Run has bound them (tests use port 0).
 	httpAddr, mqttAddr, natsURL atomic.Pointer[string]
+	chain                       *lazyChain
 	ready                       chan struct{}
 }
 
@@ -56,6 +62,15 @@ func (g *Gateway) HTTPAddr() string { return *g.httpAddr.Load() }
 
 // MQTTAddr returns the embedded broker's address, or the external URL.
 func (g *Gateway) MQTTAddr() string { return *g.mqttAddr.Load() }
+
+// ChainRPC returns the embedded chain's JSON-RPC URL once it is open, ""
+// otherwise or for an external chain.
+func (g *Gateway) ChainRPC() string {
+	if g.chain == nil {
+		return ""
+	}
+	return g.chain.RPC()
+}
 
 // NATSURL returns the NATS URL the gateway uses.
 func (g *Gateway) NATSURL() string { return *g.natsURL.Load() }
@@ -93,6 +108,32 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}()
 
+	// The store writer, like the indexer, reads the journal and outlives
+	// the transports; the store is closed after it stops. It never holds
+	// up ingest: while the store is down, the journal keeps the records.
+	st, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("close store", zap.Error(err))
+		}
+	}()
+	writer, err := store.NewWriter(cfg.Store.Writer, j, st, g.reg, log.Named("store"))
+	if err != nil {
+		return err
+	}
+	writerCtx, stopWriter := context.WithCancel(context.Background())
+	writerDone := make(chan error, 1)
+	go func() { writerDone <- writer.Run(writerCtx) }()
+	defer func() {
+		stopWriter()
+		if err := <-writerDone; err != nil {
+			log.Error("store writer", zap.Error(err))
+		}
+	}()
+
 	// Taking messages before the dedup index is complete could store a
 	// resend twice: wait for it (docs/EXACTLY-ONCE.md).
 	progress := time.NewTicker(5 * time.Second)
@@ -109,7 +150,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	progress.Stop()
 
-	var mqttReady func(context.Context) error
+	var (
+		mqttReady func(context.Context) error
+		publisher alert.Publisher
+	)
 	grp, gctx := errgroup.WithContext(ctx)
 	var broker *mqttbroker.Broker
 	if cfg.MQTT.Embedded() {
@@ -122,11 +166,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 		log.Info("embedded MQTT broker listening", zap.String("addr", "tcp://"+addr),
 			zap.String("readings", "coldchain/v1/{shipment}/{device}/readings"), zap.String("handovers", "coldchain/v1/{shipment}/handovers"))
 		mqttReady = func(context.Context) error { return nil }
+		publisher = broker
 	} else {
 		sub := ingestmqtt.New(cfg.MQTT.Client, in, log.Named("mqtt"))
 		url := cfg.MQTT.Client.URL
 		g.mqttAddr.Store(&url)
 		grp.Go(func() error { return sub.Run(gctx, cfg.ShutdownTimeout) })
+		publisher = sub
 		log.Info("consuming from external MQTT broker", zap.String("url", url), zap.String("client_id", cfg.MQTT.Client.ClientID))
 		mqttReady = func(context.Context) error {
 			if !sub.Connected() {
@@ -136,9 +182,29 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}
 
+	alerts, err := alert.New(cfg.Alerts, j, publisher, nc, g.reg, cfg.DataDir, log.Named("alerts"))
+	if err != nil {
+		if broker != nil {
+			broker.Close(0)
+		}
+		return err
+	}
+	// The detector outlives the transports, like the indexer: it is
+	// stopped after them.
+	alertsCtx, stopAlerts := context.WithCancel(context.Background())
+	alertsDone := make(chan error, 1)
+	go func() { alertsDone <- alerts.Run(alertsCtx) }()
+	defer func() {
+		stopAlerts()
+		if err := <-alertsDone; err != nil {
+			log.Error("detector", zap.Error(err))
+		}
+	}()
+
 	srv := api.New(cfg.HTTP, in, j, g.reg, []api.Check{
 		{Name: "nats", Func: j.Ready},
 		{Name: "mqtt", Func: mqttReady},
+		{Name: "store", Func: writer.Check, Advisory: true},
 		{Name: "dedup_index", Func: func(context.Context) error {
 			if _, behind := j.IndexLag(time.Now()); behind > cfg.NATS.Streams.DuplicateWindow/2 {
 				return fmt.Errorf("indexer is %s behind (duplicate window %s)", behind.Round(time.Second), cfg.NATS.Streams.DuplicateWindow)
@@ -146,6 +212,39 @@ func (g *Gateway) Run(ctx context.Context) error {
 			return nil
 		}},
 	}, cfg.Ingest.MaxPayload, log.Named("http"))
+	srv.Mount(alerts.Routes)
+
+	// Shipment logs and anchoring: like the detector, a journal consumer
+	// that outlives the transports. The chain opens in the background, so
+	// an unreachable node delays anchors, never ingest.
+	chainCtx, stopChain := context.WithCancel(context.Background())
+	chain := openChain(chainCtx, cfg.Chain, cfg.DataDir, log.Named("chain"))
+	g.chain = chain
+	anchors, err := anchor.New(cfg.Anchor, j, chain, cfg.DataDir, log.Named("anchor"))
+	if err != nil {
+		stopChain()
+		chain.close(log)
+		if broker != nil {
+			broker.Close(0)
+		}
+		return err
+	}
+	anchorCtx, stopAnchor := context.WithCancel(context.Background())
+	anchorDone := make(chan error, 1)
+	go func() { anchorDone <- anchors.Run(anchorCtx) }()
+	defer func() {
+		stopAnchor()
+		if err := <-anchorDone; err != nil {
+			log.Error("anchorer", zap.Error(err))
+		}
+		if err := anchors.Close(); err != nil {
+			log.Error("close shipment logs", zap.Error(err))
+		}
+		stopChain()
+		chain.close(log)
+	}()
+	srv.Mount(anchors.Routes)
+	srv.EnableHistory(st)
 	l, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
 		if broker != nil {
@@ -257,4 +356,31 @@ func (g *Gateway) registerMetrics(j *journal.Journal) {
 		_, b := j.IndexLag(time.Now())
 		return map[string]float64{"": b.Seconds()}
 	})
+}
+
+// openStore opens the configured time-series store. Neither kind waits for
+// its store: an InfluxDB that is down is only an error on use.
+func (g *Gateway) openStore() (store.Store, error) {
+	cfg, log := g.cfg, g.log.Named("store")
+	opts := store.Options{Retention: cfg.Store.Writer.Retention}
+	if cfg.Store.Writer.Kind == store.KindInflux {
+		s, err := influx.New(cfg.Store.Influx, opts, log)
+		if err != nil {
+			return nil, err
+		}
+		// Never the token.
+		log.Info("history store: InfluxDB", zap.String("url", cfg.Store.Influx.URL),
+			zap.String("org", cfg.Store.Influx.Org), zap.String("bucket", cfg.Store.Influx.Bucket))
+		return s, nil
+	}
+	dir := cfg.StoreDir()
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	s, err := pebble.Open(dir, opts, log)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("history store: embedded", zap.String("dir", dir))
+	return s, nil
 }

@@ -28,6 +28,8 @@ func TestMain(m *testing.M) {
 		// net/http keeps idle client connections for a while.
 		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
 		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+		// go-ethereum starts a package-level sender cache when it loads.
+		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/core.(*txSenderCacher).cache"),
 	)
 }
 
@@ -44,6 +46,7 @@ func testConfig(dir string) config.Config {
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.MQTT.Broker.Listen = "127.0.0.1:0"
 	cfg.NATS.Listen = "127.0.0.1:0"
+	cfg.Chain.Listen = "127.0.0.1:0"
 	cfg.NATS.Streams.DuplicateWindow = time.Second
 	cfg.ShutdownTimeout = 5 * time.Second
 	return cfg
@@ -138,9 +141,9 @@ func streamIDs(t *testing.T, natsURL, stream string) []string {
 }
 
 // waitWindowPassed waits until JetStream's duplicate window has passed for
-// everything sent so far, proven by a probe message in the alerts stream
-// (same window) being accepted twice with one id.
-func waitWindowPassed(t *testing.T, natsURL string) {
+// everything sent so far, proven by a probe message, in a stream of its own
+// with the same window, being accepted twice with one id.
+func waitWindowPassed(t *testing.T, natsURL string, window time.Duration) {
 	t.Helper()
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
@@ -148,15 +151,18 @@ func waitWindowPassed(t *testing.T, natsURL string) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	id := fmt.Sprintf("probe-%d", time.Now().UnixNano())
 	ctx := context.Background()
-	if _, err := js.Publish(ctx, "coldchain.alerts.probe", nil, jetstream.WithMsgID(id)); err != nil {
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "TEST_PROBE", Subjects: []string{"test.probe"}, Duplicates: window}); err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprintf("probe-%d", time.Now().UnixNano())
+	if _, err := js.Publish(ctx, "test.probe", nil, jetstream.WithMsgID(id)); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		time.Sleep(200 * time.Millisecond)
-		ack, err := js.Publish(ctx, "coldchain.alerts.probe", nil, jetstream.WithMsgID(id))
+		ack, err := js.Publish(ctx, "test.probe", nil, jetstream.WithMsgID(id))
 		if err == nil && !ack.Duplicate {
 			return
 		}
@@ -230,7 +236,7 @@ func TestEndToEndExactlyOnce(t *testing.T) {
 	}
 
 	// Resends after the window: only the dedup index can tell.
-	waitWindowPassed(t, gw.g.NATSURL())
+	waitWindowPassed(t, gw.g.NATSURL(), cfg.NATS.Streams.DuplicateWindow)
 	publish(t, pub, "coldchain/v1/SHP-1/logger-2/readings", burstJSON)
 	for i := 40; i <= 50; i++ {
 		publish(t, pub, "coldchain/v1/SHP-1/reefer-1/readings", readingJSON(i, 5))

@@ -167,6 +167,7 @@ func TestKill9MidStream(t *testing.T) {
 		"COLDCHAIN_DATA_DIR=" + t.TempDir(),
 		"COLDCHAIN_HTTP_LISTEN=" + httpAddr,
 		"COLDCHAIN_LOG_LEVEL=warn",
+		"COLDCHAIN_CHAIN_LISTEN=127.0.0.1:0",
 	}
 	gw := startProc(t, env, httpAddr)
 

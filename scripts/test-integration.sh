@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# test-integration.sh - start the real peers, run the external integration
-# tests against them, stop the peers by PID whatever happens.
+# test-integration.sh - start the real peers (Mosquitto, nats-server,
+# InfluxDB 1.8.10, Hardhat), run the external integration tests against
+# them, and stop the peers by PID whatever happens. Also recompiles the
+# anchor contract with the pinned solc and compares it with the committed
+# bytecode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-peers=(mosquitto nats)
+echo "== contract: recompile and compare with the committed bytecode"
+scripts/contract.sh check
+
+peers=(mosquitto nats influxdb hardhat)
 trap 'scripts/peers.sh stop "${peers[@]}"' EXIT
 scripts/peers.sh start "${peers[@]}"
 eval "$(scripts/peers.sh env)"
-go test -tags integration -count=1 -v -timeout 20m ./integration/
+go test -tags integration -count=1 -v -timeout 30m ./integration/ ./store/influx/

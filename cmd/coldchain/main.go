@@ -26,6 +26,7 @@ const usage = `coldchain — cold-chain telematics ingestion gateway
 
 Usage:
   coldchain serve [--config FILE]   run the gateway
+  coldchain demo                    the gateway plus a small simulated fleet: an alert fires, a proof verifies
   coldchain simulate [flags]        simulate a fleet of reefers, or load (--help)
   coldchain proof SHIPMENT --api URL -o bundle.json
                                     fetch a shipment's proof bundle
@@ -51,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		err = serve(args[1:], stderr)
+	case "demo":
+		err = demoCmd(args[1:], stdout, stderr)
 	case "simulate":
 		err = simulateCmd(args[1:], stdout, stderr)
 	case "proof":

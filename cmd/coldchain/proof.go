@@ -139,6 +139,16 @@ func verifyCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	ctx, cancelT := context.WithTimeout(ctx, *timeout)
+	defer cancelT()
+	return verifyBundle(ctx, raw, *rpc, stdout)
+}
+
+// verifyBundle checks a bundle offline and, with rpc set, on chain, and
+// prints the summary or the first failing check.
+func verifyBundle(ctx context.Context, raw []byte, rpc string, stdout io.Writer) error {
 	b, err := bundle.Decode(raw)
 	if err != nil {
 		fmt.Fprintf(stdout, "FAIL %v\n", err)
@@ -150,20 +160,16 @@ func verifyCmd(args []string, stdout, stderr io.Writer) error {
 		return errVerify
 	}
 	writeSummary(stdout, s)
-	if *rpc == "" {
+	if rpc == "" {
 		fmt.Fprintln(stdout, "on chain   not checked: pass --rpc URL to check the anchor transaction")
 		fmt.Fprintln(stdout, "OK (offline)")
 		return nil
 	}
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer cancel()
-	ctx, cancelT := context.WithTimeout(ctx, *timeout)
-	defer cancelT()
-	if err := bundle.CheckAnchor(ctx, b, onChain(*rpc)); err != nil {
+	if err := bundle.CheckAnchor(ctx, b, onChain(rpc)); err != nil {
 		fmt.Fprintf(stdout, "FAIL %v\n", err)
 		return errVerify
 	}
-	fmt.Fprintf(stdout, "on chain   epoch root found in tx %s, block %d, through %s\n", b.Anchor.Tx, b.Anchor.Block, *rpc)
+	fmt.Fprintf(stdout, "on chain   epoch root found in tx %s, block %d, through %s\n", b.Anchor.Tx, b.Anchor.Block, rpc)
 	fmt.Fprintln(stdout, "OK")
 	return nil
 }

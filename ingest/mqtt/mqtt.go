@@ -48,6 +48,7 @@ type client interface {
 	Disconnect(quiesce uint)
 	IsConnectionOpen() bool
 	Subscribe(topic string, qos byte, cb paho.MessageHandler) paho.Token
+	Publish(topic string, qos byte, retained bool, payload any) paho.Token
 }
 
 // Subscriber consumes the ingest topics of an external broker.
@@ -93,6 +94,16 @@ func New(cfg Config, in Ingester, log *zap.Logger) *Subscriber {
 		})
 	s.client = paho.NewClient(opts)
 	return s
+}
+
+// Publish publishes from the gateway (alerts) over the subscriber's
+// connection, waiting up to 10 s for the broker's acknowledgement at QoS 1.
+func (s *Subscriber) Publish(topic string, payload []byte, qos byte) error {
+	tok := s.client.Publish(topic, qos, false, payload)
+	if !tok.WaitTimeout(10 * time.Second) {
+		return fmt.Errorf("mqtt publish %s: no acknowledgement in 10s", topic)
+	}
+	return tok.Error()
 }
 
 // Connected reports whether the subscriber is connected and subscribed.

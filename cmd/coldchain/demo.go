@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/coldchain/coldchain/config"
+	"github.com/coldchain/coldchain/gateway"
+	"github.com/coldchain/coldchain/record"
+	"github.com/coldchain/coldchain/simulator"
+)
+
+const demoHelp = `Usage: coldchain demo [--config FILE] [flags]
+
+Runs the gateway with everything embedded (as coldchain serve does) and a
+small simulated fleet against it, so a newcomer sees, within a minute or
+two: readings flowing in over MQTT, an excursion alert firing (a reefer
+whose compressor fails), and the shipment's proof bundle fetched and
+verified offline and against the embedded chain. It prints the commands
+to look at each, then keeps the gateway running until Ctrl-C.
+
+Anchoring epochs are shortened to --epoch so a proof is ready quickly.
+
+Flags:
+`
+
+// demoCmd runs `coldchain demo`, which `make run` calls.
+func demoCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "YAML configuration `file`; defaults apply without one")
+	epoch := fs.Duration("epoch", 15*time.Second, "anchoring epoch for the demo")
+	span := fs.Duration("span", 12*time.Hour, "device time the fleet covers")
+	wall := fs.Duration("wall", 30*time.Second, "wall time the simulation takes")
+	seed := fs.Int64("seed", 7, "simulation seed")
+	fs.Usage = func() { fmt.Fprint(stderr, demoHelp); fs.PrintDefaults() }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	cfg, err := config.Load(*path, os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	cfg.Anchor.Epoch = *epoch
+	if cfg.Log.Level == "info" {
+		// The demo narrates; the gateway's own log shows warnings only.
+		cfg.Log.Level = "warn"
+	}
+	log, err := newLogger(cfg.Log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	g, err := gateway.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- g.Run(ctx) }()
+	select {
+	case <-g.Ready():
+	case err := <-runErr:
+		return err
+	}
+	say := func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
+	api := "http://" + g.HTTPAddr()
+	say("coldchain demo — gateway up: MQTT tcp://%s, HTTP %s, NATS %s, data in %s", g.MQTTAddr(), api, g.NATSURL(), cfg.DataDir)
+
+	// Narrate alerts as the gateway publishes them.
+	nc, err := nats.Connect(g.NATSURL())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	alerts := make(chan record.Alert, 64)
+	sub, err := nc.Subscribe("coldchain.alerts.>", func(m *nats.Msg) {
+		if a, err := record.ParseAlert(m.Data); err == nil {
+			select {
+			case alerts <- a:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe() //nolint:errcheck // Closing anyway.
+
+	// A small fleet whose first shipment's compressor fails.
+	now := time.Now().UTC().Truncate(time.Second)
+	sc := simulator.DefaultConfig()
+	sc.Seed, sc.Shipments, sc.Devices = *seed, 2, 2
+	sc.Span = *span
+	sc.Start = now.Add(-sc.Span - time.Minute)
+	sc.Scenarios = []simulator.Scenario{simulator.CompressorFailure}
+	gen, err := simulator.NewGenerator(sc)
+	if err != nil {
+		return err
+	}
+	ships := gen.Shipments()
+	hot := ships[0].ID
+	say("simulating %d shipments × %d devices, %v of device time in %v: %s has a compressor failure", len(ships), sc.Devices, sc.Span, *wall, hot)
+	stats := &simulator.Stats{}
+	pub, err := simulator.DialMQTT(ctx, simulator.MQTTConfig{URL: "tcp://" + g.MQTTAddr(), ClientID: "coldchain-demo", Connections: 4, InFlight: 256}, stats)
+	if err != nil {
+		return err
+	}
+	rec := simulator.NewRecorder(gen, simulator.DefaultProfile())
+	simDone := make(chan simulator.Report, 1)
+	go func() {
+		rep, err := simulator.Run(ctx, gen, pub, rec, stats, simulator.RunConfig{Accelerate: float64(sc.Span) / float64(*wall)}, time.Now)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("simulation", zap.Error(err))
+		}
+		pub.Close()
+		simDone <- rep
+	}()
+	say("  watch it live:    curl -N '%s/v1/alerts/stream?shipment=%s'", api, hot)
+	say("  shipment status:  curl -s %s/v1/shipments/%s/status", api, hot)
+
+	seenAlarm := false
+	ticker := time.NewTicker(5 * time.Second)
+	defer ticker.Stop()
+	var rep simulator.Report
+simulating:
+	for {
+		select {
+		case <-ctx.Done():
+			return <-runErr
+		case a := <-alerts:
+			if a.Transition == "opened" || a.Transition == "cleared" {
+				say("ALERT %-9s %-18s %-8s %s %s (device time %s, peak %s)", a.Transition, a.Rule, a.Severity, a.Shipment, a.Device,
+					a.Start.Format("Jan 2 15:04"), peak(a))
+			}
+			seenAlarm = seenAlarm || (a.Severity == "alarm" && a.Transition == "opened")
+		case <-ticker.C:
+			c := rec.Counts()
+			say("  … %d readings sent, %d messages acknowledged by the gateway", c.Readings, stats.Acked.Load())
+		case rep = <-simDone:
+			break simulating
+		}
+	}
+	say("simulation done: %d readings (%d distinct), %d handovers, %d malformed on purpose; %d messages acknowledged, %d errors",
+		rep.Counts.Readings, rep.Counts.DistinctReadings, rep.Counts.Handovers, rep.Counts.Rejected, rep.Acked, rep.Errors)
+	if !seenAlarm {
+		say("no alarm seen yet; check %s/v1/shipments/%s/alerts", api, hot)
+	}
+
+	// Wait for the shipment's log to be anchored and final, then verify.
+	say("waiting for %s to be anchored (epochs every %v) …", hot, *epoch)
+	raw, err := waitForProof(ctx, api, hot, 3*time.Minute)
+	if err != nil {
+		say("no proof yet: %v", err)
+	} else {
+		say("proof bundle of %s fetched (%d bytes); verifying offline and on chain at %s:", hot, len(raw), g.ChainRPC())
+		vctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := verifyBundle(vctx, raw, g.ChainRPC(), stdout)
+		cancel()
+		if err != nil {
+			say("verification failed")
+		}
+		say("  fetch it yourself: go run ./cmd/coldchain proof %s --api %s -o bundle.json", hot, api)
+		say("  verify it:         go run ./cmd/coldchain verify bundle.json --rpc %s", g.ChainRPC())
+	}
+	say("the gateway keeps running; publish your own readings (see README) or press Ctrl-C to stop")
+	for {
+		select {
+		case <-ctx.Done():
+			return <-runErr
+		case a := <-alerts:
+			say("ALERT %-9s %-18s %s %s", a.Transition, a.Rule, a.Shipment, a.Device)
+		}
+	}
+}
+
+func peak(a record.Alert) string {
+	if !a.PeakC.Set {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f °C", a.PeakC.V)
+}
+
+// waitForProof polls the shipment's anchors until one is final, then
+// returns its proof bundle.
+func waitForProof(ctx context.Context, api, ship string, limit time.Duration) ([]byte, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		body, err := httpGet(ctx, api+"/v1/shipments/"+ship+"/anchors")
+		if err == nil {
+			var list struct {
+				Anchors []struct {
+					State string `json:"state"`
+				} `json:"anchors"`
+			}
+			if json.Unmarshal(body, &list) == nil {
+				for _, a := range list.Anchors {
+					if a.State == "final" {
+						return httpGet(ctx, api+"/v1/shipments/"+ship+"/proof")
+					}
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("not final within %v", limit)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func httpGet(ctx context.Context, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %d %s", url, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
