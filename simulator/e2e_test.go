@@ -29,6 +29,7 @@ func TestEndToEnd(t *testing.T) {
 			cfg.HTTP.Listen = "127.0.0.1:0"
 			cfg.MQTT.Broker.Listen = "127.0.0.1:0"
 			cfg.NATS.Listen = "127.0.0.1:0"
+			cfg.Chain.Listen = "127.0.0.1:0"
 			cfg.ShutdownTimeout = 5 * time.Second
 			gw, err := gateway.New(cfg, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
 			if err != nil {

@@ -22,6 +22,9 @@ func TestMain(m *testing.M) {
 		// net/http keeps idle client connections for a while.
 		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
 		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+		// go-ethereum (the gateway's embedded chain) starts a package-level
+		// sender cache when it loads.
+		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/core.(*txSenderCacher).cache"),
 	)
 }
 
