@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 
 	"github.com/coldchain/coldchain/anchor"
@@ -23,6 +24,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/rpc"
 	"go.uber.org/zap"
 )
 
@@ -345,7 +347,7 @@ func (a *Anchorer) onChain(ctx context.Context, root common.Hash) (r anchor.Rece
 	}
 	var rc *types.Receipt
 	if err := a.call(ctx, "receipt", func(ctx context.Context) (err error) {
-		rc, err = a.be.TransactionReceipt(ctx, logs[0].TxHash)
+		rc, err = a.receipt(ctx, logs[0].TxHash)
 		return err
 	}); err != nil {
 		return r, false, err
@@ -385,4 +387,57 @@ func (a *Anchorer) anchoredAt(ctx context.Context, root common.Hash, block *big.
 		return at, fmt.Errorf("anchoredAt: %w", err)
 	}
 	return at, nil
+}
+
+// blockReceipter is what ethclient (and the simulated backend's client)
+// offer beside Backend to read receipts by block, without the node's
+// transaction index.
+type blockReceipter interface {
+	BlockByNumber(ctx context.Context, number *big.Int) (*types.Block, error)
+	BlockReceipts(ctx context.Context, blockNrOrHash rpc.BlockNumberOrHash) ([]*types.Receipt, error)
+}
+
+// receiptScanDepth is how many recent blocks receipt looks through when the
+// node's transaction index is not ready.
+const receiptScanDepth = 256
+
+// receipt returns a transaction's receipt. geth indexes transactions in the
+// background and answers "transaction indexing is in progress" until it has
+// caught up, which on a busy machine was seen to last over a minute after a
+// fresh start; the receipt is then found by scanning recent blocks, which
+// needs no index.
+func (a *Anchorer) receipt(ctx context.Context, hash common.Hash) (*types.Receipt, error) {
+	rc, err := a.be.TransactionReceipt(ctx, hash)
+	if err == nil || !strings.Contains(err.Error(), "indexing is in progress") {
+		return rc, err
+	}
+	br, ok := a.be.(blockReceipter)
+	if !ok {
+		return nil, err
+	}
+	head, herr := a.be.BlockNumber(ctx)
+	if herr != nil {
+		return nil, err
+	}
+	for n := head; n+receiptScanDepth > head; n-- {
+		b, berr := br.BlockByNumber(ctx, new(big.Int).SetUint64(n))
+		if berr != nil {
+			return nil, err
+		}
+		if b.Transaction(hash) != nil {
+			rcs, rerr := br.BlockReceipts(ctx, rpc.BlockNumberOrHashWithHash(b.Hash(), false))
+			if rerr != nil {
+				return nil, rerr
+			}
+			for _, r := range rcs {
+				if r.TxHash == hash {
+					return r, nil
+				}
+			}
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return nil, ethereum.NotFound
 }

@@ -237,7 +237,7 @@ func (a *Anchorer) deploy(ctx context.Context) (deployment, error) {
 	for {
 		var rc *types.Receipt
 		err := a.call(ctx, "deploy receipt", func(ctx context.Context) (err error) {
-			rc, err = a.be.TransactionReceipt(ctx, tx.Hash())
+			rc, err = a.receipt(ctx, tx.Hash())
 			return err
 		})
 		switch {

@@ -146,7 +146,7 @@ func (a *Anchorer) tend(ctx context.Context) error {
 			tx := p.txs[i]
 			var rc *types.Receipt
 			err := a.call(ctx, "receipt", func(ctx context.Context) (err error) {
-				rc, err = a.be.TransactionReceipt(ctx, tx.Hash())
+				rc, err = a.receipt(ctx, tx.Hash())
 				return err
 			})
 			if errors.Is(err, ethereum.NotFound) {
