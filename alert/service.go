@@ -190,7 +190,10 @@ func (s *Service) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return s.j.Consume(gctx, record.KindReading, journal.ConsumeOptions{
-			Durable: Durable, Batch: 500, MaxWait: 200 * time.Millisecond, From: from,
+			// A batch stays open 20 ms past the last reading, so a logger's
+			// burst is evaluated whole, sorted by device time (see handle),
+			// rather than split where a fetch happened to end.
+			Durable: Durable, Batch: 20000, MaxWait: 200 * time.Millisecond, Linger: 20 * time.Millisecond, From: from,
 			OnIdle: func() { s.m.lag.Set(0) },
 		}, s.handle)
 	})
@@ -230,6 +233,13 @@ func (s *Service) tick(ctx context.Context, every time.Duration, fn func(context
 // handle evaluates one batch of readings, in device-time order per device
 // (a burst uploaded newest first is then evaluated as it happened), and
 // publishes the transitions before the batch is acknowledged.
+//
+// Sorting must not hide that a reading arrived out of order: a reading
+// older than one of its device that the journal holds before it is late
+// whether or not the two fall in the same batch, and the transitions it
+// decides are marked detected_late (issue 4) either way. Otherwise the
+// mark would depend on where the consumer's fetches happen to cut the
+// journal.
 func (s *Service) handle(ctx context.Context, batch []journal.Msg) error {
 	readings := make([]seqReading, 0, len(batch))
 	for _, m := range batch {
@@ -240,13 +250,30 @@ func (s *Service) handle(ctx context.Context, batch []journal.Msg) error {
 		}
 		readings = append(readings, seqReading{seq: m.Seq, r: r})
 	}
-	slices.SortStableFunc(readings, func(a, b seqReading) int {
-		return cmp.Or(strings.Compare(a.r.Device, b.r.Device), a.r.Time.Compare(b.r.Time))
-	})
 	last := batch[len(batch)-1]
 	s.m.lag.Set(float64(last.Pending))
 
 	s.mu.Lock()
+	// The newest device time of each device in journal order, before the
+	// sort reorders the batch.
+	newest := map[string]int64{}
+	for i := range readings {
+		sr := &readings[i]
+		n, ok := newest[sr.r.Device]
+		if !ok {
+			if dev := s.devices[sr.r.Device]; dev != nil {
+				n = dev.Newest
+			}
+		}
+		t := sr.r.Time.UnixNano()
+		if t < n {
+			sr.behind = n
+		}
+		newest[sr.r.Device] = max(n, t)
+	}
+	slices.SortStableFunc(readings, func(a, b seqReading) int {
+		return cmp.Or(strings.Compare(a.r.Device, b.r.Device), a.r.Time.Compare(b.r.Time))
+	})
 	var out []record.Alert
 	replay := last.Seq <= s.floor
 	for i := range readings {
@@ -279,6 +306,10 @@ func (s *Service) handle(ctx context.Context, batch []journal.Msg) error {
 type seqReading struct {
 	seq uint64
 	r   record.Reading
+	// behind is, for a reading that arrived after a newer one of its
+	// device, that device's newest device time at its arrival (Unix ns);
+	// 0 for a reading that arrived in order.
+	behind int64
 }
 
 // observe runs one reading through its device's detector; s.mu is held.
@@ -344,7 +375,14 @@ func (s *Service) observe(out []record.Alert, sr *seqReading) []record.Alert {
 	}
 	ship.Readings++
 	for i := range evs {
-		out = append(out, s.toRecord(&evs[i], dev))
+		a := s.toRecord(&evs[i], dev)
+		if sr.behind != 0 {
+			// Decided by a reading that arrived out of order, even if the
+			// batch sort let the detector see it in order.
+			a.Late = true
+			a.LateBy = max(a.LateBy, time.Duration(sr.behind-evs[i].At))
+		}
+		out = append(out, a)
 	}
 	return out
 }

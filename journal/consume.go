@@ -43,6 +43,11 @@ type ConsumeOptions struct {
 	// OnIdle, if set, is called each time a fetch finds nothing to do:
 	// the consumer has caught up with the stream.
 	OnIdle func()
+	// Linger, when set, keeps a batch open until nothing more has arrived
+	// for that long: a message of many records (a logger's burst) is then
+	// handed over whole instead of split at whatever the consumer had
+	// fetched so far. It adds up to Linger of latency.
+	Linger time.Duration
 	// From, when not zero, makes the first run deliver from this stream
 	// sequence whatever the consumer's position: a part that restores a
 	// snapshot replays the journal from just after it. Later restarts
@@ -123,11 +128,12 @@ func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.
 			batch = append(batch, Msg{Kind: kind, Seq: md.Sequence.Stream, ID: m.Headers().Get(jetstream.MsgIDHeader),
 				Subject: m.Subject(), Data: m.Data(), Stored: md.Timestamp, Pending: md.NumPending})
 			last = m
-			if len(batch) == opts.Batch || md.NumPending == 0 {
+			if len(batch) == opts.Batch || md.NumPending == 0 && opts.Linger == 0 {
 				break
 			}
-			// More is stored: take what has already arrived.
-			if m, err = it.Next(jetstream.NextMaxWait(time.Millisecond)); err != nil {
+			// More is stored (or may still be arriving): take what comes
+			// without a pause longer than the linger.
+			if m, err = it.Next(jetstream.NextMaxWait(max(time.Millisecond, opts.Linger))); err != nil {
 				break
 			}
 		}

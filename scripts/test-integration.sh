@@ -14,4 +14,4 @@ peers=(mosquitto nats influxdb hardhat)
 trap 'scripts/peers.sh stop "${peers[@]}"' EXIT
 scripts/peers.sh start "${peers[@]}"
 eval "$(scripts/peers.sh env)"
-go test -tags integration -count=1 -v -timeout 30m ./integration/ ./store/influx/
+go test -tags integration -count=1 -v -timeout 30m ./integration/ ./store/influx/ ./simulator/
