@@ -190,10 +190,9 @@ func (s *Service) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return s.j.Consume(gctx, record.KindReading, journal.ConsumeOptions{
-			// A batch stays open 20 ms past the last reading, so a logger's
-			// burst is evaluated whole, sorted by device time (see handle),
-			// rather than split where a fetch happened to end.
-			Durable: Durable, Batch: 20000, MaxWait: 200 * time.Millisecond, Linger: 20 * time.Millisecond, From: from,
+			// A logger's burst is evaluated whole, sorted by device time (see
+			// handle), rather than split where a fetch happened to end.
+			Durable: Durable, Batch: 20000, MaxWait: 200 * time.Millisecond, Linger: 100 * time.Millisecond, From: from,
 			OnIdle: func() { s.m.lag.Set(0) },
 		}, s.handle)
 	})

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -83,15 +84,26 @@ func (j *Journal) Append(ctx context.Context, entries []Entry, meta Meta, out []
 	}
 	received := meta.Received.UTC().Format(time.RFC3339Nano)
 	futures := make([]jetstream.PubAckFuture, len(entries))
+	// Records appended together are numbered, so a consumer can take a
+	// logger's burst whole (ConsumeOptions.Linger).
+	parts, part := 0, 0
+	for i := range entries {
+		if out[i].Outcome == 0 {
+			parts++
+		}
+	}
+	total := "/" + strconv.Itoa(parts)
 	for i := range entries {
 		if out[i].Outcome != 0 {
 			continue
 		}
 		e := &entries[i]
+		part++
 		m := &nats.Msg{Subject: e.Subject, Data: e.Data, Header: nats.Header{
 			jetstream.MsgIDHeader: []string{e.ID},
 			HeaderReceived:        []string{received},
 			HeaderSource:          []string{meta.Source},
+			HeaderPart:            []string{strconv.Itoa(part) + total},
 		}}
 		f, err := j.js.PublishMsgAsync(m)
 		if err != nil {

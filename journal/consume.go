@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -23,6 +25,20 @@ type Msg struct {
 	Stored  time.Time // when JetStream stored it
 	// Pending is how many messages the consumer has left after this one.
 	Pending uint64
+	// More reports that more records were appended together with this one
+	// and follow it (journal.HeaderPart).
+	More bool
+}
+
+// moreParts reads HeaderPart: whether records appended together follow.
+func moreParts(h nats.Header) bool {
+	k, n, ok := strings.Cut(h.Get(HeaderPart), "/")
+	if !ok {
+		return false
+	}
+	ki, err1 := strconv.Atoi(k)
+	ni, err2 := strconv.Atoi(n)
+	return err1 == nil && err2 == nil && ki < ni
 }
 
 // Handler processes one batch, in stream order. Returning nil acknowledges
@@ -43,10 +59,10 @@ type ConsumeOptions struct {
 	// OnIdle, if set, is called each time a fetch finds nothing to do:
 	// the consumer has caught up with the stream.
 	OnIdle func()
-	// Linger, when set, keeps a batch open until nothing more has arrived
-	// for that long: a message of many records (a logger's burst) is then
-	// handed over whole instead of split at whatever the consumer had
-	// fetched so far. It adds up to Linger of latency.
+	// Linger, when set, keeps a batch open while records appended together
+	// with its last one (a logger's burst) are still to come, waiting at
+	// most Linger for each: the burst is then handed over whole instead of
+	// split where a fetch ended. A lone reading is not delayed.
 	Linger time.Duration
 	// From, when not zero, makes the first run deliver from this stream
 	// sequence whatever the consumer's position: a part that restores a
@@ -125,15 +141,19 @@ func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.
 			if err != nil {
 				return err
 			}
+			more := moreParts(m.Headers())
 			batch = append(batch, Msg{Kind: kind, Seq: md.Sequence.Stream, ID: m.Headers().Get(jetstream.MsgIDHeader),
-				Subject: m.Subject(), Data: m.Data(), Stored: md.Timestamp, Pending: md.NumPending})
+				Subject: m.Subject(), Data: m.Data(), Stored: md.Timestamp, Pending: md.NumPending, More: more})
 			last = m
-			if len(batch) == opts.Batch || md.NumPending == 0 && opts.Linger == 0 {
+			wait := time.Millisecond
+			if more && opts.Linger > 0 {
+				wait = opts.Linger
+			}
+			if len(batch) == opts.Batch || md.NumPending == 0 && wait == time.Millisecond {
 				break
 			}
-			// More is stored (or may still be arriving): take what comes
-			// without a pause longer than the linger.
-			if m, err = it.Next(jetstream.NextMaxWait(max(time.Millisecond, opts.Linger))); err != nil {
+			// Take what has arrived, or wait for the rest of a burst.
+			if m, err = it.Next(jetstream.NextMaxWait(wait)); err != nil {
 				break
 			}
 		}

@@ -42,6 +42,7 @@ const (
 	HeaderIndex     = "Coldchain-Index"     // dead letters: position in the batch
 	HeaderDetail    = "Coldchain-Detail"    // dead letters: the sentence for a person
 	HeaderTruncated = "Coldchain-Truncated" // dead letters: original size when cut
+	HeaderPart      = "Coldchain-Part"      // "k/n": the k-th (from 1) of n records appended together
 )
 
 // SubjectReading returns the subject of a device's readings.
