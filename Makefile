@@ -27,12 +27,15 @@ test: ## unit and in-process integration tests (embedded broker, NATS)
 test-integration: ## tests against real Mosquitto and nats-server (installed and started by scripts/peers.sh)
 	scripts/test-integration.sh
 
-bench: ## ingest throughput and latency through the embedded broker, plus codec and Merkle micro-benchmarks
+bench: ## every benchmark of docs/PERFORMANCE.md: ingest, alert latency, codec, Merkle, detector, journal, store, proofs, gas
 	$(GO) run ./cmd/ingestbench
-	$(GO) test -run '^$$' -bench . -benchmem ./record/ ./merkle/
+	$(GO) run ./cmd/alertbench
+	$(GO) test -run '^$$' -bench . -benchmem ./record/ ./merkle/ ./excursion/ ./journal/ ./anchor/
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./store/pebble/
+	$(GO) test -run '^$$' -bench AnchorGas -benchtime 1x ./anchor/evm/
 
 fuzz: ## run every fuzz target for FUZZTIME each
-	@set -e; for pkg in ./record ./merkle; do \
+	@set -e; for pkg in ./record ./merkle ./excursion ./anchor/bundle; do \
 	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; done
