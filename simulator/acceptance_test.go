@@ -17,11 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
-
-	"github.com/coldchain/coldchain/config"
-	"github.com/coldchain/coldchain/gateway"
+	"github.com/coldchain/coldchain/gateway/gatewaytest"
 	"github.com/coldchain/coldchain/journal"
 	"github.com/coldchain/coldchain/record"
 )
@@ -66,33 +62,9 @@ var scenarioRules = map[Scenario][]string{
 // same reason. Every other peak is a reading value and must match exactly.
 func TestDetectorAcceptance(t *testing.T) {
 	wall0 := time.Now()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTP.Listen = "127.0.0.1:0"
-	cfg.MQTT.Broker.Listen = "127.0.0.1:0"
-	cfg.NATS.Listen = "127.0.0.1:0"
-	cfg.Chain.Listen = "127.0.0.1:0"
-	cfg.ShutdownTimeout = 5 * time.Second
-	gw, err := gateway.New(cfg, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	gw := gatewaytest.Start(t, gatewaytest.Config(t.TempDir()))
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- gw.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway: %v", err)
-		}
-	}()
-	select {
-	case <-gw.Ready():
-	case err := <-done:
-		t.Fatalf("gateway exited: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("gateway not ready in 30s")
-	}
+	defer cancel()
 
 	stats := &Stats{}
 	pub, err := DialMQTT(ctx, MQTTConfig{URL: "tcp://" + gw.MQTTAddr(), ClientID: "sim-acceptance", Connections: 4, InFlight: 256}, stats)

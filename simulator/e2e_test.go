@@ -7,11 +7,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 
-	"github.com/coldchain/coldchain/config"
-	"github.com/coldchain/coldchain/gateway"
+	"github.com/coldchain/coldchain/gateway/gatewaytest"
 	"github.com/coldchain/coldchain/journal"
 )
 
@@ -24,33 +21,9 @@ import (
 func TestEndToEnd(t *testing.T) {
 	for _, tr := range []Transport{TransportMQTT, TransportHTTP} {
 		t.Run(tr.String(), func(t *testing.T) {
-			cfg := config.Default()
-			cfg.DataDir = t.TempDir()
-			cfg.HTTP.Listen = "127.0.0.1:0"
-			cfg.MQTT.Broker.Listen = "127.0.0.1:0"
-			cfg.NATS.Listen = "127.0.0.1:0"
-			cfg.Chain.Listen = "127.0.0.1:0"
-			cfg.ShutdownTimeout = 5 * time.Second
-			gw, err := gateway.New(cfg, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
-			if err != nil {
-				t.Fatal(err)
-			}
+			gw := gatewaytest.Start(t, gatewaytest.Config(t.TempDir()))
 			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- gw.Run(ctx) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("gateway: %v", err)
-				}
-			}()
-			select {
-			case <-gw.Ready():
-			case err := <-done:
-				t.Fatalf("gateway exited: %v", err)
-			case <-time.After(30 * time.Second):
-				t.Fatal("gateway not ready in 30s")
-			}
+			defer cancel()
 
 			stats := &Stats{}
 			var pub interface {
