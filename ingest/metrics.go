@@ -6,13 +6,16 @@ import (
 )
 
 // ingestMetrics are the ingest series of /metrics, resolved once so the
-// message path does no map lookups for them.
+// message path formats no labels.
 type ingestMetrics struct {
 	messagesVec, recordsVec *metrics.CounterVec
 	acceptedVec, dupVec     *metrics.CounterVec
 	rejected                map[record.Reason]*metrics.Counter
 	inFlight                *metrics.Gauge
 	publish                 *metrics.Histogram
+	// byTransport caches the per-transport series ("mqtt", "http").
+	byTransport              map[string]*transportMetrics
+	acceptedBy, duplicatesBy map[record.Kind]*metrics.Counter
 }
 
 func newIngestMetrics(reg *metrics.Registry) ingestMetrics {
@@ -29,19 +32,44 @@ func newIngestMetrics(reg *metrics.Registry) ingestMetrics {
 	for _, r := range record.Reasons() {
 		m.rejected[r] = rej.With(r.String())
 	}
+	m.byTransport = map[string]*transportMetrics{}
+	for _, t := range []string{"mqtt", "http"} {
+		m.byTransport[t] = &transportMetrics{messages: m.messagesVec.With(t),
+			readings:  m.recordsVec.With(t, record.KindReading.String()),
+			handovers: m.recordsVec.With(t, record.KindHandover.String())}
+	}
+	m.acceptedBy = map[record.Kind]*metrics.Counter{}
+	m.duplicatesBy = map[record.Kind]*metrics.Counter{}
 	for _, k := range []record.Kind{record.KindReading, record.KindHandover} {
-		m.accepted(k)
-		m.duplicates(k)
+		m.acceptedBy[k] = m.acceptedVec.With(k.String())
+		m.duplicatesBy[k] = m.dupVec.With(k.String())
 	}
 	return m
 }
 
+type transportMetrics struct {
+	messages, readings, handovers *metrics.Counter
+}
+
+func (m *ingestMetrics) transport(name string) *transportMetrics {
+	if t, ok := m.byTransport[name]; ok {
+		return t
+	}
+	// An unexpected transport name is rare; resolve it each time.
+	return &transportMetrics{messages: m.messagesVec.With(name),
+		readings:  m.recordsVec.With(name, record.KindReading.String()),
+		handovers: m.recordsVec.With(name, record.KindHandover.String())}
+}
+
 func (m *ingestMetrics) messages(transport string) *metrics.Counter {
-	return m.messagesVec.With(transport)
+	return m.transport(transport).messages
 }
 
 func (m *ingestMetrics) records(transport string, k record.Kind) *metrics.Counter {
-	return m.recordsVec.With(transport, k.String())
+	if k == record.KindHandover {
+		return m.transport(transport).handovers
+	}
+	return m.transport(transport).readings
 }
 
 func (m *ingestMetrics) accepted(k record.Kind) *metrics.Counter {

@@ -190,6 +190,9 @@ func (h *Histogram) Observe(v float64) {
 // LatencyBuckets are upper bounds in seconds from 100 µs to 10 s.
 var LatencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
+// labelEscaper escapes label values per the text exposition format.
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
 func labelString(labels, values []string) string {
 	if len(labels) == 0 {
 		return ""
@@ -202,7 +205,7 @@ func labelString(labels, values []string) string {
 		}
 		b.WriteString(l)
 		b.WriteString(`="`)
-		b.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(values[i]))
+		b.WriteString(labelEscaper.Replace(values[i]))
 		b.WriteByte('"')
 	}
 	b.WriteByte('}')

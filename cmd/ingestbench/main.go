@@ -521,18 +521,24 @@ func (r *rater) rate(cur uint64, dt time.Duration) float64 {
 type cpuSample struct {
 	wall time.Time
 	self time.Duration
-	// busy and total are /proc/stat jiffies summed over all CPUs; total is 0
-	// where /proc/stat cannot be read.
-	busy, total uint64
+	// busy, steal, iowait and total are /proc/stat jiffies summed over all
+	// CPUs; total is 0 where /proc/stat cannot be read.
+	busy, steal, iowait, total uint64
 }
 
 // cpuUse is how many CPUs were busy, on average, between two samples.
 type cpuUse struct {
 	// Self is the CPUs this process used: servers and load generator.
 	Self float64 `json:"self"`
-	// Others is the CPUs everything else on the host used, steal included;
-	// -1 when unknown. Above a few tenths the figures are not to be trusted.
+	// Others is the CPUs everything else on the host used (other processes,
+	// kernel threads, interrupts); -1 when unknown.
 	Others float64 `json:"others"`
+	// Steal is the CPUs the hypervisor gave to someone else while this
+	// virtual machine wanted them; -1 when unknown. Others or Steal above a
+	// few tenths means the figures are low.
+	Steal float64 `json:"steal"`
+	// IOWait is the CPUs idle while waiting for disk I/O; -1 when unknown.
+	IOWait float64 `json:"iowait"`
 	// SelfSeconds is this process's CPU time in seconds.
 	SelfSeconds float64 `json:"self_seconds"`
 }
@@ -560,19 +566,26 @@ func sampleCPU() cpuSample {
 			return cpuSample{wall: s.wall, self: s.self}
 		}
 		s.total += v
-		if i != 3 && i != 4 { // idle, iowait
+		switch i {
+		case 3: // idle
+		case 4:
+			s.iowait += v
+		case 7:
+			s.steal += v
+		default:
 			s.busy += v
 		}
 	}
 	return s
 }
 
-// busyOthers is the CPUs other processes may use before the figures are
-// disturbed.
+// busyOthers is the CPUs other processes and the hypervisor may take before
+// the figures are disturbed.
 const busyOthers = 0.25
 
-// hostIdle waits up to wait, in one-second samples, for other processes to
-// use less than busyOthers CPUs, and warns when they do not.
+// hostIdle waits up to wait, in one-second samples, for other processes and
+// the hypervisor to take less than busyOthers CPUs, and warns when they do
+// not.
 func hostIdle(ctx context.Context, wait time.Duration, stderr io.Writer) error {
 	deadline := time.Now().Add(wait)
 	for {
@@ -583,11 +596,12 @@ func hostIdle(ctx context.Context, wait time.Duration, stderr io.Writer) error {
 		case <-time.After(time.Second):
 		}
 		u := sampleCPU().since(prev)
-		if u.Others < busyOthers {
+		if u.Others+max(u.Steal, 0) < busyOthers {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			fmt.Fprintf(stderr, "  warning: other processes are using %.2f CPUs of %d; the figures will be low\n", u.Others, runtime.NumCPU())
+			fmt.Fprintf(stderr, "  warning: other processes are using %.2f CPUs of %d and the hypervisor %.2f; the figures will be low\n",
+				u.Others, runtime.NumCPU(), u.Steal)
 			return nil
 		}
 	}
@@ -596,10 +610,14 @@ func hostIdle(ctx context.Context, wait time.Duration, stderr io.Writer) error {
 func (s cpuSample) since(prev cpuSample) cpuUse {
 	wall := s.wall.Sub(prev.wall).Seconds()
 	self := (s.self - prev.self).Seconds()
-	u := cpuUse{Self: self / wall, Others: -1, SelfSeconds: self}
+	u := cpuUse{Self: self / wall, Others: -1, Steal: -1, IOWait: -1, SelfSeconds: self}
 	if s.total > prev.total && prev.total > 0 {
-		busy := float64(s.busy-prev.busy) / float64(s.total-prev.total) * float64(runtime.NumCPU())
-		u.Others = max(busy-u.Self, 0)
+		cpus := func(a, b uint64) float64 {
+			return float64(a-b) / float64(s.total-prev.total) * float64(runtime.NumCPU())
+		}
+		u.Others = max(cpus(s.busy, prev.busy)-u.Self, 0)
+		u.Steal = cpus(s.steal, prev.steal)
+		u.IOWait = cpus(s.iowait, prev.iowait)
 	}
 	return u
 }
@@ -802,7 +820,10 @@ func runGateway(ctx context.Context, o options, name string, perMsg int, log *za
 	case <-g.Ready():
 	case rerr := <-runErr:
 		runErr <- rerr // for the deferred shutdown
-		return nil, fmt.Errorf("gateway stopped before ready: %v", rerr)
+		if rerr == nil {
+			return nil, fmt.Errorf("gateway stopped before ready: %w", ctx.Err())
+		}
+		return nil, fmt.Errorf("gateway stopped before ready: %w", rerr)
 	case <-time.After(60 * time.Second):
 		return nil, errors.New("gateway not ready within 60s")
 	}
@@ -1155,11 +1176,11 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "%d publishers, QoS 1, window %d un-PUBACKed messages each, %s per phase; load generator in the same process\n\n",
 		r.Publishers, r.Window, time.Duration(r.PhaseSeconds*float64(time.Second)))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\treadings/msg\tPUBACKed/s\tdelivered/s\tlost\tp50 ms\tp99 ms\tmax ms\tbacklog\tcatch-up s\tsustained/s\tCPUs self\tCPUs others\tCPU µs/reading\t")
+	fmt.Fprintln(tw, "phase\treadings/msg\tPUBACKed/s\tdelivered/s\tlost\tp50 ms\tp99 ms\tmax ms\tbacklog\tcatch-up s\tsustained/s\tCPUs self\tothers\tsteal\tCPU µs/reading\t")
 	for _, p := range r.Phases {
-		others := "?"
+		others, steal := "?", "?"
 		if p.CPU.Others >= 0 {
-			others = fmt.Sprintf("%.2f", p.CPU.Others)
+			others, steal = fmt.Sprintf("%.2f", p.CPU.Others), fmt.Sprintf("%.2f", p.CPU.Steal)
 		}
 		backlog, catchUp, sustained, cpu := "-", "-", count(uint64(p.DeliveredPerSec)), fmt.Sprintf("%.0f", p.CPUMicrosPerReading)
 		if p.Name != phaseRaw {
@@ -1173,9 +1194,9 @@ func (r *report) print(w io.Writer) {
 				cpu += fmt.Sprintf(" (%.0f)", p.CPUMicrosPerReadingAll)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%.2f\t%.2f\t%.1f\t%s\t%s\t%s\t%.2f\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%.2f\t%.2f\t%.1f\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t\n",
 			p.Name, p.ReadingsPerMessage, count(uint64(p.ReadingsPerSec)), count(uint64(p.DeliveredPerSec)), p.Lost,
-			p.Latency.P50, p.Latency.P99, p.Latency.Max, backlog, catchUp, sustained, p.CPU.Self, others, cpu)
+			p.Latency.P50, p.Latency.P99, p.Latency.Max, backlog, catchUp, sustained, p.CPU.Self, others, steal, cpu)
 	}
 	tw.Flush()
 	fmt.Fprint(w, `
@@ -1185,8 +1206,9 @@ func (r *report) print(w io.Writer) {
   included. backlog: readings the slowest consumer of the stream (dedup indexer, store writer,
   alert detector, anchorer) had not acknowledged at the last PUBACK; catch-up: seconds until every
   consumer reached the end; sustained/s: readings over publishing plus catch-up time.
-  CPUs: average busy while publishing, this process (servers and load generator) and everything
-  else on the host. CPU µs/reading: this process's CPU time per reading (with the catch-up).
+  CPUs: average busy while publishing — this process (servers and load generator), everything
+  else in this machine, and steal: CPU time the hypervisor gave to others while this virtual
+  machine wanted it. CPU µs/reading: this process's CPU time per reading (with the catch-up).
 `)
 	for _, p := range r.Phases {
 		switch p.Name {
