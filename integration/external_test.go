@@ -63,6 +63,22 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// gatewayEnv is the environment of a gateway in front of the external
+// Mosquitto and nats-server: its own MQTT session (named after run), its
+// own data dir, HTTP on httpAddr, the embedded chain on a free port.
+func gatewayEnv(t *testing.T, run, httpAddr string) []string {
+	t.Helper()
+	return []string{
+		"COLDCHAIN_MQTT_URL=" + need(t, "COLDCHAIN_TEST_MQTT_URL"),
+		"COLDCHAIN_MQTT_CLIENT_ID=coldchain-" + run,
+		"COLDCHAIN_NATS_URL=" + need(t, "COLDCHAIN_TEST_NATS_URL"),
+		"COLDCHAIN_DATA_DIR=" + t.TempDir(),
+		"COLDCHAIN_HTTP_LISTEN=" + httpAddr,
+		"COLDCHAIN_LOG_LEVEL=warn",
+		"COLDCHAIN_CHAIN_LISTEN=127.0.0.1:0",
+	}
+}
+
 // gatewayProc is the coldchain binary running as a child process.
 type gatewayProc struct {
 	t    *testing.T
@@ -159,16 +175,7 @@ func TestKill9MidStream(t *testing.T) {
 	run := fmt.Sprintf("it%d", time.Now().UnixNano())
 	ship := "SHP-" + run
 	httpAddr := freePort(t)
-	env := []string{
-		"COLDCHAIN_MQTT_URL=" + mqttURL,
-		"COLDCHAIN_MQTT_CLIENT_ID=coldchain-" + run,
-		"COLDCHAIN_NATS_URL=" + natsURL,
-		"COLDCHAIN_NATS_DUPLICATE_WINDOW=2s",
-		"COLDCHAIN_DATA_DIR=" + t.TempDir(),
-		"COLDCHAIN_HTTP_LISTEN=" + httpAddr,
-		"COLDCHAIN_LOG_LEVEL=warn",
-		"COLDCHAIN_CHAIN_LISTEN=127.0.0.1:0",
-	}
+	env := append(gatewayEnv(t, run, httpAddr), "COLDCHAIN_NATS_DUPLICATE_WINDOW=2s")
 	gw := startProc(t, env, httpAddr)
 
 	nc, err := nats.Connect(natsURL)

@@ -100,26 +100,18 @@ func httpText(t *testing.T, url string) (int, string) {
 // API answers from it.
 func TestInfluxOutageAndKill9(t *testing.T) {
 	mqttURL := need(t, "COLDCHAIN_TEST_MQTT_URL")
-	natsURL := need(t, "COLDCHAIN_TEST_NATS_URL")
 	run := fmt.Sprintf("ix%d", time.Now().UnixNano())
 	ship := "SHP-" + run
 	httpAddr := freePort(t)
-	env := []string{
-		"COLDCHAIN_MQTT_URL=" + mqttURL,
-		"COLDCHAIN_MQTT_CLIENT_ID=coldchain-" + run,
-		"COLDCHAIN_NATS_URL=" + natsURL,
-		"COLDCHAIN_DATA_DIR=" + t.TempDir(),
-		"COLDCHAIN_HTTP_LISTEN=" + httpAddr,
-		"COLDCHAIN_LOG_LEVEL=warn",
-		"COLDCHAIN_CHAIN_LISTEN=127.0.0.1:0",
+	env := append(gatewayEnv(t, run, httpAddr),
 		"COLDCHAIN_STORE_KIND=influx",
-		"COLDCHAIN_STORE_INFLUX_URL=" + need(t, "COLDCHAIN_TEST_INFLUX_URL"),
-		"COLDCHAIN_STORE_INFLUX_ORG=" + need(t, "COLDCHAIN_TEST_INFLUX_ORG"),
-		"COLDCHAIN_STORE_INFLUX_BUCKET=" + need(t, "COLDCHAIN_TEST_INFLUX_BUCKET"),
-		"COLDCHAIN_STORE_INFLUX_TOKEN=" + os.Getenv("COLDCHAIN_TEST_INFLUX_TOKEN"),
+		"COLDCHAIN_STORE_INFLUX_URL="+need(t, "COLDCHAIN_TEST_INFLUX_URL"),
+		"COLDCHAIN_STORE_INFLUX_ORG="+need(t, "COLDCHAIN_TEST_INFLUX_ORG"),
+		"COLDCHAIN_STORE_INFLUX_BUCKET="+need(t, "COLDCHAIN_TEST_INFLUX_BUCKET"),
+		"COLDCHAIN_STORE_INFLUX_TOKEN="+os.Getenv("COLDCHAIN_TEST_INFLUX_TOKEN"),
 		"COLDCHAIN_STORE_BATCH_SIZE=500",
 		"COLDCHAIN_STORE_MAX_BACKOFF=1s",
-	}
+	)
 	// Whatever happens, leave InfluxDB running for the next test.
 	t.Cleanup(func() { peers(t, "start", "influxdb") })
 	gw := startProc(t, env, httpAddr)
