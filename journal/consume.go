@@ -30,6 +30,52 @@ type Msg struct {
 	More bool
 }
 
+// bursts tracks the groups of records appended together (HeaderPart) that
+// a batch holds only part of. A group's records can be interleaved with
+// other messages, so the batch stays open while any group is incomplete,
+// unless its last record arrived longer than the linger ago (some of its
+// records may have been duplicates JetStream did not store).
+type bursts struct {
+	open map[string]*burst
+}
+
+type burst struct {
+	left int       // records of the group not seen yet
+	last time.Time // when the latest of its records was seen
+}
+
+func (b *bursts) add(h nats.Header, now time.Time) {
+	_, n, ok := strings.Cut(h.Get(HeaderPart), "/")
+	total, err := strconv.Atoi(n)
+	if !ok || err != nil || total < 2 {
+		return
+	}
+	key := h.Get(HeaderSource) + "\x00" + h.Get(HeaderReceived)
+	if b.open == nil {
+		b.open = map[string]*burst{}
+	}
+	g := b.open[key]
+	if g == nil {
+		g = &burst{left: total}
+		b.open[key] = g
+	}
+	g.left--
+	g.last = now
+	if g.left <= 0 {
+		delete(b.open, key)
+	}
+}
+
+// waiting reports whether an incomplete group may still get records.
+func (b *bursts) waiting(now time.Time, linger time.Duration) bool {
+	for k, g := range b.open {
+		if now.Sub(g.last) > linger {
+			delete(b.open, k)
+		}
+	}
+	return len(b.open) > 0
+}
+
 // moreParts reads HeaderPart: whether records appended together follow.
 func moreParts(h nats.Header) bool {
 	k, n, ok := strings.Cut(h.Get(HeaderPart), "/")
@@ -60,9 +106,9 @@ type ConsumeOptions struct {
 	// the consumer has caught up with the stream.
 	OnIdle func()
 	// Linger, when set, keeps a batch open while records appended together
-	// with its last one (a logger's burst) are still to come, waiting at
-	// most Linger for each: the burst is then handed over whole instead of
-	// split where a fetch ended. A lone reading is not delayed.
+	// with any of its records (a logger's burst) are still to come, waiting
+	// at most Linger for each: the burst is then handed over whole instead
+	// of split where a fetch ended. A lone reading is not delayed.
 	Linger time.Duration
 	// From, when not zero, makes the first run deliver from this stream
 	// sequence whatever the consumer's position: a part that restores a
@@ -136,6 +182,7 @@ func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.
 			return err
 		}
 		last := m
+		var groups bursts
 		for {
 			md, err := m.Metadata()
 			if err != nil {
@@ -146,8 +193,11 @@ func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.
 				Subject: m.Subject(), Data: m.Data(), Stored: md.Timestamp, Pending: md.NumPending, More: more})
 			last = m
 			wait := time.Millisecond
-			if more && opts.Linger > 0 {
-				wait = opts.Linger
+			if opts.Linger > 0 {
+				groups.add(m.Headers(), time.Now())
+				if groups.waiting(time.Now(), opts.Linger) {
+					wait = opts.Linger
+				}
 			}
 			if len(batch) == opts.Batch || md.NumPending == 0 && wait == time.Millisecond {
 				break

@@ -446,3 +446,28 @@ func TestConsumeFrom(t *testing.T) {
 		t.Fatalf("replay from 3: %v", got)
 	}
 }
+
+// TestBursts checks the batch-linger bookkeeping: a burst interleaved with
+// other messages keeps the batch open until its last record is seen, and an
+// incomplete burst stops holding it once the linger has passed.
+func TestBursts(t *testing.T) {
+	h := func(src, recv, part string) nats.Header {
+		return nats.Header{HeaderSource: {src}, HeaderReceived: {recv}, HeaderPart: {part}}
+	}
+	t0 := time.Unix(0, 0)
+	var b bursts
+	b.add(h("mqtt:a", "1", "1/3"), t0)
+	b.add(h("mqtt:b", "2", "1/1"), t0) // a lone reading of another device
+	if !b.waiting(t0, 100*time.Millisecond) {
+		t.Fatal("burst a is incomplete: the batch must wait")
+	}
+	b.add(h("mqtt:a", "1", "2/3"), t0)
+	b.add(h("mqtt:a", "1", "3/3"), t0)
+	if b.waiting(t0, 100*time.Millisecond) {
+		t.Fatal("burst a is complete: nothing to wait for")
+	}
+	b.add(h("mqtt:c", "3", "1/5"), t0)
+	if b.waiting(t0.Add(200*time.Millisecond), 100*time.Millisecond) {
+		t.Fatal("a burst silent for longer than the linger must not hold the batch")
+	}
+}
