@@ -343,7 +343,7 @@ func compareAlerts(truth Truth, got []gotAlert) []string {
 		if g.severity != w.Severity {
 			diffs = append(diffs, fmt.Sprintf("severity: want %s, got %s", w.Severity, g.severity))
 		}
-		if g.start.Sub(w.Start) != 0 {
+		if absDur(g.start.Sub(w.Start)) > tol {
 			diffs = append(diffs, fmt.Sprintf("start: want %s, got %s (tolerance %v)", ts(w.Start), ts(g.start), tol))
 		}
 		if absDur(g.opened.Sub(w.Opened)) > tol {
