@@ -226,3 +226,34 @@ func decodeIndexValue(b []byte) (digest [32]byte, seq uint64, ok bool) {
 	copy(digest[:], b)
 	return digest, binary.BigEndian.Uint64(b[32:]), true
 }
+
+// Appending is an append under way, started by AppendAsync.
+type Appending struct {
+	done chan struct{}
+	err  error
+}
+
+// Wait returns once the append finished, with its error, or when ctx ends
+// first (the append itself goes on; the caller must then not acknowledge
+// the sender, who sends again and finds the records stored).
+func (a *Appending) Wait(ctx context.Context) error {
+	select {
+	case <-a.done:
+		return a.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// AppendAsync starts appending entries and returns at once. Appends
+// started one after another by the same caller keep that order in the
+// journal, so a transport can acknowledge its messages in the order they
+// arrived while several are in flight. out is filled once Wait returns nil.
+func (j *Journal) AppendAsync(entries []Entry, meta Meta, out []Result) *Appending {
+	a := &Appending{done: make(chan struct{})}
+	go func() {
+		a.err = j.Append(context.Background(), entries, meta, out)
+		close(a.done)
+	}()
+	return a
+}
