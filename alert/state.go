@@ -183,7 +183,7 @@ func (s *Service) snapshot() error {
 	return os.Rename(tmp, s.snapshotPath())
 }
 
-// restore loads the last snapshot and returns the stream sequence to
+// restore loads the last snapshot and returns the journal position to
 // replay from (0: the consumer's own position, nothing to replay). Alert
 // transitions of replayed readings that are at or below the consumer's ack
 // floor were published before: they are recomputed, not published again.
@@ -203,27 +203,27 @@ func (s *Service) restore(ctx context.Context) (uint64, error) {
 			return 0, nil
 		}
 		s.log.Info("no detector snapshot: replaying every reading", zap.Uint64("up_to", floor))
-		return 1, nil
+		return journal.FirstPosition, nil
 	case err != nil:
 		return 0, fmt.Errorf("detector snapshot: %w", err)
 	}
 	var snap snapshotFile
 	if err := json.Unmarshal(b, &snap); err != nil || snap.Version != snapshotVersion {
 		s.log.Warn("detector snapshot unreadable: replaying every reading", zap.Error(err))
-		return 1, nil
+		return journal.FirstPosition, nil
 	}
 	for name, state := range snap.Detectors {
 		if _, ok := s.profiles[name]; !ok {
 			s.log.Warn("snapshot of an unknown profile: replaying every reading", zap.String("profile", name))
 			s.reset()
-			return 1, nil
+			return journal.FirstPosition, nil
 		}
 		d := s.detector(name)
 		if err := d.UnmarshalBinary(state); err != nil {
 			// The profile or detector settings changed: start over.
 			s.log.Warn("detector snapshot does not fit the configuration: replaying every reading", zap.Error(err))
 			s.reset()
-			return 1, nil
+			return journal.FirstPosition, nil
 		}
 	}
 	s.devices, s.ships, s.seq = snap.Devices, snap.Shipments, snap.Seq

@@ -45,7 +45,7 @@ func startGateway(t *testing.T, dir string, chain Chain) *gateway {
 	must(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	g.j, err = journal.Open(ctx, g.nc, journal.DefaultConfig(), log)
+	g.j, err = journal.Open(ctx, g.nc, journal.DefaultConfig(), dir+"/journal", log)
 	must(t, err)
 	cfg := DefaultConfig()
 	cfg.Epoch, cfg.Poll, cfg.Batch = time.Second, 20*time.Millisecond, 64
@@ -66,6 +66,7 @@ func (g *gateway) stop() {
 		}
 	}
 	must(g.t, g.s.Close())
+	must(g.t, g.j.Close())
 	g.nc.Close()
 	g.srv.Shutdown()
 }

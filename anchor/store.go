@@ -18,9 +18,9 @@ import (
 // so "l/<shipment>/" is an exact prefix. Integers are big-endian so keys
 // sort in numeric order.
 //
-//	w/<kind>                    last stream sequence applied from the kind's stream
+//	w/<kind>                    last journal position applied from the kind's stream
 //	s/<shipment>                anchored size (8) ‖ merkle.Tree state
-//	l/<shipment>/<index>        leaf hash (32) ‖ kind (1) ‖ stream seq (8) ‖ id length (2) ‖ id ‖ canonical bytes
+//	l/<shipment>/<index>        leaf hash (32) ‖ kind (1) ‖ journal position (8) ‖ id length (2) ‖ id ‖ canonical bytes
 //	i/<shipment>/<record id>    index (8)
 //	e/<epoch>                   the epoch (JSON storedEpoch)
 //	r/<epoch>                   where its root stands (JSON storedStatus)

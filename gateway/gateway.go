@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -87,10 +88,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	defer shutdownNATS()
 
-	j, err := openJournal(ctx, nc, cfg.NATS.Streams, log)
+	j, err := openJournal(ctx, nc, cfg.NATS.Streams, filepath.Join(cfg.DataDir, "journal"), log)
 	if err != nil {
 		return err
 	}
+	// Closed last, once every part that appends or reads has stopped.
+	defer func() {
+		if err := j.Close(); err != nil {
+			log.Error("close journal", zap.Error(err))
+		}
+	}()
 	in, err := ingest.New(cfg.Ingest, j, g.reg, log.Named("ingest"), nil)
 	if err != nil {
 		return err
@@ -327,10 +334,10 @@ func (g *Gateway) connectNATS(ctx context.Context) (*nats.Conn, func(), error) {
 
 // openJournal opens the journal, retrying while JetStream is not there yet
 // (a cluster electing its leader, a server still starting).
-func openJournal(ctx context.Context, nc *nats.Conn, cfg journal.Config, log *zap.Logger) (*journal.Journal, error) {
+func openJournal(ctx context.Context, nc *nats.Conn, cfg journal.Config, dir string, log *zap.Logger) (*journal.Journal, error) {
 	for attempt := 1; ; attempt++ {
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		j, err := journal.Open(octx, nc, cfg, log.Named("journal"))
+		j, err := journal.Open(octx, nc, cfg, dir, log.Named("journal"))
 		cancel()
 		if err == nil {
 			return j, nil

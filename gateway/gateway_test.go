@@ -121,21 +121,9 @@ func streamIDs(t *testing.T, natsURL, stream string) []string {
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ids []string
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, m.Header.Get(jetstream.MsgIDHeader))
+	if err := journal.ReadStream(ctx, js, stream, func(m journal.Msg) error { ids = append(ids, m.ID); return nil }); err != nil {
+		t.Fatal(err)
 	}
 	return ids
 }

@@ -2,15 +2,14 @@ package journal
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/coldchain/coldchain/record"
 )
@@ -75,162 +74,28 @@ type Meta struct {
 // means some entries may not be stored yet: the call is idempotent, so the
 // caller retries it whole.
 func (j *Journal) Append(ctx context.Context, entries []Entry, meta Meta, out []Result) error {
-	if len(out) < len(entries) {
-		return fmt.Errorf("append: %d results for %d entries", len(out), len(entries))
-	}
-	clear(out[:len(entries)])
-	if err := j.lookup(ctx, entries, out); err != nil {
-		return err
-	}
-	received := meta.Received.UTC().Format(time.RFC3339Nano)
-	futures := make([]jetstream.PubAckFuture, len(entries))
-	// Records appended together are numbered, so a consumer can take a
-	// logger's burst whole (ConsumeOptions.Linger).
-	parts, part := 0, 0
-	for i := range entries {
-		if out[i].Outcome == 0 {
-			parts++
-		}
-	}
-	total := "/" + strconv.Itoa(parts)
-	for i := range entries {
-		if out[i].Outcome != 0 {
-			continue
-		}
-		e := &entries[i]
-		part++
-		m := &nats.Msg{Subject: e.Subject, Data: e.Data, Header: nats.Header{
-			jetstream.MsgIDHeader: []string{e.ID},
-			HeaderReceived:        []string{received},
-			HeaderSource:          []string{meta.Source},
-			HeaderPart:            []string{strconv.Itoa(part) + total},
-		}}
-		f, err := j.js.PublishMsgAsync(m)
-		if err != nil {
-			return fmt.Errorf("publish %s: %w", e.Subject, err)
-		}
-		futures[i] = f
-	}
-	var dups []int
-	for i, f := range futures {
-		if f == nil {
-			continue
-		}
-		select {
-		case ack := <-f.Ok():
-			out[i].Seq = ack.Sequence
-			if ack.Duplicate {
-				dups = append(dups, i)
-				continue
-			}
-			out[i].Outcome = Stored
-		case err := <-f.Err():
-			return fmt.Errorf("publish %s: %w", entries[i].Subject, err)
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	// JetStream recognised these ids within its window; compare the bytes
-	// it holds to tell a resend from a conflicting record.
-	for _, i := range dups {
-		m, err := j.streams[entries[i].Kind].GetMsg(ctx, out[i].Seq)
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-			// Aged out since: the id was seen, nothing to compare with.
-			out[i].Outcome = Duplicate
-		case err != nil:
-			return fmt.Errorf("get %s message %d: %w", entries[i].Kind, out[i].Seq, err)
-		case record.Digest(m.Data) == record.Digest(entries[i].Data):
-			out[i].Outcome = Duplicate
-		default:
-			out[i].Outcome = Conflict
-		}
-	}
-	return nil
-}
-
-// lookup resolves, from the dedup index, the entries that may have been
-// stored before JetStream's duplicate window: every handover, and every
-// reading at or below its device's indexed watermark.
-func (j *Journal) lookup(ctx context.Context, entries []Entry, out []Result) error {
-	var g *errgroup.Group
-	for i := range entries {
-		e := &entries[i]
-		switch {
-		case e.Kind == record.KindAlert:
-			continue // not indexed: see indexedKinds
-		case e.Kind == record.KindReading && !j.marks.mayHave(e.Device, e.Seq):
-			continue
-		}
-		if g == nil {
-			g, ctx = errgroup.WithContext(ctx)
-			g.SetLimit(j.cfg.Lookups)
-		}
-		g.Go(func() error {
-			v, err := j.ids.Get(ctx, indexKey(e.Kind, e.ID))
-			switch {
-			case errors.Is(err, jetstream.ErrKeyNotFound):
-				return nil
-			case err != nil:
-				return fmt.Errorf("look up %s: %w", e.ID, err)
-			}
-			digest, seq, ok := decodeIndexValue(v.Value())
-			if !ok {
-				return fmt.Errorf("look up %s: corrupt index value of %d bytes", e.ID, len(v.Value()))
-			}
-			out[i].Seq = seq
-			if digest == record.Digest(e.Data) {
-				out[i].Outcome = Duplicate
-			} else {
-				out[i].Outcome = Conflict
-			}
-			return nil
-		})
-	}
-	if g == nil {
-		return nil
-	}
-	return g.Wait()
-}
-
-// indexKey maps a record id to its key in the ids bucket: "r.<device>.<seq>"
-// for a reading (whose id is "<device>:<seq>"), "h.<id>" for a handover.
-// Ids are [A-Za-z0-9_-] so the key is always valid.
-func indexKey(k record.Kind, id string) string {
-	if k == record.KindReading {
-		b := []byte("r." + id)
-		for i := len(b) - 1; i >= 2; i-- {
-			if b[i] == ':' {
-				b[i] = '.'
-				break
-			}
-		}
-		return string(b)
-	}
-	return "h." + id
-}
-
-// encodeIndexValue is the ids bucket's value: SHA-256 of the canonical
-// record, then its stream sequence as 8 big-endian bytes.
-func encodeIndexValue(digest [32]byte, seq uint64) []byte {
-	b := make([]byte, 40)
-	copy(b, digest[:])
-	binary.BigEndian.PutUint64(b[32:], seq)
-	return b
-}
-
-func decodeIndexValue(b []byte) (digest [32]byte, seq uint64, ok bool) {
-	if len(b) != 40 {
-		return digest, 0, false
-	}
-	copy(digest[:], b)
-	return digest, binary.BigEndian.Uint64(b[32:]), true
+	return j.AppendAsync(entries, meta, out).Wait(ctx)
 }
 
 // Appending is an append under way, started by AppendAsync.
 type Appending struct {
-	done chan struct{}
+	left atomic.Int32
+	mu   sync.Mutex
 	err  error
+	done chan struct{}
+}
+
+func (a *Appending) finish(err error) {
+	if err != nil {
+		a.mu.Lock()
+		if a.err == nil {
+			a.err = err
+		}
+		a.mu.Unlock()
+	}
+	if a.left.Add(-1) == 0 {
+		close(a.done)
+	}
 }
 
 // Wait returns once the append finished, with its error, or when ctx ends
@@ -239,21 +104,133 @@ type Appending struct {
 func (a *Appending) Wait(ctx context.Context) error {
 	select {
 	case <-a.done:
+		a.mu.Lock()
+		defer a.mu.Unlock()
 		return a.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-// AppendAsync starts appending entries and returns at once. Appends
-// started one after another by the same caller keep that order in the
-// journal, so a transport can acknowledge its messages in the order they
-// arrived while several are in flight. out is filled once Wait returns nil.
+// AppendAsync starts appending entries and returns at once; out is filled
+// once Wait returned nil. Records go to their device's (or, for handovers,
+// shipment's) lane, which commits what is queued in it as one chunk per
+// subject: appends started one after another keep that order in the
+// journal, so a transport can keep several messages of a connection in
+// flight and still acknowledge them in order.
 func (j *Journal) AppendAsync(entries []Entry, meta Meta, out []Result) *Appending {
 	a := &Appending{done: make(chan struct{})}
-	go func() {
-		a.err = j.Append(context.Background(), entries, meta, out)
+	if len(out) < len(entries) {
+		a.err = fmt.Errorf("append: %d results for %d entries", len(out), len(entries))
 		close(a.done)
-	}()
+		return a
+	}
+	clear(out[:len(entries)])
+	type group struct {
+		l *lane
+		p *pending
+	}
+	var (
+		groups []group
+		byLane map[*lane]int
+		alerts []int
+	)
+	for i := range entries {
+		e := &entries[i]
+		if e.Kind == record.KindAlert {
+			alerts = append(alerts, i)
+			continue
+		}
+		l := j.lane(e)
+		g, ok := byLane[l]
+		if !ok {
+			if byLane == nil {
+				byLane = map[*lane]int{}
+			}
+			g = len(groups)
+			byLane[l] = g
+			groups = append(groups, group{l: l, p: &pending{out: out, meta: meta, app: a}})
+		}
+		p := groups[g].p
+		p.entries = append(p.entries, *e)
+		p.at = append(p.at, i)
+	}
+	n := len(groups)
+	if len(alerts) > 0 {
+		n++
+	}
+	if n == 0 {
+		close(a.done)
+		return a
+	}
+	a.left.Store(int32(n))
+	for _, g := range groups {
+		g.l.enqueue(g.p)
+	}
+	if len(alerts) > 0 {
+		go func() { a.finish(j.appendSingles(j.ctx, entries, alerts, meta, out)) }()
+	}
 	return a
+}
+
+// appendSingles stores the entries at idx one message each, deduplicated
+// by JetStream's message ids: the way alerts, whose ids are deterministic
+// and which nobody resends after the window, are stored.
+func (j *Journal) appendSingles(ctx context.Context, entries []Entry, idx []int, meta Meta, out []Result) error {
+	received := meta.Received.UTC().Format(time.RFC3339Nano)
+	futures := make([]jetstream.PubAckFuture, len(idx))
+	for k, i := range idx {
+		e := &entries[i]
+		f, err := j.js.PublishMsgAsync(&nats.Msg{Subject: e.Subject, Data: e.Data, Header: nats.Header{
+			jetstream.MsgIDHeader: []string{e.ID},
+			HeaderReceived:        []string{received},
+			HeaderSource:          []string{meta.Source},
+		}})
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", e.Subject, err)
+		}
+		futures[k] = f
+	}
+	for k, f := range futures {
+		i := idx[k]
+		select {
+		case ack := <-f.Ok():
+			out[i].Seq = Position(ack.Sequence, 0)
+			if !ack.Duplicate {
+				out[i].Outcome = Stored
+				continue
+			}
+			// JetStream recognised the id within its window; compare the
+			// bytes it holds to tell a resend from a conflicting record.
+			m, err := j.streams[entries[i].Kind].GetMsg(ctx, ack.Sequence)
+			switch {
+			case errors.Is(err, jetstream.ErrMsgNotFound):
+				out[i].Outcome = Duplicate // aged out since
+			case err != nil:
+				return fmt.Errorf("get %s message %d: %w", entries[i].Kind, ack.Sequence, err)
+			case record.Digest(m.Data) == record.Digest(entries[i].Data):
+				out[i].Outcome = Duplicate
+			default:
+				out[i].Outcome = Conflict
+			}
+		case err := <-f.Err():
+			return fmt.Errorf("publish %s: %w", entries[i].Subject, err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func waitAll(ctx context.Context, futures []jetstream.PubAckFuture) error {
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }

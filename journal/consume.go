@@ -17,24 +17,47 @@ import (
 
 // Msg is one stored record as a consumer sees it.
 type Msg struct {
-	Kind    record.Kind
-	Seq     uint64 // stream sequence: the record's position in the journal
+	Kind record.Kind
+	// Seq is the record's position in the journal (Position): its chunk's
+	// stream sequence and its index in the chunk. Positions grow in journal
+	// order.
+	Seq     uint64
 	ID      string // record id ("device:seq" or the handover id)
 	Subject string
 	Data    []byte    // the canonical encoding
 	Stored  time.Time // when JetStream stored it
-	// Pending is how many messages the consumer has left after this one.
+	// Pending is about how many records the consumer has left after this
+	// one: the rest of its chunk and the messages after it.
 	Pending uint64
-	// More reports that more records were appended together with this one
-	// and follow it (journal.HeaderPart).
+	// More reports that more records were committed together with this one
+	// and follow it (the rest of its chunk, or HeaderPart).
 	More bool
 }
 
-// bursts tracks the groups of records appended together (HeaderPart) that
-// a batch holds only part of. A group's records can be interleaved with
+// unpackMsg appends the records of a stored message to batch, skipping
+// those before position from.
+func unpackMsg(batch []Msg, kind record.Kind, m jetstream.Msg, md *jetstream.MsgMetadata, from uint64) ([]Msg, error) {
+	recs, err := Unpack(m.Headers(), m.Data())
+	if err != nil {
+		return batch, fmt.Errorf("stream sequence %d: %w", md.Sequence.Stream, err)
+	}
+	more := moreParts(m.Headers())
+	for i, r := range recs {
+		pos := Position(md.Sequence.Stream, i)
+		if pos < from {
+			continue
+		}
+		left := uint64(len(recs) - 1 - i)
+		batch = append(batch, Msg{Kind: kind, Seq: pos, ID: r.ID, Subject: m.Subject(), Data: r.Data,
+			Stored: md.Timestamp, Pending: md.NumPending + left, More: left > 0 || more})
+	}
+	return batch, nil
+}
+
+// bursts tracks the groups of chunks committed together (HeaderPart) that
+// a batch holds only part of. A group's chunks can be interleaved with
 // other messages, so the batch stays open while any group is incomplete,
-// unless its last record arrived longer than the linger ago (some of its
-// records may have been duplicates JetStream did not store).
+// unless its last chunk arrived longer than the linger ago.
 type bursts struct {
 	open map[string]*burst
 }
@@ -44,13 +67,13 @@ type burst struct {
 	last time.Time // when the latest of its records was seen
 }
 
-func (b *bursts) add(h nats.Header, now time.Time) {
+func (b *bursts) add(subject string, h nats.Header, now time.Time) {
 	_, n, ok := strings.Cut(h.Get(HeaderPart), "/")
 	total, err := strconv.Atoi(n)
 	if !ok || err != nil || total < 2 {
 		return
 	}
-	key := h.Get(HeaderSource) + "\x00" + h.Get(HeaderReceived)
+	key := subject + "\x00" + h.Get(HeaderReceived)
 	if b.open == nil {
 		b.open = map[string]*burst{}
 	}
@@ -97,7 +120,9 @@ type Handler func(ctx context.Context, batch []Msg) error
 type ConsumeOptions struct {
 	// Durable names the consumer; it keeps its position across restarts.
 	Durable string
-	// Batch is the largest batch handed to the handler (default 1,000).
+	// Batch is the most records handed to the handler at once (default
+	// 1,000); a chunk is never split, so a batch can exceed it by one
+	// chunk's records.
 	Batch int
 	// MaxWait is how long a fetch waits for the first message (default
 	// 500 ms); a shorter wait lowers latency on a quiet stream.
@@ -110,8 +135,8 @@ type ConsumeOptions struct {
 	// at most Linger for each: the burst is then handed over whole instead
 	// of split where a fetch ended. A lone reading is not delayed.
 	Linger time.Duration
-	// From, when not zero, makes the first run deliver from this stream
-	// sequence whatever the consumer's position: a part that restores a
+	// From, when not zero, makes the first run deliver from this position
+	// (Position) whatever the consumer's position: a part that restores a
 	// snapshot replays the journal from just after it. Later restarts
 	// resume from the ack floor as usual.
 	From uint64
@@ -159,15 +184,20 @@ func (j *Journal) Consume(ctx context.Context, kind record.Kind, opts ConsumeOpt
 
 // consumeRun consumes from the ack floor until an error or ctx ends.
 func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.Stream, opts ConsumeOptions, h Handler) error {
-	c, err := durableConsumer(ctx, s, opts.Durable, opts.Batch, opts.From)
+	fromSeq, _ := SplitPosition(opts.From)
+	if opts.From > 0 && fromSeq == 0 {
+		fromSeq = 1 // a position before the first message
+	}
+	c, err := durableConsumer(ctx, s, opts.Durable, opts.Batch, fromSeq)
 	if err != nil {
 		return err
 	}
-	it, err := c.Messages(jetstream.PullMaxMessages(2 * opts.Batch))
+	it, err := c.Messages(jetstream.PullMaxMessagesWithBytesLimit(2*opts.Batch, 32<<20))
 	if err != nil {
 		return err
 	}
 	defer it.Stop()
+	from := opts.From
 	batch := make([]Msg, 0, opts.Batch)
 	for ctx.Err() == nil {
 		batch = batch[:0]
@@ -188,18 +218,20 @@ func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.
 			if err != nil {
 				return err
 			}
-			more := moreParts(m.Headers())
-			batch = append(batch, Msg{Kind: kind, Seq: md.Sequence.Stream, ID: m.Headers().Get(jetstream.MsgIDHeader),
-				Subject: m.Subject(), Data: m.Data(), Stored: md.Timestamp, Pending: md.NumPending, More: more})
+			if batch, err = unpackMsg(batch, kind, m, md, from); err != nil {
+				// A message no gateway wrote: skip it, loudly, rather than
+				// stop every consumer at it.
+				j.log.Error("stored message skipped", zap.String("consumer", opts.Durable), zap.Error(err))
+			}
 			last = m
 			wait := time.Millisecond
 			if opts.Linger > 0 {
-				groups.add(m.Headers(), time.Now())
+				groups.add(m.Subject(), m.Headers(), time.Now())
 				if groups.waiting(time.Now(), opts.Linger) {
 					wait = opts.Linger
 				}
 			}
-			if len(batch) == opts.Batch || md.NumPending == 0 && wait == time.Millisecond {
+			if len(batch) >= opts.Batch || md.NumPending == 0 && wait == time.Millisecond {
 				break
 			}
 			// Take what has arrived, or wait for the rest of a burst.
@@ -207,9 +239,12 @@ func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.
 				break
 			}
 		}
-		if err := h(ctx, batch); err != nil {
-			return err
+		if len(batch) > 0 {
+			if err := h(ctx, batch); err != nil {
+				return err
+			}
 		}
+		from = 0
 		// A confirmed ack, so the position is durable before the next batch
 		// and a restart does not redeliver a batch that was handled; it is
 		// sent even when ctx ended during the batch (a graceful stop).
@@ -265,7 +300,7 @@ func durableConsumer(ctx context.Context, s jetstream.Stream, name string, batch
 	return s.CreateOrUpdateConsumer(ctx, cfg)
 }
 
-// AckFloor returns the stream sequence up to which the named consumer has
+// AckFloor returns the position up to which the named consumer has
 // acknowledged everything, 0 when it does not exist yet.
 func (j *Journal) AckFloor(ctx context.Context, kind record.Kind, durable string) (uint64, error) {
 	s, ok := j.streams[kind]
@@ -283,7 +318,10 @@ func (j *Journal) AckFloor(ctx context.Context, kind record.Kind, durable string
 	if err != nil {
 		return 0, err
 	}
-	return info.AckFloor.Stream, nil
+	if info.AckFloor.Stream == 0 {
+		return 0, nil
+	}
+	return EndPosition(info.AckFloor.Stream), nil
 }
 
 // Scan calls fn for every message of a stream whose subject matches
@@ -294,6 +332,21 @@ func (j *Journal) Scan(ctx context.Context, kind record.Kind, filter string, fn 
 	if !ok {
 		return fmt.Errorf("scan: no stream for %s", kind)
 	}
+	return scanStream(ctx, s, kind, filter, fn)
+}
+
+// ReadStream calls fn for every record of the named stream, chunks
+// unpacked, in order, up to its end as it was when ReadStream started. It
+// is for tests and tools that check what a stream holds.
+func ReadStream(ctx context.Context, js jetstream.JetStream, stream string, fn func(Msg) error) error {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream, err)
+	}
+	return scanStream(ctx, s, 0, "", fn)
+}
+
+func scanStream(ctx context.Context, s jetstream.Stream, kind record.Kind, filter string, fn func(Msg) error) error {
 	info, err := s.Info(ctx)
 	if err != nil {
 		return err
@@ -310,7 +363,7 @@ func (j *Journal) Scan(ctx context.Context, kind record.Kind, filter string, fn 
 		return err
 	}
 	for {
-		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(time.Second))
+		batch, err := c.FetchNoWait(1000)
 		if err != nil {
 			return err
 		}
@@ -321,9 +374,14 @@ func (j *Journal) Scan(ctx context.Context, kind record.Kind, filter string, fn 
 			if err != nil {
 				return err
 			}
-			if err := fn(Msg{Kind: kind, Seq: md.Sequence.Stream, ID: m.Headers().Get(jetstream.MsgIDHeader),
-				Subject: m.Subject(), Data: m.Data(), Stored: md.Timestamp, Pending: md.NumPending}); err != nil {
+			recs, err := unpackMsg(nil, kind, m, md, 0)
+			if err != nil {
 				return err
+			}
+			for _, r := range recs {
+				if err := fn(r); err != nil {
+					return err
+				}
 			}
 			if md.NumPending == 0 || md.Sequence.Stream >= info.State.LastSeq {
 				return nil

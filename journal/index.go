@@ -2,12 +2,14 @@ package journal
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
-	"strconv"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -16,147 +18,287 @@ import (
 	"github.com/coldchain/coldchain/record"
 )
 
-// watermarks caches each device's highest indexed seq, as the devices
-// bucket holds it. Until the bucket's current values are loaded, every
-// reading may have been seen; after, a reading above its device's mark
-// cannot be in the index, and JetStream's duplicate window covers what the
-// indexer has not reached yet (docs/EXACTLY-ONCE.md).
-type watermarks struct {
-	mu     sync.RWMutex
-	m      map[string]uint64
-	loaded bool
-}
+// The dedup index lives in Pebble under the gateway's data directory. It is
+// a view of the record streams, rebuilt from them when lost, and every
+// gateway of a cluster keeps its own (docs/EXACTLY-ONCE.md). Layout:
+//
+//	i<kind><record id>   SHA-256 of the canonical record (32) ‖ position (8)
+//	d<device>            the device's highest indexed reading seq (8)
+//	a<kind>              the last stream sequence indexed (8)
+//	s<kind>              the stream's creation time: which stream the index is of
+//
+// <kind> is one byte: 'r' for readings, 'h' for handovers. Integers are
+// big-endian. Index writes are not synced: a crash loses at most a tail of
+// the index together with the sequence it reached, and the indexer reads
+// that tail again.
+const (
+	pIndexID      = 'i'
+	pIndexDevice  = 'd'
+	pIndexApplied = 'a'
+	pIndexStream  = 's'
+)
 
-func (w *watermarks) mayHave(device string, seq uint64) bool {
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	if !w.loaded {
-		return true
-	}
-	mark, ok := w.m[device]
-	return ok && seq <= mark
-}
-
-func (w *watermarks) get(device string) (uint64, bool) {
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	v, ok := w.m[device]
-	return v, ok
-}
-
-func (w *watermarks) raise(device string, seq uint64) {
-	w.mu.Lock()
-	if cur, ok := w.m[device]; !ok || seq > cur {
-		w.m[device] = seq
-	}
-	w.mu.Unlock()
-}
-
-// indexedKinds are the record kinds the dedup index covers.
+// indexedKinds are the record kinds the dedup index covers. Alerts carry
+// deterministic ids that JetStream's duplicate window dedups: only records
+// that senders resend need the index.
 var indexedKinds = []record.Kind{record.KindReading, record.KindHandover}
 
-// IndexerName is the durable consumer the indexer reads the record streams
-// with.
-const IndexerName = "coldchain-indexer"
-
-// indexBatch is how many messages the indexer takes at a time.
-const indexBatch = 1000
-
-// Run keeps the dedup index and the device watermarks up to date until ctx
-// is done: it watches the devices bucket and indexes every record stream
-// through a durable consumer. It returns after its goroutines exited.
-func (j *Journal) Run(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return j.watchDevices(ctx) })
-	// Alerts carry deterministic ids that JetStream's window dedups; only
-	// records that senders resend need the index.
-	for _, kind := range indexedKinds {
-		s := j.streams[kind]
-		g.Go(func() error { return j.index(ctx, kind, s) })
+func kindByte(k record.Kind) byte {
+	if k == record.KindReading {
+		return 'r'
 	}
-	err := g.Wait()
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
+	return 'h'
 }
 
-// watchDevices mirrors the devices bucket into the watermarks.
-func (j *Journal) watchDevices(ctx context.Context) error {
-	for {
-		err := j.watchDevicesOnce(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		j.log.Warn("device watermark watch ended, restarting", zap.Error(err))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Second):
-		}
-	}
+func idKey(k record.Kind, id string) []byte {
+	return append([]byte{pIndexID, kindByte(k)}, id...)
 }
 
-func (j *Journal) watchDevicesOnce(ctx context.Context) error {
-	w, err := j.devices.WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return err
-	}
-	defer w.Stop() //nolint:errcheck // Stopping a watcher only unsubscribes.
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("watcher closed")
-			}
-			if e == nil {
-				// The initial values are all in.
-				j.marks.mu.Lock()
-				j.marks.loaded = true
-				j.marks.mu.Unlock()
-				continue
-			}
-			if seq, err := strconv.ParseUint(string(e.Value()), 10, 64); err == nil {
-				j.marks.raise(e.Key(), seq)
-			}
-		}
-	}
+func deviceKey(device string) []byte { return append([]byte{pIndexDevice}, device...) }
+
+func appliedKey(k record.Kind) []byte { return []byte{pIndexApplied, kindByte(k)} }
+
+func streamKey(k record.Kind) []byte { return []byte{pIndexStream, kindByte(k)} }
+
+// encodeIndexValue is an id's value: the digest, then the position.
+func encodeIndexValue(digest [32]byte, pos uint64) []byte {
+	b := make([]byte, 40)
+	copy(b, digest[:])
+	binary.BigEndian.PutUint64(b[32:], pos)
+	return b
 }
 
-// indexState is what Behind reports, per stream.
+func decodeIndexValue(b []byte) (digest [32]byte, pos uint64, ok bool) {
+	if len(b) != 40 {
+		return digest, 0, false
+	}
+	copy(digest[:], b)
+	return digest, binary.BigEndian.Uint64(b[32:]), true
+}
+
+// index is the local dedup index and what the indexer reached in it.
+type index struct {
+	mu sync.RWMutex // held to read for every use of db, to write to close it
+	db *pebble.DB
+
+	states map[record.Kind]*indexState
+}
+
+// indexState is the indexer's progress on one stream.
 type indexState struct {
+	applied atomic.Uint64 // last stream sequence indexed
+	// target is the stream's last sequence when the journal opened: once
+	// applied reaches it, the index holds everything stored before.
+	target  uint64
 	pending atomic.Uint64
 	// oldest is the stream time (Unix ns) of the last indexed message while
 	// messages are pending: an upper bound on how long the oldest pending
 	// one has waited.
 	oldest atomic.Int64
-	caught atomic.Bool
+
+	mu      sync.Mutex
+	advance chan struct{} // closed and replaced each time applied grows
 }
 
-func (j *Journal) state(kind record.Kind) *indexState {
-	j.stateOnce.Do(func() {
-		j.states = map[record.Kind]*indexState{record.KindReading: {}, record.KindHandover: {}}
-	})
-	return j.states[kind]
+func (st *indexState) raise(seq uint64) {
+	st.applied.Store(seq)
+	st.mu.Lock()
+	close(st.advance)
+	st.advance = make(chan struct{})
+	st.mu.Unlock()
 }
 
-// IndexReady reports whether the watermarks are loaded and the indexer has
-// caught up with every record stream once, so the dedup index is complete
-// for everything older than JetStream's duplicate window.
+// wait returns once the index reached stream sequence seq.
+func (st *indexState) wait(ctx context.Context, seq uint64) error {
+	for {
+		st.mu.Lock()
+		ch := st.advance
+		st.mu.Unlock()
+		if st.applied.Load() >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the dedup index to reach stream sequence %d (at %d): %w", seq, st.applied.Load(), ctx.Err())
+		}
+	}
+}
+
+// openIndex opens the index under dir and checks it is the index of the
+// streams it is given; an index of other streams (the streams were
+// deleted and created again, or the data directory moved to another NATS)
+// is emptied and rebuilt.
+func openIndex(ctx context.Context, dir string, streams map[record.Kind]jetstream.Stream, log *zap.Logger) (*index, error) {
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log.Named("pebble").Sugar()}})
+	if err != nil {
+		return nil, fmt.Errorf("open dedup index %s: %w", dir, err)
+	}
+	x := &index{db: db, states: map[record.Kind]*indexState{}}
+	stale := false
+	infos := map[record.Kind]*jetstream.StreamInfo{}
+	for _, k := range indexedKinds {
+		info, err := streams[k].Info(ctx)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		infos[k] = info
+		id := info.Created.UTC().Format(time.RFC3339Nano)
+		v, closer, err := db.Get(streamKey(k))
+		switch {
+		case errors.Is(err, pebble.ErrNotFound):
+			stale = stale || x.readApplied(k) > 0
+		case err != nil:
+			db.Close()
+			return nil, err
+		default:
+			stale = stale || string(v) != id
+			closer.Close()
+		}
+		if x.readApplied(k) > info.State.LastSeq {
+			stale = true
+		}
+	}
+	if stale {
+		log.Warn("dedup index is of other streams (were they deleted?); rebuilding it from the streams", zap.String("dir", dir))
+		if err := db.DeleteRange([]byte{0}, []byte{0xff}, pebble.Sync); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	b := db.NewBatch()
+	for _, k := range indexedKinds {
+		st := &indexState{target: infos[k].State.LastSeq, advance: make(chan struct{})}
+		st.applied.Store(x.readApplied(k))
+		x.states[k] = st
+		_ = b.Set(streamKey(k), []byte(infos[k].Created.UTC().Format(time.RFC3339Nano)), nil)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return x, nil
+}
+
+func (x *index) readApplied(k record.Kind) uint64 {
+	v, closer, err := x.db.Get(appliedKey(k))
+	if err != nil {
+		return 0
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+func (x *index) close() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.db == nil {
+		return nil
+	}
+	err := x.db.Close()
+	x.db = nil
+	return err
+}
+
+// lookup returns the digest and position an id was indexed with.
+func (x *index) lookup(k record.Kind, id string) (digest [32]byte, pos uint64, found bool, err error) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if x.db == nil {
+		return digest, 0, false, ErrClosed
+	}
+	v, closer, err := x.db.Get(idKey(k, id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return digest, 0, false, nil
+	}
+	if err != nil {
+		return digest, 0, false, err
+	}
+	defer closer.Close()
+	digest, pos, ok := decodeIndexValue(v)
+	if !ok {
+		return digest, 0, false, fmt.Errorf("dedup index: corrupt value of %d bytes for %s", len(v), id)
+	}
+	return digest, pos, true, nil
+}
+
+// deviceMax returns a device's highest indexed reading seq.
+func (x *index) deviceMax(device string) (uint64, bool, error) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if x.db == nil {
+		return 0, false, ErrClosed
+	}
+	v, closer, err := x.db.Get(deviceKey(device))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, false, fmt.Errorf("dedup index: corrupt device mark of %d bytes for %s", len(v), device)
+	}
+	return binary.BigEndian.Uint64(v), true, nil
+}
+
+// IndexerName was the durable consumer of the previous, KV-based index;
+// the index now reads the streams with ordered consumers and keeps its
+// position in the index itself.
+const IndexerName = "coldchain-indexer"
+
+// indexBatch is how many messages the indexer writes at a time.
+const indexBatch = 1000
+
+// Run keeps the dedup index up to date until ctx is done, reading every
+// record stream from where the index stands. It returns after its
+// goroutines exited.
+func (j *Journal) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, kind := range indexedKinds {
+		g.Go(func() error {
+			backoff := 100 * time.Millisecond
+			for {
+				err := j.indexStream(ctx, kind)
+				if ctx.Err() != nil {
+					return nil
+				}
+				j.log.Warn("dedup indexer stopped, restarting", zap.Stringer("kind", kind), zap.Error(err), zap.Duration("backoff", backoff))
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, 10*time.Second)
+			}
+		})
+	}
+	return g.Wait()
+}
+
+// IndexReady reports whether the index holds every record stored before
+// the journal opened. Appends wait for that (and the gateway waits for it
+// before it takes messages), so a resend of an old record is recognised.
 func (j *Journal) IndexReady() bool {
-	j.marks.mu.RLock()
-	loaded := j.marks.loaded
-	j.marks.mu.RUnlock()
-	return loaded && j.state(record.KindReading).caught.Load() && j.state(record.KindHandover).caught.Load()
+	for _, k := range indexedKinds {
+		st := j.idx.states[k]
+		if st.applied.Load() < st.target {
+			return false
+		}
+	}
+	return true
 }
 
-// IndexLag returns the number of records not yet indexed and an upper
+// IndexLag returns the number of messages not yet indexed and an upper
 // bound on how long the oldest of them has waited.
 func (j *Journal) IndexLag(now time.Time) (pending uint64, behind time.Duration) {
 	for _, k := range indexedKinds {
-		st := j.state(k)
+		st := j.idx.states[k]
 		p := st.pending.Load()
 		pending += p
 		if p > 0 {
@@ -168,105 +310,153 @@ func (j *Journal) IndexLag(now time.Time) (pending uint64, behind time.Duration)
 	return pending, behind
 }
 
-func (j *Journal) index(ctx context.Context, kind record.Kind, s jetstream.Stream) error {
-	st := j.state(kind)
-	// An indexer that starts with nothing pending is caught up at once.
-	if c, err := s.Consumer(ctx, IndexerName); err == nil {
-		if info, err := c.Info(ctx); err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
-			st.caught.Store(true)
+// indexStream reads one stream from after the index's position with an
+// ordered consumer, writing each batch and the position it reached in one
+// Pebble batch, until ctx ends or the consumer fails.
+func (j *Journal) indexStream(ctx context.Context, kind record.Kind) error {
+	st := j.idx.states[kind]
+	c, err := j.streams[kind].OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   st.applied.Load() + 1,
+	})
+	if err != nil {
+		return err
+	}
+	it, err := c.Messages(jetstream.PullMaxMessages(2 * indexBatch))
+	if err != nil {
+		return err
+	}
+	// Next does not watch ctx: an ordered consumer whose stream is gone
+	// retries inside it until stopped.
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-stopped:
+		}
+		it.Stop()
+	}()
+	var (
+		logged time.Time
+		maxSeq = map[string]uint64{}
+	)
+	for ctx.Err() == nil {
+		m, err := it.Next(jetstream.NextMaxWait(500 * time.Millisecond))
+		switch {
+		case errors.Is(err, nats.ErrTimeout):
+			st.pending.Store(0)
+			continue
+		case err != nil:
+			return err
+		}
+		j.idx.mu.RLock()
+		if j.idx.db == nil {
+			j.idx.mu.RUnlock()
+			return ErrClosed
+		}
+		b := j.idx.db.NewBatch()
+		clear(maxSeq)
+		var last *jetstream.MsgMetadata
+		for n := 0; ; n++ {
+			md, err := m.Metadata()
+			if err != nil {
+				j.idx.mu.RUnlock()
+				return err
+			}
+			j.indexMsg(b, kind, m, md.Sequence.Stream, maxSeq)
+			last = md
+			if n+1 == indexBatch || md.NumPending == 0 {
+				break
+			}
+			if m, err = it.Next(jetstream.NextMaxWait(time.Millisecond)); err != nil {
+				break
+			}
+		}
+		for dev, seq := range maxSeq {
+			cur, ok, err := j.idx.deviceMaxLocked(dev)
+			if err != nil {
+				j.idx.mu.RUnlock()
+				return err
+			}
+			if !ok || seq > cur {
+				_ = b.Set(deviceKey(dev), binary.BigEndian.AppendUint64(nil, seq), nil)
+			}
+		}
+		_ = b.Set(appliedKey(kind), binary.BigEndian.AppendUint64(nil, last.Sequence.Stream), nil)
+		err = b.Commit(pebble.NoSync)
+		j.idx.mu.RUnlock()
+		if err != nil {
+			return fmt.Errorf("write dedup index: %w", err)
+		}
+		st.pending.Store(last.NumPending)
+		st.oldest.Store(last.Timestamp.UnixNano())
+		st.raise(last.Sequence.Stream)
+		if st.applied.Load() < st.target && time.Since(logged) > 5*time.Second {
+			logged = time.Now()
+			j.log.Info("rebuilding the dedup index", zap.Stringer("kind", kind),
+				zap.Uint64("at", last.Sequence.Stream), zap.Uint64("of", st.target))
 		}
 	}
-	return j.Consume(ctx, kind, ConsumeOptions{
-		Durable: IndexerName,
-		Batch:   indexBatch,
-		OnIdle: func() {
-			st.pending.Store(0)
-			st.caught.Store(true)
-		},
-	}, func(ctx context.Context, batch []Msg) error {
-		if err := j.indexBatch(ctx, kind, batch); err != nil {
-			return err
-		}
-		last := batch[len(batch)-1]
-		st.pending.Store(last.Pending)
-		st.oldest.Store(last.Stored.UnixNano())
-		return nil
-	})
+	return nil
 }
 
-// indexBatch writes the index entries of a batch, then raises the device
-// watermarks; the batch is acknowledged only after both, so a crash at any
-// point leaves it to be indexed again (index writes are idempotent).
-func (j *Journal) indexBatch(ctx context.Context, kind record.Kind, batch []Msg) error {
-	futures := make([]jetstream.PubAckFuture, 0, len(batch))
-	maxSeq := map[string]uint64{}
-	for _, m := range batch {
-		if m.ID == "" {
-			j.log.Warn("record without a message id skipped by the indexer", zap.String("subject", m.Subject))
+// indexMsg adds the records of one stored message to b.
+func (j *Journal) indexMsg(b *pebble.Batch, kind record.Kind, m jetstream.Msg, seq uint64, maxSeq map[string]uint64) {
+	recs, err := Unpack(m.Headers(), m.Data())
+	if err != nil {
+		j.log.Error("stored message skipped by the dedup indexer", zap.Stringer("kind", kind), zap.Uint64("seq", seq), zap.Error(err))
+		return
+	}
+	for i, r := range recs {
+		if r.ID == "" {
+			j.log.Warn("record without an id skipped by the dedup indexer", zap.String("subject", m.Subject()), zap.Uint64("seq", seq))
 			continue
 		}
-		f, err := j.js.PublishMsgAsync(&nats.Msg{
-			Subject: "$KV." + BucketIDs + "." + indexKey(kind, m.ID),
-			Data:    encodeIndexValue(record.Digest(m.Data), m.Seq),
-		})
-		if err != nil {
-			return err
-		}
-		futures = append(futures, f)
+		_ = b.Set(idKey(kind, r.ID), encodeIndexValue(record.Digest(r.Data), Position(seq, i)), nil)
 		if kind == record.KindReading {
-			if dev, seq, ok := splitReadingID(m.ID); ok && seq >= maxSeq[dev] {
-				maxSeq[dev] = seq
+			if dev, s, ok := splitReadingID(r.ID); ok && s >= maxSeq[dev] {
+				maxSeq[dev] = s
 			}
 		}
 	}
-	if err := waitAll(ctx, futures); err != nil {
-		return err
-	}
-	// Raise the watermarks only once the index holds every record below
-	// them.
-	futures = futures[:0]
-	for dev, seq := range maxSeq {
-		if cur, ok := j.marks.get(dev); ok && cur >= seq {
-			continue
-		}
-		f, err := j.js.PublishMsgAsync(&nats.Msg{
-			Subject: "$KV." + BucketDevices + "." + dev,
-			Data:    strconv.AppendUint(nil, seq, 10),
-		})
-		if err != nil {
-			return err
-		}
-		futures = append(futures, f)
-	}
-	if err := waitAll(ctx, futures); err != nil {
-		return err
-	}
-	for dev, seq := range maxSeq {
-		j.marks.raise(dev, seq)
-	}
-	return nil
 }
 
-func waitAll(ctx context.Context, futures []jetstream.PubAckFuture) error {
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+func (x *index) deviceMaxLocked(device string) (uint64, bool, error) {
+	v, closer, err := x.db.Get(deviceKey(device))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
 	}
-	return nil
+	if err != nil {
+		return 0, false, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, false, nil
+	}
+	return binary.BigEndian.Uint64(v), true, nil
 }
 
 // splitReadingID splits "device:seq".
 func splitReadingID(id string) (string, uint64, bool) {
 	for i := len(id) - 1; i >= 0; i-- {
 		if id[i] == ':' {
-			seq, err := strconv.ParseUint(id[i+1:], 10, 64)
-			return id[:i], seq, err == nil
+			var seq uint64
+			for _, c := range id[i+1:] {
+				if c < '0' || c > '9' {
+					return "", 0, false
+				}
+				seq = seq*10 + uint64(c-'0')
+			}
+			return id[:i], seq, i+1 < len(id)
 		}
 	}
 	return "", 0, false
 }
+
+// pebbleLogger sends Pebble's log to zap, its chatter at debug level.
+type pebbleLogger struct{ s *zap.SugaredLogger }
+
+func (l pebbleLogger) Infof(format string, args ...any)  { l.s.Debugf(format, args...) }
+func (l pebbleLogger) Errorf(format string, args ...any) { l.s.Errorf(format, args...) }
+func (l pebbleLogger) Fatalf(format string, args ...any) { l.s.Fatalf(format, args...) }

@@ -25,11 +25,6 @@ const (
 	StreamHandovers   = "COLDCHAIN_HANDOVERS"
 	StreamAlerts      = "COLDCHAIN_ALERTS"
 	StreamDeadLetters = "COLDCHAIN_DEADLETTERS"
-
-	// BucketIDs is the dedup index: record id → digest and stream sequence.
-	BucketIDs = "coldchain_ids"
-	// BucketDevices holds each device's highest indexed seq.
-	BucketDevices = "coldchain_devices"
 )
 
 // Message headers the gateway sets beside the JetStream ones.
@@ -42,7 +37,7 @@ const (
 	HeaderIndex     = "Coldchain-Index"     // dead letters: position in the batch
 	HeaderDetail    = "Coldchain-Detail"    // dead letters: the sentence for a person
 	HeaderTruncated = "Coldchain-Truncated" // dead letters: original size when cut
-	HeaderPart      = "Coldchain-Part"      // "k/n": the k-th (from 1) of n records appended together
+	HeaderPart      = "Coldchain-Part"      // "k/n": the k-th (from 1) of n chunks committed together
 )
 
 // SubjectReading returns the subject of a device's readings.
@@ -73,7 +68,7 @@ type Config struct {
 	Retention time.Duration `yaml:"retention"`
 	// DeadLetterRetention is how long dead letters are kept.
 	DeadLetterRetention time.Duration `yaml:"dead_letter_retention"`
-	// Lookups bounds concurrent dedup-index lookups of one append.
+	// Lookups is no longer used: the dedup index is local (docs/EXACTLY-ONCE.md).
 	Lookups int `yaml:"lookups"`
 }
 
@@ -113,22 +108,31 @@ type Journal struct {
 	js      jetstream.JetStream
 	streams map[record.Kind]jetstream.Stream
 	dead    jetstream.Stream
-	ids     jetstream.KeyValue
-	devices jetstream.KeyValue
-	marks   *watermarks
+	idx     *index
 	log     *zap.Logger
+	// maxChunk is the most bytes of records one chunk carries.
+	maxChunk int
 
-	stateOnce sync.Once
-	states    map[record.Kind]*indexState
+	// ctx ends at Close; lanes commit under it.
+	ctx     context.Context
+	stop    context.CancelFunc
+	lanesMu sync.Mutex
+	lanes   map[laneKey]*lane
+	lanesWG sync.WaitGroup
 }
+
+// maxChunkBytes bounds a chunk whatever the server's max_payload, so a
+// consumer's buffer of fetched chunks stays small.
+const maxChunkBytes = 1 << 20
 
 // ErrClosed is returned by a journal whose connection is closed.
 var ErrClosed = errors.New("journal closed")
 
-// Open creates or updates the streams and buckets idempotently, so every
-// gateway start converges on the configured layout, and returns a journal
-// that appends through nc. It does not start the indexer: see Indexer.
-func Open(ctx context.Context, nc *nats.Conn, cfg Config, log *zap.Logger) (*Journal, error) {
+// Open creates or updates the streams idempotently, so every gateway start
+// converges on the configured layout, opens the dedup index under dir, and
+// returns a journal that appends through nc. It does not start the
+// indexer: see Run. Close it after every user stopped.
+func Open(ctx context.Context, nc *nats.Conn, cfg Config, dir string, log *zap.Logger) (*Journal, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -137,7 +141,12 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config, log *zap.Logger) (*Jou
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	j := &Journal{cfg: cfg, nc: nc, js: js, streams: map[record.Kind]jetstream.Stream{}, log: log,
-		marks: &watermarks{m: map[string]uint64{}}}
+		lanes: map[laneKey]*lane{}}
+	// Room for the headers, within the server's limit.
+	j.maxChunk = min(int(nc.MaxPayload())-16<<10, maxChunkBytes)
+	if j.maxChunk < 48<<10 {
+		return nil, fmt.Errorf("nats: the server's max_payload (%d bytes) is too small; it must be at least 64 KiB", nc.MaxPayload())
+	}
 	for _, sc := range j.streamConfigs() {
 		s, err := js.CreateOrUpdateStream(ctx, sc)
 		if err != nil {
@@ -155,18 +164,10 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config, log *zap.Logger) (*Jou
 		}
 		log.Debug("stream ready", zap.String("stream", sc.Name))
 	}
-	if j.ids, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: BucketIDs, Description: "coldchain dedup index: record id to digest and stream sequence",
-		History: 1, TTL: cfg.Retention, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
-	}); err != nil {
-		return nil, fmt.Errorf("create or update bucket %s: %w", BucketIDs, err)
+	if j.idx, err = openIndex(ctx, dir, j.streams, log); err != nil {
+		return nil, err
 	}
-	if j.devices, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: BucketDevices, Description: "coldchain: highest indexed seq per device",
-		History: 1, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
-	}); err != nil {
-		return nil, fmt.Errorf("create or update bucket %s: %w", BucketDevices, err)
-	}
+	j.ctx, j.stop = context.WithCancel(context.Background())
 	return j, nil
 }
 
@@ -184,6 +185,14 @@ func (j *Journal) streamConfigs() []jetstream.StreamConfig {
 		base(StreamAlerts, "coldchain excursion alert events", "coldchain.alerts.>", j.cfg.Retention),
 		base(StreamDeadLetters, "coldchain rejected input with its original bytes", "coldchain.deadletters.>", j.cfg.DeadLetterRetention),
 	}
+}
+
+// Close stops the lanes, failing the appends still queued, and closes the
+// dedup index. Call it after the transports and the indexer stopped.
+func (j *Journal) Close() error {
+	j.stop()
+	j.lanesWG.Wait()
+	return j.idx.close()
 }
 
 // JetStream returns the JetStream context, for parts that consume streams.

@@ -3,13 +3,12 @@ package journal
 import (
 	"context"
 	"fmt"
-	"strconv"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -53,7 +52,7 @@ func start(t *testing.T, dir string, cfg Config) *env {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if e.j, err = Open(ctx, e.nc, cfg, e.log); err != nil {
+	if e.j, err = Open(ctx, e.nc, cfg, filepath.Join(dir, "index"), e.log); err != nil {
 		t.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(context.Background())
@@ -67,6 +66,9 @@ func (e *env) stop() {
 	e.cancel()
 	if err := <-e.done; err != nil {
 		e.t.Errorf("journal run: %v", err)
+	}
+	if err := e.j.Close(); err != nil {
+		e.t.Errorf("journal close: %v", err)
 	}
 	e.nc.Close()
 	e.srv.Shutdown()
@@ -111,115 +113,20 @@ func (e *env) append(entries ...Entry) []Outcome {
 	return oc
 }
 
-func (e *env) count(stream string) uint64 {
+// count returns the records a stream holds, whatever their chunks.
+func (e *env) count(kind record.Kind) int {
 	e.t.Helper()
-	s, err := e.j.JetStream().Stream(context.Background(), stream)
-	if err != nil {
+	n := 0
+	if err := e.j.Scan(context.Background(), kind, "", func(Msg) error { n++; return nil }); err != nil {
 		e.t.Fatal(err)
 	}
-	info, err := s.Info(context.Background())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return info.State.Msgs
-}
-
-// forgotten waits until JetStream's duplicate window has passed for
-// everything appended so far, proving it with a probe message published
-// twice with one message id: the second is stored only once JetStream
-// forgot the first. The two probes land in the readings stream.
-func (e *env) forgotten() {
-	e.t.Helper()
-	id := fmt.Sprintf("probe-%d", time.Now().UnixNano())
-	ctx := context.Background()
-	if _, err := e.j.JetStream().Publish(ctx, "coldchain.readings.probe.probe", nil, jetstream.WithMsgID(id)); err != nil {
-		e.t.Fatal(err)
-	}
-	eventually(e.t, "duplicate window to pass", func() bool {
-		time.Sleep(200 * time.Millisecond)
-		ack, err := e.j.JetStream().Publish(ctx, "coldchain.readings.probe.probe", nil, jetstream.WithMsgID(id))
-		return err == nil && !ack.Duplicate
-	})
+	return n
 }
 
 func want(t *testing.T, got []Outcome, want ...Outcome) {
 	t.Helper()
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("outcomes %v, want %v", got, want)
-	}
-}
-
-// TestAppendExactlyOnce walks a record through every path of
-// docs/EXACTLY-ONCE.md: new, resent within JetStream's window, resent after
-// it (answered by the index), conflicting in and after the window, and
-// resent after a full restart of server and gateway.
-func TestAppendExactlyOnce(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.DuplicateWindow = time.Second
-	dir := t.TempDir()
-	e := start(t, dir, cfg)
-
-	a, b, c := reading("D1", 1, 5), reading("D1", 2, 5.5), reading("D2", 7, 6)
-	hA := handover("H1", "ok")
-	want(t, e.append(a, b, c, hA), Stored, Stored, Stored, Stored)
-
-	// Within the window JetStream's own dedup answers; the bytes decide.
-	bChanged := reading("D1", 2, 9.9)
-	want(t, e.append(a, bChanged, hA, handover("H1", "changed")), Duplicate, Conflict, Duplicate, Conflict)
-
-	// Past the window only the index can answer.
-	eventually(t, "indexer caught up", func() bool { p, _ := e.j.IndexLag(time.Now()); return p == 0 })
-	eventually(t, "watermark D1", func() bool { return e.j.marks.mayHave("D1", 2) })
-	e.forgotten()
-	want(t, e.append(c, a, bChanged, hA, handover("H1", "changed")), Duplicate, Duplicate, Conflict, Duplicate, Conflict)
-
-	// A genuinely new reading below the watermark is looked up, missed, stored.
-	d1gap := reading("D1", 0, 4)
-	want(t, e.append(d1gap, reading("D1", 3, 4)), Stored, Stored)
-
-	if n := e.count(StreamReadings); n != 5+2 { // two probes of forgotten()
-		t.Fatalf("%d readings stored, want 5", n)
-	}
-	if n := e.count(StreamHandovers); n != 1 {
-		t.Fatalf("%d handovers stored, want 1", n)
-	}
-	e.stop()
-
-	// Everything survives a restart: the index and the watermarks are in
-	// JetStream, not in memory.
-	e = start(t, dir, cfg)
-	defer e.stop()
-	want(t, e.append(a, c, d1gap, hA, reading("D1", 4, 4)), Duplicate, Duplicate, Duplicate, Duplicate, Stored)
-	if n := e.count(StreamReadings); n != 6+2 {
-		t.Fatalf("%d readings stored after restart, want 6", n)
-	}
-}
-
-// TestAppendBurstOutOfOrder appends a logger's burst in reverse order, then
-// the same burst again after the window: each reading is stored once.
-func TestAppendBurstOutOfOrder(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.DuplicateWindow = time.Second
-	e := start(t, t.TempDir(), cfg)
-	defer e.stop()
-	var burst []Entry
-	for seq := 500; seq > 0; seq-- {
-		burst = append(burst, reading("LOG-1", uint64(seq), 5))
-	}
-	for _, o := range e.append(burst...) {
-		if o != Stored {
-			t.Fatalf("first upload: %v", o)
-		}
-	}
-	eventually(t, "indexer caught up", func() bool { p, _ := e.j.IndexLag(time.Now()); return p == 0 })
-	e.forgotten()
-	for i, o := range e.append(burst...) {
-		if o != Duplicate {
-			t.Fatalf("re-upload %d: %v", i, o)
-		}
-	}
-	if n := e.count(StreamReadings); n != 500+2 {
-		t.Fatalf("%d stored, want 500", n)
 	}
 }
 
@@ -265,28 +172,6 @@ func TestDeadLetters(t *testing.T) {
 	}
 }
 
-func TestIndexKey(t *testing.T) {
-	for _, tc := range []struct {
-		kind     record.Kind
-		id, want string
-	}{
-		{record.KindReading, "reefer-7:42", "r.reefer-7.42"},
-		{record.KindReading, "a_b:18446744073709551615", "r.a_b.18446744073709551615"},
-		{record.KindHandover, "HO-1", "h.HO-1"},
-	} {
-		if got := indexKey(tc.kind, tc.id); got != tc.want {
-			t.Errorf("indexKey(%s) = %s, want %s", tc.id, got, tc.want)
-		}
-	}
-	dev, seq, ok := splitReadingID("reefer-7:" + strconv.FormatUint(1<<63, 10))
-	if !ok || dev != "reefer-7" || seq != 1<<63 {
-		t.Fatalf("split: %s %d %v", dev, seq, ok)
-	}
-	if _, _, ok := decodeIndexValue([]byte("short")); ok {
-		t.Fatal("short index value accepted")
-	}
-}
-
 func TestConfigValidate(t *testing.T) {
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatal(err)
@@ -298,74 +183,18 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// TestIndexerResumesFromAckFloor reproduces a gateway killed while its
-// indexer held a fetched, unacknowledged batch: the next indexer must index
-// those records before claiming to be caught up, or a resend after the
-// duplicate window would be stored twice.
-func TestIndexerResumesFromAckFloor(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.DuplicateWindow = time.Second
-	e := start(t, t.TempDir(), cfg)
-	defer e.stop()
-	a, b := reading("D1", 1, 5), reading("D1", 2, 5)
-	want(t, e.append(a), Stored)
-	eventually(t, "a indexed", func() bool { return e.j.marks.mayHave("D1", 1) })
-
-	// Stop the indexer, store b unindexed, and leave it fetched but not
-	// acknowledged, as a killed indexer would.
-	e.cancel()
-	if err := <-e.done; err != nil {
-		t.Fatal(err)
-	}
-	// Until the new journal runs, stop has nothing to wait for.
-	e.done <- nil
-	want(t, e.append(b), Stored)
-	ctx := context.Background()
-	s, err := e.j.JetStream().Stream(ctx, StreamReadings)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := s.Consumer(ctx, IndexerName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := c.Fetch(10, jetstream.FetchMaxWait(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range batch.Messages() {
-	}
-	// b is now held unacknowledged: by this fetch, or by a pull request the
-	// stopped indexer left on the server, as a killed one would.
-	info, err := c.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.NumAckPending != 1 || info.AckFloor.Stream != 1 {
-		t.Fatalf("consumer state %d pending, ack floor %d: want b (seq 2) held, a acknowledged", info.NumAckPending, info.AckFloor.Stream)
-	}
-
-	// A new journal on the same server, as after a restart.
-	j2, err := Open(ctx, e.nc, cfg, e.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	e.j, e.cancel, e.done = j2, stop, make(chan error, 1)
-	go func() { e.done <- j2.Run(runCtx) }()
-	eventually(t, "index ready", j2.IndexReady)
-	e.forgotten()
-	want(t, e.append(b), Duplicate)
-}
-
 // TestConsume checks the consumer contract every derived part relies on:
 // batches in stream order, a failed batch delivered again from the same
 // message, and the durable position kept across a restart.
 func TestConsume(t *testing.T) {
 	e := start(t, t.TempDir(), DefaultConfig())
 	defer e.stop()
-	for i := 1; i <= 20; i++ {
+	// Singles and chunks of 4: a batch of 7 never splits a chunk.
+	for i := 1; i <= 8; i++ {
 		e.append(reading("C1", uint64(i), 5))
+	}
+	for i := 9; i <= 20; i += 4 {
+		e.append(reading("C1", uint64(i), 5), reading("C1", uint64(i+1), 5), reading("C1", uint64(i+2), 5), reading("C1", uint64(i+3), 5))
 	}
 	consume := func(stopAfter int, failFirst bool) []uint64 {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -403,12 +232,14 @@ func TestConsume(t *testing.T) {
 		}
 		return got
 	}
+	// Batches: 1–7, then 8 and the chunks 9–12 and 13–16 (never split):
+	// the consumer stops after that batch.
 	first := consume(14, true)
-	if fmt.Sprint(first) != fmt.Sprint([]uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}) {
+	if fmt.Sprint(first) != fmt.Sprint([]uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}) {
 		t.Fatalf("first pass %v", first)
 	}
-	rest := consume(6, false)
-	if fmt.Sprint(rest) != fmt.Sprint([]uint64{15, 16, 17, 18, 19, 20}) {
+	rest := consume(4, false)
+	if fmt.Sprint(rest) != fmt.Sprint([]uint64{17, 18, 19, 20}) {
 		t.Fatalf("after restart %v", rest)
 	}
 }
@@ -438,12 +269,23 @@ func TestConsumeFrom(t *testing.T) {
 		return got
 	}
 	run(0, 5)
-	if f, err := e.j.AckFloor(context.Background(), record.KindReading, "from"); err != nil || f != 5 {
+	if f, err := e.j.AckFloor(context.Background(), record.KindReading, "from"); err != nil || f != EndPosition(5) {
 		t.Fatalf("ack floor %d %v", f, err)
 	}
 	run(0, 0)
-	if got := run(3, 3); got[0] != 3 {
+	if got := run(Position(3, 0), 3); got[0] != Position(3, 0) {
 		t.Fatalf("replay from 3: %v", got)
+	}
+	// Five readings in one chunk (stream sequence 6): From can start
+	// inside it.
+	var burst []Entry
+	for i := 6; i <= 10; i++ {
+		burst = append(burst, reading("F1", uint64(i), 5))
+	}
+	e.append(burst...)
+	run(0, 5)
+	if got := run(Position(6, 2), 3); got[0] != Position(6, 2) || got[2] != Position(6, 4) {
+		t.Fatalf("replay from inside a chunk: %v", got)
 	}
 }
 
@@ -456,17 +298,17 @@ func TestBursts(t *testing.T) {
 	}
 	t0 := time.Unix(0, 0)
 	var b bursts
-	b.add(h("mqtt:a", "1", "1/3"), t0)
-	b.add(h("mqtt:b", "2", "1/1"), t0) // a lone reading of another device
+	b.add("a", h("mqtt:a", "1", "1/3"), t0)
+	b.add("b", h("mqtt:b", "2", "1/1"), t0) // a lone reading of another device
 	if !b.waiting(t0, 100*time.Millisecond) {
 		t.Fatal("burst a is incomplete: the batch must wait")
 	}
-	b.add(h("mqtt:a", "1", "2/3"), t0)
-	b.add(h("mqtt:a", "1", "3/3"), t0)
+	b.add("a", h("mqtt:a", "1", "2/3"), t0)
+	b.add("a", h("mqtt:a", "1", "3/3"), t0)
 	if b.waiting(t0, 100*time.Millisecond) {
 		t.Fatal("burst a is complete: nothing to wait for")
 	}
-	b.add(h("mqtt:c", "3", "1/5"), t0)
+	b.add("c", h("mqtt:c", "3", "1/5"), t0)
 	if b.waiting(t0.Add(200*time.Millisecond), 100*time.Millisecond) {
 		t.Fatal("a burst silent for longer than the linger must not hold the batch")
 	}

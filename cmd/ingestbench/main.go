@@ -929,19 +929,13 @@ func runGateway(ctx context.Context, o options, name string, perMsg int, log *za
 	return res, nil
 }
 
-// streamMsgs returns the number of messages in stream.
+// streamMsgs returns the number of records in stream, chunks unpacked.
 func streamMsgs(ctx context.Context, js jetstream.JetStream, stream string) (uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", stream, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("stream %s info: %w", stream, err)
-	}
-	return info.State.Msgs, nil
+	var n uint64
+	err := journal.ReadStream(ctx, js, stream, func(journal.Msg) error { n++; return nil })
+	return n, err
 }
 
 // backlog is how far the consumers of the readings stream trail it.

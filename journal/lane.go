@@ -1,0 +1,358 @@
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/coldchain/coldchain/record"
+)
+
+// A lane serialises the appends of one device's readings (or one
+// shipment's handovers) in this gateway. Whatever is queued in it while a
+// chunk is on its way to JetStream goes out together as the next chunk:
+// group commit, so many small messages cost one JetStream message.
+//
+// The lane decides, record by record, whether a record is new, a resend or
+// a conflict. It can because it knows everything stored for its subjects:
+// the index holds everything up to a stream sequence, the lane remembers
+// what it stored itself since, and JetStream refuses a chunk if anything
+// else reached the subject in between (Nats-Expected-Last-Subject-Sequence):
+// another gateway of a cluster, say. The lane then learns the subject's new
+// tail, waits for the index to reach it, and decides again.
+type lane struct {
+	j    *Journal
+	kind record.Kind
+	key  string // device, or the handover subject
+
+	mu      chan struct{} // a one-slot semaphore guarding queue and running
+	queue   []*pending
+	running bool
+
+	// Owned by the goroutine that runs the lane.
+	tails  map[string]uint64 // subject → its last stream sequence, when known
+	max    uint64            // the device's highest stored reading seq
+	loaded bool              // max read from the index
+	recent map[string]recentRec
+	order  []recentRef // recent in position order, to forget what the index holds
+}
+
+type recentRec struct {
+	digest [32]byte
+	pos    uint64 // 0 while its chunk is on the way
+}
+
+type recentRef struct {
+	id  string
+	pos uint64
+}
+
+// pending is one append's share of a lane.
+type pending struct {
+	entries []Entry
+	at      []int // entries[k] is the caller's entry at[k]
+	out     []Result
+	meta    Meta
+	app     *Appending
+}
+
+// errWrongLast says another writer appended to a subject since the lane
+// last knew it.
+var errWrongLast = errors.New("subject changed under the lane")
+
+func (j *Journal) lane(e *Entry) *lane {
+	key := e.Subject
+	if e.Kind == record.KindReading && e.Device != "" {
+		key = e.Device
+	}
+	k := laneKey{kind: e.Kind, key: key}
+	j.lanesMu.Lock()
+	defer j.lanesMu.Unlock()
+	l := j.lanes[k]
+	if l == nil {
+		l = &lane{j: j, kind: e.Kind, key: key, mu: make(chan struct{}, 1),
+			tails: map[string]uint64{}, recent: map[string]recentRec{}}
+		j.lanes[k] = l
+	}
+	return l
+}
+
+type laneKey struct {
+	kind record.Kind
+	key  string
+}
+
+func (l *lane) lock()   { l.mu <- struct{}{} }
+func (l *lane) unlock() { <-l.mu }
+
+func (l *lane) enqueue(p *pending) {
+	l.lock()
+	l.queue = append(l.queue, p)
+	start := !l.running
+	l.running = true
+	l.unlock()
+	if start {
+		l.j.lanesWG.Add(1)
+		go l.run()
+	}
+}
+
+// run commits what is queued, round after round, until the queue is empty.
+func (l *lane) run() {
+	defer l.j.lanesWG.Done()
+	for {
+		l.lock()
+		batch := l.queue
+		l.queue = nil
+		if len(batch) == 0 {
+			l.running = false
+			l.unlock()
+			return
+		}
+		l.unlock()
+		err := l.commit(l.j.ctx, batch)
+		for _, p := range batch {
+			p.app.finish(err)
+		}
+	}
+}
+
+// item is one entry of a round, and where its result goes.
+type item struct {
+	e      *Entry
+	r      *Result
+	digest [32]byte
+}
+
+// commit decides and stores one round's entries. On an error the lane
+// forgets the tails of the subjects involved: it cannot tell whether the
+// chunk on the way was stored, and learns it again on the next round.
+func (l *lane) commit(ctx context.Context, batch []*pending) error {
+	st := l.j.idx.states[l.kind]
+	if err := st.wait(ctx, st.target); err != nil {
+		return err
+	}
+	l.forgetIndexed(st.applied.Load())
+	var (
+		items    []item
+		subjects []string
+		seen     map[string]bool
+	)
+	for _, p := range batch {
+		for k := range p.entries {
+			e := &p.entries[k]
+			items = append(items, item{e: e, r: &p.out[p.at[k]]})
+			if len(subjects) == 0 || subjects[len(subjects)-1] != e.Subject {
+				if seen == nil {
+					seen = map[string]bool{}
+				}
+				if !seen[e.Subject] {
+					seen[e.Subject] = true
+					subjects = append(subjects, e.Subject)
+				}
+			}
+		}
+	}
+	received := batch[0].meta.Received.UTC().Format(time.RFC3339Nano)
+	source := batch[0].meta.Source
+	for _, subject := range subjects {
+		todo := items
+		if len(subjects) > 1 {
+			todo = nil
+			for _, it := range items {
+				if it.e.Subject == subject {
+					todo = append(todo, it)
+				}
+			}
+		}
+		for len(todo) > 0 {
+			var err error
+			todo, err = l.commitSubject(ctx, subject, todo, received, source)
+			switch {
+			case err == nil:
+			case errors.Is(err, errWrongLast):
+				// Another writer got there first: learn the new tail and
+				// decide again. Each time, someone made progress.
+			default:
+				delete(l.tails, subject)
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// commitSubject decides the items of one subject and stores the new ones
+// in chunks. With errWrongLast it returns the items still to decide.
+func (l *lane) commitSubject(ctx context.Context, subject string, items []item, received, source string) ([]item, error) {
+	tail, err := l.tail(ctx, subject)
+	if err != nil {
+		return items, err
+	}
+	fresh := make([]item, 0, len(items))
+	var echoes []item // resends of a record of this round: their Seq comes once it is stored
+	for _, it := range items {
+		e := it.e
+		if !validChunkLine(e.ID, e.Data) {
+			return nil, fmt.Errorf("append %s: an id with a space or line feed, or a record with a line feed, cannot be stored", e.ID)
+		}
+		it.digest = record.Digest(e.Data)
+		if e.Kind == record.KindReading && l.loaded && e.Seq > l.max {
+			l.max = e.Seq
+		} else if rec, ok := l.recent[e.ID]; ok {
+			it.r.Outcome, it.r.Seq = sameOrConflict(rec.digest, it.digest), rec.pos
+			if rec.pos == 0 {
+				echoes = append(echoes, it)
+			}
+			continue
+		} else {
+			digest, pos, found, err := l.j.idx.lookup(l.kind, e.ID)
+			if err != nil {
+				return nil, err
+			}
+			if found {
+				it.r.Outcome, it.r.Seq = sameOrConflict(digest, it.digest), pos
+				continue
+			}
+			if e.Kind == record.KindReading && e.Seq > l.max {
+				l.max = e.Seq
+			}
+		}
+		l.recent[e.ID] = recentRec{digest: it.digest}
+		fresh = append(fresh, it)
+	}
+
+	// Cut the new records into chunks the server takes.
+	var cuts []int
+	for start := 0; start < len(fresh); {
+		size, end := 0, start
+		for end < len(fresh) && end-start < MaxChunkRecords {
+			n := chunkLineLen(fresh[end].e.ID, fresh[end].e.Data)
+			if end > start && size+n > l.j.maxChunk {
+				break
+			}
+			size += n
+			end++
+		}
+		cuts = append(cuts, end)
+		start = end
+	}
+	total := "/" + strconv.Itoa(len(cuts))
+	start := 0
+	for c, end := range cuts {
+		chunk := fresh[start:end]
+		size := 0
+		for _, it := range chunk {
+			size += chunkLineLen(it.e.ID, it.e.Data)
+		}
+		data := make([]byte, 0, size)
+		for _, it := range chunk {
+			data = appendChunkLine(data, it.e.ID, it.e.Data)
+		}
+		m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{
+			HeaderRecords:                       []string{strconv.Itoa(len(chunk))},
+			HeaderReceived:                      []string{received},
+			HeaderSource:                        []string{source},
+			HeaderPart:                          []string{strconv.Itoa(c+1) + total},
+			jetstream.ExpectedLastSubjSeqHeader: []string{strconv.FormatUint(tail, 10)},
+		}}
+		ack, err := l.j.js.PublishMsg(ctx, m)
+		if err != nil {
+			// Nothing from this chunk on is stored: forget it was on the
+			// way, so the next decision looks again.
+			for _, it := range fresh[start:] {
+				if rec, ok := l.recent[it.e.ID]; ok && rec.pos == 0 {
+					delete(l.recent, it.e.ID)
+				}
+			}
+			var apiErr *jetstream.APIError
+			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+				apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+				delete(l.tails, subject)
+				rest := append([]item(nil), fresh[start:]...)
+				for _, it := range echoes {
+					if _, ok := l.recent[it.e.ID]; !ok {
+						*it.r = Result{}
+						rest = append(rest, it)
+					}
+				}
+				return rest, errWrongLast
+			}
+			return nil, fmt.Errorf("publish %s: %w", subject, err)
+		}
+		tail = ack.Sequence
+		l.tails[subject] = tail
+		for k, it := range chunk {
+			pos := Position(ack.Sequence, k)
+			*it.r = Result{Outcome: Stored, Seq: pos}
+			l.recent[it.e.ID] = recentRec{digest: it.digest, pos: pos}
+			l.order = append(l.order, recentRef{id: it.e.ID, pos: pos})
+		}
+		start = end
+	}
+	for _, it := range echoes {
+		it.r.Seq = l.recent[it.e.ID].pos
+	}
+	return nil, nil
+}
+
+func sameOrConflict(stored, got [32]byte) Outcome {
+	if stored == got {
+		return Duplicate
+	}
+	return Conflict
+}
+
+// tail returns the last stream sequence of subject, learning it from the
+// stream when the lane does not know it, and then waiting until the index
+// holds everything up to it.
+func (l *lane) tail(ctx context.Context, subject string) (uint64, error) {
+	if t, ok := l.tails[subject]; ok {
+		return t, nil
+	}
+	var seq uint64
+	m, err := l.j.streams[l.kind].GetLastMsgForSubject(ctx, subject)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+	case err != nil:
+		return 0, fmt.Errorf("last message of %s: %w", subject, err)
+	default:
+		seq = m.Sequence
+	}
+	if err := l.j.idx.states[l.kind].wait(ctx, seq); err != nil {
+		return 0, err
+	}
+	// The index now holds everything of the subject up to seq, including
+	// what another writer stored there: the device's mark must cover it,
+	// or the fast path would take those readings for new ones.
+	if l.kind == record.KindReading {
+		mark, _, err := l.j.idx.deviceMax(l.key)
+		if err != nil {
+			return 0, err
+		}
+		l.max = max(l.max, mark)
+		l.loaded = true
+	}
+	l.tails[subject] = seq
+	return seq, nil
+}
+
+// forgetIndexed drops what the lane remembers of records the index holds.
+func (l *lane) forgetIndexed(applied uint64) {
+	n := 0
+	for n < len(l.order) && l.order[n].pos>>posShift <= applied {
+		ref := l.order[n]
+		if rec, ok := l.recent[ref.id]; ok && rec.pos == ref.pos {
+			delete(l.recent, ref.id)
+		}
+		n++
+	}
+	if n > 0 {
+		l.order = append(l.order[:0], l.order[n:]...)
+	}
+}
