@@ -98,7 +98,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			log.Error("close journal", zap.Error(err))
 		}
 	}()
-	in, err := ingest.New(cfg.Ingest, j, g.reg, log.Named("ingest"), nil)
+	in, err := ingest.New(cfg.Ingest, ingest.FromJournal(j), g.reg, log.Named("ingest"), nil)
 	if err != nil {
 		return err
 	}

@@ -4,9 +4,16 @@
 // bytes and a reason, and returns only when all of that is durable, so the
 // transport can acknowledge the sender.
 //
+// Ingest does all of that in one call. A transport that keeps several
+// messages of one sender in flight splits it in two: Start, called in
+// arrival order, validates the message and starts its append, so the
+// journal keeps the arrival order; Ticket.Wait, called in the same order,
+// returns once the message is durable, so the acknowledgements keep it too.
+//
 // Transports live in subpackages named after the system they talk to:
-// ingest/mqtt (a paho subscriber on an external broker); the embedded
-// broker (embedded/mqttbroker) and the HTTP API (api) call Ingest directly.
+// ingest/mqtt (a paho subscriber on an external broker); the HTTP API (api)
+// calls Ingest directly and the embedded broker (embedded/mqttbroker) calls
+// Start and Wait.
 package ingest
 
 import (
@@ -26,11 +33,39 @@ import (
 
 // Journal is what ingest needs of the durable log.
 type Journal interface {
+	// AppendAsync starts appending entries and returns at once; appends
+	// started one after another keep that order in the journal. out is
+	// filled once the Appending's Wait returns nil.
+	AppendAsync(entries []journal.Entry, meta journal.Meta, out []journal.Result) Appending
+	// Append appends entries and returns once they are durable. It is
+	// idempotent: ingest retries it whole after an error.
 	Append(ctx context.Context, entries []journal.Entry, meta journal.Meta, out []journal.Result) error
 	DeadLetter(ctx context.Context, dls []journal.DeadLetter) error
 }
 
-var _ Journal = (*journal.Journal)(nil)
+// Appending is an append under way (journal.Appending).
+type Appending interface {
+	// Wait returns once the append finished, with its error, or with
+	// ctx's error when ctx ends first.
+	Wait(ctx context.Context) error
+}
+
+// FromJournal adapts the journal to Journal. It is needed only because
+// (*journal.Journal).AppendAsync returns the concrete *journal.Appending,
+// and a Go method set does not let that stand in for one returning the
+// Appending interface that test fakes implement.
+func FromJournal(j *journal.Journal) Journal { return journalAdapter{j} }
+
+type journalAdapter struct{ *journal.Journal }
+
+func (a journalAdapter) AppendAsync(entries []journal.Entry, meta journal.Meta, out []journal.Result) Appending {
+	return a.Journal.AppendAsync(entries, meta, out)
+}
+
+var (
+	_ Journal   = journalAdapter{}
+	_ Appending = (*journal.Appending)(nil)
+)
 
 // Config bounds what the gateway accepts and how much it works on at once.
 type Config struct {
@@ -40,8 +75,11 @@ type Config struct {
 	MaxRecords int `yaml:"max_records"`
 	// MaxFuture is how far ahead of the gateway clock a ts may be.
 	MaxFuture time.Duration `yaml:"max_future"`
-	// InFlight bounds messages being validated and journaled at once;
-	// further messages wait, which holds back the senders' acks.
+	// InFlight bounds messages being validated and journaled at once,
+	// from Start until their Ticket's Wait returns; further messages wait,
+	// which holds back the senders' acks. The embedded broker keeps many
+	// messages of each connection in flight, so this is the sum of the
+	// connections' windows (say 64 connections × 64 messages).
 	InFlight int `yaml:"in_flight"`
 	// Devices, when not empty, is the list of devices allowed to send;
 	// readings of any other device are rejected as unknown_device.
@@ -50,7 +88,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults the product documents.
 func DefaultConfig() Config {
-	return Config{MaxPayload: 4 << 20, MaxRecords: 10000, MaxFuture: 5 * time.Minute, InFlight: 256}
+	return Config{MaxPayload: 4 << 20, MaxRecords: 10000, MaxFuture: 5 * time.Minute, InFlight: 4096}
 }
 
 // Validate reports the first invalid setting, naming its key.
@@ -196,65 +234,131 @@ func ParseTopic(topic string) (record.Kind, record.Scope, *record.Error) {
 // durable somewhere (stored, known as a duplicate, or dead-lettered): the
 // transport may then acknowledge the sender. Transient journal failures are
 // retried with backoff until ctx ends; then it returns an error wrapping
-// ErrStopping and the transport must not acknowledge.
+// ErrStopping and the transport must not acknowledge. It is Start, then
+// the ticket's Wait.
 func (in *Ingester) Ingest(ctx context.Context, msg Message) (Summary, error) {
+	t, err := in.Start(ctx, msg)
+	if err != nil {
+		return Summary{}, err
+	}
+	return t.Wait(ctx)
+}
+
+// Ticket is a message Start took on: its records are being appended. Its
+// Wait must be called to finish the message and give back its in-flight
+// slot, whatever the transport then does with the message.
+type Ticket struct {
+	in      *Ingester
+	msg     Message
+	sum     Summary
+	dls     []journal.DeadLetter
+	entries []journal.Entry
+	meta    journal.Meta
+	results []journal.Result
+	app     Appending // nil when there is nothing to append
+	start   time.Time // when the append started
+
+	waited bool
+	err    error
+}
+
+// Start takes msg on in the caller: it waits for an in-flight slot (the
+// backpressure of in_flight; when ctx ends first it returns an error
+// wrapping ErrStopping), validates msg and starts appending its good
+// records. Messages started one after another keep that order in the
+// journal, so a transport calls Start in arrival order, and then Wait on
+// the tickets in the same order to acknowledge in arrival order.
+func (in *Ingester) Start(ctx context.Context, msg Message) (*Ticket, error) {
 	select {
 	case in.sem <- struct{}{}:
 	case <-ctx.Done():
-		return Summary{}, fmt.Errorf("%w: %w", ErrStopping, ctx.Err())
+		return nil, fmt.Errorf("%w: %w", ErrStopping, ctx.Err())
 	}
-	defer func() { <-in.sem }()
 	in.m.inFlight.Add(1)
-	defer in.m.inFlight.Add(-1)
 	in.m.messages(msg.Transport).Inc()
 
-	var sum Summary
-	var dls []journal.DeadLetter
-	refuse := func(err *record.Error, raw []byte) {
-		sum.Rejected = append(sum.Rejected, err)
-		dls = append(dls, journal.DeadLetter{Err: err, Source: msg.source(), Received: msg.Received, Raw: raw})
+	t := &Ticket{in: in, msg: msg}
+	t.entries = in.decode(&t.msg, &t.sum, t.refuse)
+	if t.msg.AllOrNothing && len(t.sum.Rejected) > 0 {
+		t.entries = nil
 	}
+	if len(t.entries) > 0 {
+		t.results = make([]journal.Result, len(t.entries))
+		t.meta = journal.Meta{Source: t.msg.source(), Received: t.msg.Received}
+		t.start = time.Now()
+		t.app = in.j.AppendAsync(t.entries, t.meta, t.results)
+	}
+	return t, nil
+}
 
-	entries := in.decode(&msg, &sum, refuse)
-	if msg.AllOrNothing && len(sum.Rejected) > 0 {
-		entries = nil
+// refuse records a rejected record (or message) and its dead letter.
+func (t *Ticket) refuse(err *record.Error, raw []byte) {
+	t.sum.Rejected = append(t.sum.Rejected, err)
+	t.dls = append(t.dls, journal.DeadLetter{Err: err, Source: t.msg.source(), Received: t.msg.Received, Raw: raw})
+}
+
+// Wait returns once every record of the message is durable somewhere, as
+// Ingest does, and frees the message's in-flight slot whatever the
+// outcome. A failed append is retried whole (it is idempotent) until ctx
+// ends; then Wait returns an error wrapping ErrStopping and the transport
+// must not acknowledge the message. Wait is not safe for concurrent use;
+// a second call returns what the first returned.
+func (t *Ticket) Wait(ctx context.Context) (Summary, error) {
+	if t.waited {
+		return t.sum, t.err
 	}
-	if len(entries) > 0 {
-		results := make([]journal.Result, len(entries))
-		start := time.Now()
+	t.waited = true
+	t.err = t.finish(ctx)
+	t.in.m.inFlight.Add(-1)
+	<-t.in.sem
+	return t.sum, t.err
+}
+
+func (t *Ticket) finish(ctx context.Context) error {
+	in := t.in
+	if t.app != nil {
+		// The first attempt is the append Start began; should it fail,
+		// the retries append synchronously. A retry can land after
+		// appends started later, the one case where the journal order
+		// differs from the arrival order.
+		started := true
 		err := retry(ctx, in.log, "append records", func() error {
-			return in.j.Append(ctx, entries, journal.Meta{Source: msg.source(), Received: msg.Received}, results)
+			if started {
+				started = false
+				return t.app.Wait(ctx)
+			}
+			return in.j.Append(ctx, t.entries, t.meta, t.results)
 		})
 		if err != nil {
-			return sum, err
+			return err
 		}
-		in.m.publish.Observe(time.Since(start).Seconds())
-		for i, r := range results {
+		in.m.publish.Observe(time.Since(t.start).Seconds())
+		for i, r := range t.results {
 			switch r.Outcome {
 			case journal.Stored:
-				sum.Accepted++
+				t.sum.Accepted++
 			case journal.Duplicate:
-				sum.Duplicates++
+				t.sum.Duplicates++
 			case journal.Conflict:
-				refuse(&record.Error{Reason: record.ReasonConflict, Field: "id", Index: -1,
-					Detail: fmt.Sprintf("record %s was stored before (stream sequence %d) with different content; a record id may not be reused", entries[i].ID, r.Seq)},
-					entries[i].Data)
+				t.refuse(&record.Error{Reason: record.ReasonConflict, Field: "id", Index: -1,
+					Detail: fmt.Sprintf("record %s was stored before (journal position %d) with different content; a record id may not be reused", t.entries[i].ID, r.Seq)},
+					t.entries[i].Data)
 			}
 		}
-		in.m.accepted(msg.Kind).Add(uint64(sum.Accepted))
-		in.m.duplicates(msg.Kind).Add(uint64(sum.Duplicates))
+		in.m.accepted(t.msg.Kind).Add(uint64(t.sum.Accepted))
+		in.m.duplicates(t.msg.Kind).Add(uint64(t.sum.Duplicates))
 	}
-	if len(dls) > 0 {
-		if err := retry(ctx, in.log, "store dead letters", func() error { return in.j.DeadLetter(ctx, dls) }); err != nil {
-			return sum, err
+	if len(t.dls) > 0 {
+		if err := retry(ctx, in.log, "store dead letters", func() error { return in.j.DeadLetter(ctx, t.dls) }); err != nil {
+			return err
 		}
-		for _, e := range sum.Rejected {
+		for _, e := range t.sum.Rejected {
 			in.m.rejected[e.Reason].Inc()
-			in.reject.Info("record rejected", zap.String("source", msg.source()), zap.Stringer("reason", e.Reason),
+			in.reject.Info("record rejected", zap.String("source", t.msg.source()), zap.Stringer("reason", e.Reason),
 				zap.String("field", e.Field), zap.Int("index", e.Index), zap.String("detail", e.Detail))
 		}
 	}
-	return sum, nil
+	return nil
 }
 
 // decode validates the message and builds its journal entries; the

@@ -3,11 +3,13 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/coldchain/coldchain/journal"
@@ -15,8 +17,13 @@ import (
 	"github.com/coldchain/coldchain/record"
 )
 
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
 // fakeJournal stores in memory, answers conflicts by content, and can fail
-// the first calls like an unreachable JetStream.
+// the first calls like an unreachable JetStream. Its AppendAsync appends at
+// once, so appends keep the order they were started in.
 type fakeJournal struct {
 	mu       sync.Mutex
 	stored   map[string][]byte
@@ -24,9 +31,32 @@ type fakeJournal struct {
 	dead     []journal.DeadLetter
 	failures int // calls to fail before succeeding
 	calls    int
+	// asyncFailures is how many AppendAsync calls fail, storing nothing,
+	// before they go through to Append.
+	asyncFailures int
+	asyncCalls    int
 }
 
 var errDown = errors.New("jetstream: no responders")
+
+func (f *fakeJournal) AppendAsync(entries []journal.Entry, meta journal.Meta, out []journal.Result) Appending {
+	f.mu.Lock()
+	f.asyncCalls++
+	fail := f.asyncFailures > 0
+	if fail {
+		f.asyncFailures--
+	}
+	f.mu.Unlock()
+	if fail {
+		return appended{errDown}
+	}
+	return appended{f.Append(context.Background(), entries, meta, out)}
+}
+
+// appended is an append that has finished.
+type appended struct{ err error }
+
+func (a appended) Wait(context.Context) error { return a.err }
 
 func (f *fakeJournal) Append(_ context.Context, entries []journal.Entry, _ journal.Meta, out []journal.Result) error {
 	f.mu.Lock()
@@ -267,4 +297,214 @@ func (b *blockingJournal) Append(ctx context.Context, e []journal.Entry, m journ
 	b.entered <- struct{}{}
 	<-b.release
 	return b.fakeJournal.Append(ctx, e, m, out)
+}
+
+func (b *blockingJournal) AppendAsync(e []journal.Entry, m journal.Meta, out []journal.Result) Appending {
+	a := &staged{done: make(chan struct{})}
+	go func() {
+		a.err = b.Append(context.Background(), e, m, out)
+		close(a.done)
+	}()
+	return a
+}
+
+// stagedJournal stores what AppendAsync is given at once, in call order,
+// like the journal enqueues it, but reports each append done only when
+// the test says so: in any order, or never.
+type stagedJournal struct {
+	fakeJournal
+	pmu     sync.Mutex
+	pending []*staged
+}
+
+// staged is an append that is done when done is closed.
+type staged struct {
+	done chan struct{}
+	err  error
+}
+
+func (a *staged) Wait(ctx context.Context) error {
+	select {
+	case <-a.done:
+		return a.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (j *stagedJournal) AppendAsync(e []journal.Entry, m journal.Meta, out []journal.Result) Appending {
+	a := &staged{done: make(chan struct{})}
+	a.err = j.fakeJournal.Append(context.Background(), e, m, out)
+	j.pmu.Lock()
+	defer j.pmu.Unlock()
+	j.pending = append(j.pending, a)
+	return a
+}
+
+// complete reports the i-th append done.
+func (j *stagedJournal) complete(i int) {
+	j.pmu.Lock()
+	defer j.pmu.Unlock()
+	close(j.pending[i].done)
+}
+
+func (j *stagedJournal) started() int {
+	j.pmu.Lock()
+	defer j.pmu.Unlock()
+	return len(j.pending)
+}
+
+func readingMsg(seq int) Message {
+	return mqttMsg("coldchain/v1/S1/D1/readings", fmt.Sprintf(reading, seq))
+}
+
+// TestStartWaitKeepsOrder starts three messages in sequence, lets their
+// appends finish last first, and waits for them in sequence: the journal
+// has them in the order they were started, Start began each append before
+// it returned, and each Wait reports its own message.
+func TestStartWaitKeepsOrder(t *testing.T) {
+	j := &stagedJournal{}
+	in := newIngester(t, j, nil)
+	ctx := context.Background()
+	var tickets []*Ticket
+	for seq := 1; seq <= 3; seq++ {
+		tk, err := in.Start(ctx, readingMsg(seq))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := j.started(); got != seq {
+			t.Fatalf("after Start %d, %d appends started", seq, got)
+		}
+		tickets = append(tickets, tk)
+	}
+	if v := in.m.inFlight.Value(); v != 3 {
+		t.Fatalf("in flight %v, want 3", v)
+	}
+	for i := 2; i >= 0; i-- {
+		j.complete(i)
+	}
+	for i, tk := range tickets {
+		sum, err := tk.Wait(ctx)
+		if err != nil || sum.Records != 1 || sum.Accepted != 1 {
+			t.Fatalf("ticket %d: %+v %v", i, sum, err)
+		}
+	}
+	if got := strings.Join(j.order, ","); got != "D1:1,D1:2,D1:3" {
+		t.Fatalf("journal order %s", got)
+	}
+	if v := in.m.inFlight.Value(); v != 0 {
+		t.Fatalf("in flight %v after Wait", v)
+	}
+}
+
+// TestWaitRetriesFailedAsyncAppend checks that an append Start began and
+// that failed is made durable by Wait's retries with Append.
+func TestWaitRetriesFailedAsyncAppend(t *testing.T) {
+	j := &fakeJournal{asyncFailures: 1, failures: 1}
+	in := newIngester(t, j, nil)
+	tk, err := in.Start(context.Background(), readingMsg(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := tk.Wait(context.Background())
+	if err != nil || sum.Accepted != 1 {
+		t.Fatalf("%+v %v", sum, err)
+	}
+	// One failed AppendAsync, one failed Append, one Append that stored.
+	if j.asyncCalls != 1 || j.calls != 2 || strings.Join(j.order, ",") != "D1:1" {
+		t.Fatalf("async calls %d, append calls %d, stored %v", j.asyncCalls, j.calls, j.order)
+	}
+}
+
+// TestWaitCancelled checks that a Wait whose context ends before the
+// append is durable returns ErrStopping (so the transport does not ack)
+// and frees the slot, and that the append finishing later harms nothing.
+func TestWaitCancelled(t *testing.T) {
+	j := &stagedJournal{}
+	in := newIngester(t, j, func(c *Config) { c.InFlight = 1 })
+	tk, err := in.Start(context.Background(), readingMsg(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	if _, err := tk.Wait(ctx); !errors.Is(err, ErrStopping) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want ErrStopping and context.Canceled", err)
+	}
+	j.complete(0)
+	short, cancel2 := context.WithTimeout(context.Background(), time.Second)
+	defer cancel2()
+	if _, err := in.Start(short, readingMsg(2)); err != nil {
+		t.Fatalf("slot not freed: %v", err)
+	}
+}
+
+// TestTicketReleasesSlot runs every way a ticket can end with in_flight 1
+// and checks that each frees the one slot exactly once: the next Start
+// gets it at once, and so does the one after.
+func TestTicketReleasesSlot(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		j       Journal
+		msg     Message
+		timeout time.Duration // for Wait; 0 waits without a deadline
+		wantErr bool
+		twice   bool // call Wait a second time
+	}{
+		{name: "stored", j: &fakeJournal{}, msg: readingMsg(1)},
+		{name: "conflict dead-lettered", j: &fakeJournal{stored: map[string][]byte{"D1:1": []byte("other")}}, msg: readingMsg(1)},
+		{name: "refused without append", j: &fakeJournal{}, msg: mqttMsg("coldchain/v1/S1/D1/readings", `{"seq":`)},
+		{name: "async append retried", j: &fakeJournal{asyncFailures: 1}, msg: readingMsg(1)},
+		{name: "append never durable", j: &fakeJournal{failures: 1 << 30}, msg: readingMsg(1), timeout: 100 * time.Millisecond, wantErr: true},
+		{name: "dead letter never durable", j: &fakeJournal{failures: 1 << 30}, msg: mqttMsg("coldchain/v1/S1/D1/readings", `{"seq":`), timeout: 100 * time.Millisecond, wantErr: true},
+		{name: "append never done", j: &stagedJournal{}, msg: readingMsg(1), timeout: 50 * time.Millisecond, wantErr: true},
+		{name: "waited twice", j: &fakeJournal{}, msg: readingMsg(1), twice: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := newIngester(t, tc.j, func(c *Config) { c.InFlight = 1 })
+			tk, err := in.Start(context.Background(), tc.msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if tc.timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tc.timeout)
+				defer cancel()
+			}
+			sum, err := tk.Wait(ctx)
+			if (err != nil) != tc.wantErr || (err != nil && !errors.Is(err, ErrStopping)) {
+				t.Fatalf("Wait: %+v %v", sum, err)
+			}
+			if tc.twice {
+				sum2, err2 := tk.Wait(ctx)
+				if err2 != err || sum2.Accepted != sum.Accepted {
+					t.Fatalf("second Wait: %+v %v, first %+v %v", sum2, err2, sum, err)
+				}
+			}
+			if v := in.m.inFlight.Value(); v != 0 {
+				t.Fatalf("in flight %v after Wait", v)
+			}
+			// Two more messages in sequence: each needs the one slot.
+			for seq := 7; seq <= 8; seq++ {
+				short, cancel := context.WithTimeout(context.Background(), time.Second)
+				next, err := in.Start(short, readingMsg(seq))
+				cancel()
+				if err != nil {
+					t.Fatalf("slot not freed: %v", err)
+				}
+				if sj, ok := tc.j.(*stagedJournal); ok {
+					sj.complete(sj.started() - 1)
+				}
+				if fj, ok := tc.j.(*fakeJournal); ok {
+					fj.mu.Lock()
+					fj.failures = 0
+					fj.mu.Unlock()
+				}
+				if _, err := next.Wait(context.Background()); err != nil {
+					t.Fatalf("message %d: %v", seq, err)
+				}
+			}
+		})
+	}
 }

@@ -73,7 +73,15 @@ func (m *ingestMetrics) records(transport string, k record.Kind) *metrics.Counte
 }
 
 func (m *ingestMetrics) accepted(k record.Kind) *metrics.Counter {
+	if c, ok := m.acceptedBy[k]; ok {
+		return c
+	}
 	return m.acceptedVec.With(k.String())
 }
 
-func (m *ingestMetrics) duplicates(k record.Kind) *metrics.Counter { return m.dupVec.With(k.String()) }
+func (m *ingestMetrics) duplicates(k record.Kind) *metrics.Counter {
+	if c, ok := m.duplicatesBy[k]; ok {
+		return c
+	}
+	return m.dupVec.With(k.String())
+}

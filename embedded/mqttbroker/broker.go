@@ -2,20 +2,52 @@
 // default when no external broker URL is configured, and feeds ingest from
 // a broker hook rather than through a subscriber connection.
 //
-// The hook runs in the publishing client's read loop before the broker
-// answers, so a device's PUBACK means JetStream has its readings: the
-// acknowledgement the device sees is the durability promise, end to end.
-// It also removes the subscriber hop where mochi, under default limits,
-// drops QoS 1 messages to a slow subscriber.
+// The hook sees each publish in the publishing client's read loop, before
+// the broker answers. A device's PUBACK means JetStream has its readings:
+// the acknowledgement the device sees is the durability promise, end to
+// end. It also removes the subscriber hop where mochi, under default
+// limits, drops QoS 1 messages to a slow subscriber.
+//
+// Publishes are pipelined per connection. For a publish on an ingest topic
+// the hook starts the ingest in the read loop (ingest.Ingester.Start
+// validates the message and starts its append), queues the ticket to the
+// connection's acker goroutine and lets the read loop go on to the next
+// packet, so a connection has up to its window of messages (the broker's
+// receive maximum, 1024) being journaled at once, and all connections
+// together up to ingest.in_flight; beyond that the read loop waits, which
+// is backpressure on that client. The acker waits for
+// the tickets in the order they were queued and then sends the PUBACK
+// itself and forwards the message to subscribers. The guarantees:
+//
+//   - No PUBACK before JetStream has the message's records (or their dead
+//     letters).
+//   - PUBACKs go out in the order the PUBLISH packets arrived
+//     [MQTT-4.6.0-2], also across QoS 1 publishes on other topics, which
+//     wait for the connection's queue before mochi answers them.
+//   - A connection's records are journaled in arrival order (appends are
+//     started in arrival order; only an append that fails and is retried
+//     can land after later ones), and subscribers get its messages in
+//     arrival order.
+//   - When a message cannot be made durable (the gateway is stopping) its
+//     PUBACK and every later one of the connection are withheld and the
+//     client is disconnected: it sends them again after reconnecting
+//     [MQTT-4.4.0-1].
+//
+// QoS 2 publishes on ingest topics take the same queue, but the read loop
+// waits for their turn and outcome, and mochi then sends the PUBREC and
+// forwards them as usual; QoS 2 is rare for devices and keeps its
+// exactly-once handshake in mochi's hands.
 package mqttbroker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -37,9 +69,28 @@ type Config struct {
 	MaxPacketSize int `yaml:"max_packet_size"`
 }
 
-// Ingester is what the broker hands publishes to.
-type Ingester interface {
-	Ingest(ctx context.Context, msg ingest.Message) (ingest.Summary, error)
+// ingester is what the broker hands publishes to: Start runs in the
+// client's read loop, in arrival order, and the ticket's Wait in the
+// connection's acker.
+type ingester interface {
+	Start(ctx context.Context, msg ingest.Message) (ticket, error)
+}
+
+// ticket is a publish being ingested (ingest.Ticket).
+type ticket interface {
+	Wait(ctx context.Context) (ingest.Summary, error)
+}
+
+// pipeline adapts *ingest.Ingester to ingester: Go does not let its Start,
+// which returns *ingest.Ticket, stand in for one returning ticket.
+type pipeline struct{ in *ingest.Ingester }
+
+func (p pipeline) Start(ctx context.Context, msg ingest.Message) (ticket, error) {
+	t, err := p.in.Start(ctx, msg)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // Broker is a running embedded broker.
@@ -53,7 +104,14 @@ type Broker struct {
 // Start starts the broker listening on cfg.Listen. With a nil ingester it
 // is a plain broker (tests and benchmarks use that to measure the broker
 // alone, or to put a subscriber-based ingest behind it).
-func Start(cfg Config, in Ingester, log *zap.Logger) (*Broker, error) {
+func Start(cfg Config, in *ingest.Ingester, log *zap.Logger) (*Broker, error) {
+	if in == nil {
+		return start(cfg, nil, log)
+	}
+	return start(cfg, pipeline{in}, log)
+}
+
+func start(cfg Config, in ingester, log *zap.Logger) (*Broker, error) {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = uint32(cfg.MaxPacketSize)
 	// Subscribers (shippers watching alerts) get a deep write queue before
@@ -71,7 +129,15 @@ func Start(cfg Config, in Ingester, log *zap.Logger) (*Broker, error) {
 	// The hook's context ends only after the drain in Close: mochi's hook
 	// API passes no context of its own.
 	ctx, cancel := context.WithCancel(context.Background())
-	hook := &ingestHook{in: in, srv: srv, log: log, ctx: ctx}
+	abandon, cancelAbandon := context.WithCancel(context.Background())
+	cancelAbandon()
+	hook := &ingestHook{in: in, srv: srv, log: log, ctx: ctx, abandon: abandon,
+		// A compliant v5 client never has more unanswered QoS 1 and 2
+		// publishes than the receive maximum we announce.
+		window: max(int(caps.ReceiveMaximum), 1),
+		// The ackers forward durable publishes through an inline client
+		// of their own, which the hook lets through.
+		fwd: srv.NewClient(nil, mqtt.LocalListener, "coldchain-ingest", true)}
 	if in != nil {
 		if err := srv.AddHook(hook, nil); err != nil {
 			cancel()
@@ -100,53 +166,209 @@ func (b *Broker) Publish(topic string, payload []byte, qos byte) error {
 
 // Close disconnects every client and stops listening, lets publishes being
 // ingested finish for up to drain, then abandons the rest (their senders
-// got no PUBACK and will send again).
+// got no PUBACK and will send again). It returns once every goroutine the
+// hook started has exited.
 func (b *Broker) Close(drain time.Duration) {
+	// mochi's Close waits for the clients' read loops, which may wait for
+	// ingest themselves (an in-flight slot, a full window, a QoS 2 turn):
+	// the drain timer runs from the start.
+	abandon := time.AfterFunc(drain, b.cancel)
 	_ = b.srv.Close() // Close always returns nil.
-	done := make(chan struct{})
-	go func() { b.hook.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(drain):
-		b.cancel()
-		<-done
-	}
+	b.hook.wg.Wait()
+	abandon.Stop()
 	b.cancel()
 }
 
-// ingestHook hands every publish on an ingest topic to the ingester before
-// the broker acknowledges it.
+// ingestHook hands every publish on an ingest topic to the ingester and
+// acknowledges it once it is durable.
 type ingestHook struct {
 	mqtt.HookBase
-	in  Ingester
+	in  ingester
 	srv *mqtt.Server
+	fwd *mqtt.Client // the inline client forwarding durable publishes
 	log *zap.Logger
-	ctx context.Context
-	wg  sync.WaitGroup
+	// ctx ends after the drain in Close (mochi's hook API passes no
+	// context of its own); abandon has ended already.
+	ctx, abandon context.Context
+	// window is the most tickets queued for one connection's acker.
+	window int
+	// conns holds the *conn of each connected *mqtt.Client that published
+	// on an ingest topic.
+	conns sync.Map
+	// wg counts the ackers.
+	wg sync.WaitGroup
 }
+
+// conn is one client connection's acker queue.
+type conn struct {
+	cl *mqtt.Client
+	// queue holds the connection's publishes in arrival order. It is
+	// buffered, unlike most channels here, because its capacity is the
+	// connection's window: how many publishes are journaled at once.
+	// Only the client's read loop sends on it and closes it (OnPublish and
+	// OnDisconnect run there).
+	queue chan pending
+	// failed is set when a publish could not be made durable: nothing
+	// later of the connection is acknowledged.
+	failed atomic.Bool
+}
+
+// pending is one queued publish.
+type pending struct {
+	t  ticket // nil for a publish on another topic waiting for its turn
+	pk packets.Packet
+	// turn, when not nil, gets the outcome instead of the acker answering
+	// the publish: the read loop waits for it and lets mochi answer.
+	turn chan error
+}
+
+// errAbandoned is the outcome of a publish queued after one that failed.
+var errAbandoned = errors.New("an earlier publish of the connection was not acknowledged")
 
 func (h *ingestHook) ID() string { return "coldchain-ingest" }
 
-func (h *ingestHook) Provides(b byte) bool { return b == mqtt.OnPublish }
+func (h *ingestHook) Provides(b byte) bool { return b == mqtt.OnPublish || b == mqtt.OnDisconnect }
 
-// OnPublish ingests the message, and lets the broker acknowledge it and
-// pass it on to subscribers only once it is durable.
+// OnPublish starts ingesting a publish on an ingest topic and queues it to
+// the connection's acker; mochi neither answers nor forwards it. A QoS 1
+// or 2 publish on another topic of a connection with a queue waits for its
+// turn, so PUBACKs keep the arrival order.
 func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if cl.Net.Inline || !IsIngestTopic(pk.TopicName) {
+	if cl.Net.Inline {
 		return pk, nil
 	}
-	h.wg.Add(1)
-	defer h.wg.Done()
-	_, err := h.in.Ingest(h.ctx, ingest.Message{Transport: "mqtt", Topic: pk.TopicName, Payload: pk.Payload, Received: time.Now()})
-	if err != nil {
-		// Not durable: withhold the PUBACK and drop the connection, so the
-		// client sends the message again after reconnecting
-		// [MQTT-4.4.0-1].
-		h.log.Warn("publish not acknowledged", zap.String("client", cl.ID), zap.String("topic", pk.TopicName), zap.Error(err))
-		_ = h.srv.DisconnectClient(cl, packets.ErrServerUnavailable)
+	if !IsIngestTopic(pk.TopicName) {
+		if pk.FixedHeader.Qos == 0 {
+			return pk, nil
+		}
+		v, ok := h.conns.Load(cl)
+		if !ok {
+			return pk, nil
+		}
+		return pk, h.await(v.(*conn), pending{pk: pk, turn: make(chan error, 1)})
+	}
+	c := h.conn(cl)
+	if c.failed.Load() {
 		return pk, packets.ErrRejectPacket
 	}
-	return pk, nil
+	t, err := h.in.Start(h.ctx, ingest.Message{Transport: "mqtt", Topic: pk.TopicName, Payload: pk.Payload, Received: time.Now()})
+	if err != nil {
+		// The broker is closing: the client sends the message again.
+		h.fail(c, pk, err)
+		return pk, packets.ErrRejectPacket
+	}
+	p := pending{t: t, pk: pk}
+	if pk.FixedHeader.Qos == 2 {
+		p.turn = make(chan error, 1)
+		return pk, h.await(c, p)
+	}
+	c.queue <- p
+	return pk, packets.ErrRejectPacket
+}
+
+// await queues p and waits for its outcome: nil lets mochi answer and
+// forward the publish, ErrRejectPacket drops it unanswered.
+func (h *ingestHook) await(c *conn, p pending) error {
+	c.queue <- p
+	if err := <-p.turn; err != nil {
+		return packets.ErrRejectPacket
+	}
+	return nil
+}
+
+// conn returns the client's connection state, starting its acker on the
+// first publish.
+func (h *ingestHook) conn(cl *mqtt.Client) *conn {
+	if v, ok := h.conns.Load(cl); ok {
+		return v.(*conn)
+	}
+	c := &conn{cl: cl, queue: make(chan pending, h.window)}
+	h.conns.Store(cl, c)
+	h.wg.Add(1)
+	go h.ack(c)
+	return c
+}
+
+// OnDisconnect ends the client's acker once it has worked through its
+// queue. mochi calls it in the client's read loop after the last
+// OnPublish.
+func (h *ingestHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	if v, ok := h.conns.LoadAndDelete(cl); ok {
+		close(v.(*conn).queue)
+	}
+}
+
+// ack is a connection's acker: it waits for the queued publishes in
+// order, then acknowledges and forwards each one. After a failure it only
+// waits the rest out to free their in-flight slots.
+func (h *ingestHook) ack(c *conn) {
+	defer h.wg.Done()
+	for p := range c.queue {
+		ctx := h.ctx
+		if c.failed.Load() {
+			ctx = h.abandon
+		}
+		var err error
+		if p.t != nil {
+			_, err = p.t.Wait(ctx)
+		}
+		switch {
+		case c.failed.Load():
+			err = errAbandoned
+		case err != nil:
+			h.fail(c, p.pk, err)
+		}
+		if p.turn != nil {
+			p.turn <- err
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		if p.pk.FixedHeader.Qos > 0 {
+			// Built as mochi's buildAck would, but with reason code
+			// 0x00 (success) rather than its 0x01 ("granted QoS 1", no
+			// PUBACK reason code [MQTT-3.4.2-1]) and without copying the
+			// publish's properties: a v5 PUBACK with success and no
+			// properties is just the packet id, as a v3 one is.
+			ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: p.pk.PacketID, ReasonCode: packets.CodeSuccess.Code}
+			if err := c.cl.WritePacket(ack); err != nil {
+				// The connection is gone: the client sends the message
+				// again, and it is forwarded then.
+				continue
+			}
+		}
+		h.forward(p.pk)
+	}
+}
+
+// fail withholds the acknowledgement of pk and of everything after it and
+// disconnects the client, so it sends them again after reconnecting
+// [MQTT-4.4.0-1].
+func (h *ingestHook) fail(c *conn, pk packets.Packet, err error) {
+	if c.failed.Swap(true) {
+		return
+	}
+	h.log.Warn("publish not acknowledged", zap.String("client", c.cl.ID), zap.String("topic", pk.TopicName), zap.Error(err))
+	_ = h.srv.DisconnectClient(c.cl, packets.ErrServerUnavailable)
+}
+
+// forward passes a durable publish on to the topic's subscribers as mochi
+// would have: retained if it asks to be, with its properties. It skips the
+// broker when nobody subscribes, the usual case for device topics.
+func (h *ingestHook) forward(pk packets.Packet) {
+	if !pk.FixedHeader.Retain {
+		subs := h.srv.Topics.Subscribers(pk.TopicName)
+		if len(subs.Subscriptions)+len(subs.Shared)+len(subs.InlineSubscriptions) == 0 {
+			return
+		}
+	}
+	// The topic alias was resolved on the way in and belongs to the
+	// publisher's connection.
+	pk.Properties.TopicAlias, pk.Properties.TopicAliasFlag = 0, false
+	if err := h.srv.InjectPacket(h.fwd, pk); err != nil {
+		h.log.Warn("forward publish", zap.String("topic", pk.TopicName), zap.Error(err))
+	}
 }
 
 // IsIngestTopic reports whether devices publish records on topic: anything
