@@ -258,11 +258,12 @@ func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.
 	return nil
 }
 
-// durableConsumer returns the named durable consumer, restarted from its
-// ack floor when messages are pending acknowledgement: a consumer that
-// died holding them would otherwise see them only after AckWait, out of
-// order. Consumers are idempotent, so starting again from the floor is safe.
-// With from set, it is recreated to deliver from that sequence instead.
+// durableConsumer returns the named durable consumer, created anew to
+// deliver from just after its ack floor: messages held unacknowledged by an
+// earlier run, or taken by its leftover pull requests, would otherwise
+// come only after AckWait, out of order, or be acknowledged unseen with a
+// later message (AckAll). Consumers are idempotent, so starting again from
+// the floor is safe. With from set, it delivers from that sequence instead.
 func durableConsumer(ctx context.Context, s jetstream.Stream, name string, batch int, from uint64) (jetstream.Consumer, error) {
 	cfg := jetstream.ConsumerConfig{
 		Durable:       name,
@@ -285,12 +286,13 @@ func durableConsumer(ctx context.Context, s jetstream.Stream, name string, batch
 	if err != nil {
 		return nil, err
 	}
+	// Recreated even with nothing pending: pull requests of an earlier run
+	// (a batch that failed, a process that died) can outlive it on the
+	// server and take the next messages, unacknowledged, out of order.
+	// Deleting the consumer drops them with it.
 	start := info.AckFloor.Stream + 1
-	switch {
-	case from > 0:
+	if from > 0 {
 		start = from
-	case info.NumAckPending == 0:
-		return c, nil
 	}
 	if err := s.DeleteConsumer(ctx, name); err != nil {
 		return nil, err
@@ -362,35 +364,34 @@ func scanStream(ctx context.Context, s jetstream.Stream, kind record.Kind, filte
 	if err != nil {
 		return err
 	}
+	it, err := c.Messages(jetstream.PullMaxMessagesWithBytesLimit(1000, 32<<20))
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
 	for {
-		batch, err := c.FetchNoWait(1000)
+		// Silence this long means nothing matches up to the end.
+		m, err := it.Next(jetstream.NextMaxWait(2 * time.Second))
+		if errors.Is(err, nats.ErrTimeout) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			md, err := m.Metadata()
-			if err != nil {
-				return err
-			}
-			recs, err := unpackMsg(nil, kind, m, md, 0)
-			if err != nil {
-				return err
-			}
-			for _, r := range recs {
-				if err := fn(r); err != nil {
-					return err
-				}
-			}
-			if md.NumPending == 0 || md.Sequence.Stream >= info.State.LastSeq {
-				return nil
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+		md, err := m.Metadata()
+		if err != nil {
 			return err
 		}
-		if n == 0 {
+		recs, err := unpackMsg(nil, kind, m, md, 0)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if md.NumPending == 0 || md.Sequence.Stream >= info.State.LastSeq {
 			return nil
 		}
 	}

@@ -276,8 +276,10 @@ func TestConsumeFrom(t *testing.T) {
 	if got := run(Position(3, 0), 3); got[0] != Position(3, 0) {
 		t.Fatalf("replay from 3: %v", got)
 	}
-	// Five readings in one chunk (stream sequence 6): From can start
-	// inside it.
+	// Five readings in one chunk (stream sequence 6), appended after a run
+	// stopped: its leftover pull request must not take them (they were
+	// acknowledged unseen with the next batch, before consumers were
+	// recreated at every run). From can start inside the chunk.
 	var burst []Entry
 	for i := 6; i <= 10; i++ {
 		burst = append(burst, reading("F1", uint64(i), 5))
