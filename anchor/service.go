@@ -101,7 +101,10 @@ func New(cfg Config, j Journal, chain Chain, dataDir string, log *zap.Logger) (*
 		return nil, errors.New("anchor: journal and chain are required")
 	}
 	dir := filepath.Join(dataDir, "anchor")
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log.Named("pebble").Sugar()}})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log.Named("pebble").Sugar()},
+		// Every record adds a leaf: a large memtable flushes, and so
+		// compacts, less often.
+		MemTableSize: 64 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", dir, err)
 	}

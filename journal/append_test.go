@@ -292,7 +292,7 @@ func TestUnpack(t *testing.T) {
 	if _, _, ok := splitReadingID("reefer-7:"); ok {
 		t.Fatal("empty seq accepted")
 	}
-	if _, _, ok := decodeIndexValue([]byte("short")); ok {
+	if _, ok := decodeIndexValue([]byte("short")); ok {
 		t.Fatal("short index value accepted")
 	}
 }

@@ -22,7 +22,7 @@ import (
 // a view of the record streams, rebuilt from them when lost, and every
 // gateway of a cluster keeps its own (docs/EXACTLY-ONCE.md). Layout:
 //
-//	i<kind><record id>   SHA-256 of the canonical record (32) ‖ position (8)
+//	i<kind><record id>   the record's position (8)
 //	d<device>            the device's highest indexed reading seq (8)
 //	a<kind>              the last stream sequence indexed (8)
 //	s<kind>              the stream's creation time: which stream the index is of
@@ -60,20 +60,17 @@ func appliedKey(k record.Kind) []byte { return []byte{pIndexApplied, kindByte(k)
 
 func streamKey(k record.Kind) []byte { return []byte{pIndexStream, kindByte(k)} }
 
-// encodeIndexValue is an id's value: the digest, then the position.
-func encodeIndexValue(digest [32]byte, pos uint64) []byte {
-	b := make([]byte, 40)
-	copy(b, digest[:])
-	binary.BigEndian.PutUint64(b[32:], pos)
-	return b
-}
+// encodeIndexValue is an id's value: its position. The record itself, to
+// tell a resend from a conflict, is read from the stream: that is rare
+// (the lanes remember what they stored until the index has it), and keeps
+// the index small.
+func encodeIndexValue(pos uint64) []byte { return binary.BigEndian.AppendUint64(nil, pos) }
 
-func decodeIndexValue(b []byte) (digest [32]byte, pos uint64, ok bool) {
-	if len(b) != 40 {
-		return digest, 0, false
+func decodeIndexValue(b []byte) (pos uint64, ok bool) {
+	if len(b) != 8 {
+		return 0, false
 	}
-	copy(digest[:], b)
-	return digest, binary.BigEndian.Uint64(b[32:]), true
+	return binary.BigEndian.Uint64(b), true
 }
 
 // index is the local dedup index and what the indexer reached in it.
@@ -130,7 +127,19 @@ func (st *indexState) wait(ctx context.Context, seq uint64) error {
 // deleted and created again, or the data directory moved to another NATS)
 // is emptied and rebuilt.
 func openIndex(ctx context.Context, dir string, streams map[record.Kind]jetstream.Stream, log *zap.Logger) (*index, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log.Named("pebble").Sugar()}})
+	opts := &pebble.Options{Logger: pebbleLogger{log.Named("pebble").Sugar()},
+		// Every record adds an entry: a large memtable flushes, and so
+		// compacts, less often.
+		MemTableSize: 64 << 20}
+	// Entries are small and their keys share prefixes that the block
+	// format already strips: compression would cost CPU for little.
+	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionNone })
+	// No write-ahead log: the index is a view of the streams, and a batch
+	// carries the stream sequence it reached. A crash loses the memtable,
+	// entries and sequence together, and the indexer reads that part of
+	// the streams again.
+	opts.DisableWAL = true
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open dedup index %s: %w", dir, err)
 	}
@@ -162,7 +171,7 @@ func openIndex(ctx context.Context, dir string, streams map[record.Kind]jetstrea
 	}
 	if stale {
 		log.Warn("dedup index is of other streams (were they deleted?); rebuilding it from the streams", zap.String("dir", dir))
-		if err := db.DeleteRange([]byte{0}, []byte{0xff}, pebble.Sync); err != nil {
+		if err := db.DeleteRange([]byte{0}, []byte{0xff}, pebble.NoSync); err != nil {
 			db.Close()
 			return nil, err
 		}
@@ -174,7 +183,7 @@ func openIndex(ctx context.Context, dir string, streams map[record.Kind]jetstrea
 		x.states[k] = st
 		_ = b.Set(streamKey(k), []byte(infos[k].Created.UTC().Format(time.RFC3339Nano)), nil)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := b.Commit(pebble.NoSync); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -199,31 +208,33 @@ func (x *index) close() error {
 	if x.db == nil {
 		return nil
 	}
-	err := x.db.Close()
+	// Without a write-ahead log, only flushed entries survive.
+	err := x.db.Flush()
+	err = errors.Join(err, x.db.Close())
 	x.db = nil
 	return err
 }
 
-// lookup returns the digest and position an id was indexed with.
-func (x *index) lookup(k record.Kind, id string) (digest [32]byte, pos uint64, found bool, err error) {
+// lookup returns the position an id was indexed with.
+func (x *index) lookup(k record.Kind, id string) (pos uint64, found bool, err error) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	if x.db == nil {
-		return digest, 0, false, ErrClosed
+		return 0, false, ErrClosed
 	}
 	v, closer, err := x.db.Get(idKey(k, id))
 	if errors.Is(err, pebble.ErrNotFound) {
-		return digest, 0, false, nil
+		return 0, false, nil
 	}
 	if err != nil {
-		return digest, 0, false, err
+		return 0, false, err
 	}
 	defer closer.Close()
-	digest, pos, ok := decodeIndexValue(v)
+	pos, ok := decodeIndexValue(v)
 	if !ok {
-		return digest, 0, false, fmt.Errorf("dedup index: corrupt value of %d bytes for %s", len(v), id)
+		return 0, false, fmt.Errorf("dedup index: corrupt value of %d bytes for %s", len(v), id)
 	}
-	return digest, pos, true, nil
+	return pos, true, nil
 }
 
 // deviceMax returns a device's highest indexed reading seq.
@@ -413,7 +424,7 @@ func (j *Journal) indexMsg(b *pebble.Batch, kind record.Kind, m jetstream.Msg, s
 			j.log.Warn("record without an id skipped by the dedup indexer", zap.String("subject", m.Subject()), zap.Uint64("seq", seq))
 			continue
 		}
-		_ = b.Set(idKey(kind, r.ID), encodeIndexValue(record.Digest(r.Data), Position(seq, i)), nil)
+		_ = b.Set(idKey(kind, r.ID), encodeIndexValue(Position(seq, i)), nil)
 		if kind == record.KindReading {
 			if dev, s, ok := splitReadingID(r.ID); ok && s >= maxSeq[dev] {
 				maxSeq[dev] = s

@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -43,8 +44,8 @@ type lane struct {
 }
 
 type recentRec struct {
-	digest [32]byte
-	pos    uint64 // 0 while its chunk is on the way
+	data []byte // the canonical record
+	pos  uint64 // 0 while its chunk is on the way
 }
 
 type recentRef struct {
@@ -124,9 +125,8 @@ func (l *lane) run() {
 
 // item is one entry of a round, and where its result goes.
 type item struct {
-	e      *Entry
-	r      *Result
-	digest [32]byte
+	e *Entry
+	r *Result
 }
 
 // commit decides and stores one round's entries. On an error the lane
@@ -201,29 +201,35 @@ func (l *lane) commitSubject(ctx context.Context, subject string, items []item, 
 		if !validChunkLine(e.ID, e.Data) {
 			return nil, fmt.Errorf("append %s: an id with a space or line feed, or a record with a line feed, cannot be stored", e.ID)
 		}
-		it.digest = record.Digest(e.Data)
 		if e.Kind == record.KindReading && l.loaded && e.Seq > l.max {
 			l.max = e.Seq
 		} else if rec, ok := l.recent[e.ID]; ok {
-			it.r.Outcome, it.r.Seq = sameOrConflict(rec.digest, it.digest), rec.pos
+			it.r.Outcome, it.r.Seq = sameOrConflict(rec.data, e.Data), rec.pos
 			if rec.pos == 0 {
 				echoes = append(echoes, it)
 			}
 			continue
 		} else {
-			digest, pos, found, err := l.j.idx.lookup(l.kind, e.ID)
+			pos, found, err := l.j.idx.lookup(l.kind, e.ID)
 			if err != nil {
 				return nil, err
 			}
 			if found {
-				it.r.Outcome, it.r.Seq = sameOrConflict(digest, it.digest), pos
+				stored, err := l.j.storedRecord(ctx, l.kind, pos)
+				if err != nil {
+					return nil, err
+				}
+				it.r.Outcome, it.r.Seq = Duplicate, pos
+				if stored != nil {
+					it.r.Outcome = sameOrConflict(stored, e.Data)
+				}
 				continue
 			}
 			if e.Kind == record.KindReading && e.Seq > l.max {
 				l.max = e.Seq
 			}
 		}
-		l.recent[e.ID] = recentRec{digest: it.digest}
+		l.recent[e.ID] = recentRec{data: e.Data}
 		fresh = append(fresh, it)
 	}
 
@@ -290,7 +296,7 @@ func (l *lane) commitSubject(ctx context.Context, subject string, items []item, 
 		for k, it := range chunk {
 			pos := Position(ack.Sequence, k)
 			*it.r = Result{Outcome: Stored, Seq: pos}
-			l.recent[it.e.ID] = recentRec{digest: it.digest, pos: pos}
+			l.recent[it.e.ID] = recentRec{data: it.e.Data, pos: pos}
 			l.order = append(l.order, recentRef{id: it.e.ID, pos: pos})
 		}
 		start = end
@@ -301,11 +307,32 @@ func (l *lane) commitSubject(ctx context.Context, subject string, items []item, 
 	return nil, nil
 }
 
-func sameOrConflict(stored, got [32]byte) Outcome {
-	if stored == got {
+func sameOrConflict(stored, got []byte) Outcome {
+	if bytes.Equal(stored, got) {
 		return Duplicate
 	}
 	return Conflict
+}
+
+// storedRecord reads the record at pos from the stream; nil when it is no
+// longer there (retention removed it: the id was seen, nothing to compare).
+func (j *Journal) storedRecord(ctx context.Context, kind record.Kind, pos uint64) ([]byte, error) {
+	seq, i := SplitPosition(pos)
+	m, err := j.streams[kind].GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %s message %d: %w", kind, seq, err)
+	}
+	recs, err := Unpack(m.Header, m.Data)
+	if err != nil {
+		return nil, err
+	}
+	if i >= len(recs) {
+		return nil, fmt.Errorf("%w: position %d is past the %d records of message %d", ErrBadChunk, pos, len(recs), seq)
+	}
+	return recs[i].Data, nil
 }
 
 // tail returns the last stream sequence of subject, learning it from the
