@@ -336,12 +336,24 @@ func (d *item) text(field string, minLen, max int, multiline bool) (string, bool
 }
 
 func (d *item) timestamp(field string) (time.Time, bool) {
-	v, ok := d.str(field)
-	if !ok {
+	if d.s.peek() != '"' {
+		d.wrongType(field, "a string")
 		return time.Time{}, false
 	}
-	t, err := time.Parse(time.RFC3339Nano, v)
+	raw := d.s.str()
+	if d.s.fatal != nil {
+		return time.Time{}, false
+	}
+	t, ok := parseRFC3339(raw)
+	if ok && d.canonical {
+		return t, true
+	}
+	var err error
+	if !ok {
+		t, err = time.Parse(time.RFC3339Nano, string(raw))
+	}
 	if err != nil {
+		v := string(raw)
 		if _, err2 := time.Parse("2006-01-02T15:04:05.999999999", v); err2 == nil {
 			d.fail(ReasonBadTimestamp, field, "%s has no UTC offset: append Z or ±hh:mm (RFC 3339), e.g. %sZ", quote(v), v)
 		} else {
@@ -354,12 +366,12 @@ func (d *item) timestamp(field string) (time.Time, bool) {
 		return t, true
 	}
 	if t.Before(d.lim.Earliest) {
-		d.fail(ReasonBadTimestamp, field, "%s is before %s: the device clock is probably not set", quote(v), d.lim.Earliest.Format(time.DateOnly))
+		d.fail(ReasonBadTimestamp, field, "%s is before %s: the device clock is probably not set", quote(string(raw)), d.lim.Earliest.Format(time.DateOnly))
 		return time.Time{}, false
 	}
 	if ahead := t.Sub(d.now); ahead > d.lim.MaxFuture {
 		d.fail(ReasonFutureTimestamp, field, "%s is %s ahead of the gateway clock (at most %s allowed): check the device clock",
-			quote(v), ahead.Round(time.Second), d.lim.MaxFuture)
+			quote(string(raw)), ahead.Round(time.Second), d.lim.MaxFuture)
 		return time.Time{}, false
 	}
 	return t, true

@@ -86,13 +86,15 @@ func (s *scanner) str() []byte {
 	}
 	s.i++
 	start := s.i
+	var high byte // OR of the bytes: ASCII needs no UTF-8 check
 	for s.i < len(s.b) {
 		c := s.b[s.i]
+		high |= c
 		switch {
 		case c == '"':
 			out := s.b[start:s.i]
 			s.i++
-			if !utf8.Valid(out) {
+			if high >= 0x80 && !utf8.Valid(out) {
 				s.i = start
 				s.syntax("string is not valid UTF-8")
 				return nil
