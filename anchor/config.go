@@ -21,11 +21,14 @@ type Config struct {
 	// Batch is the largest journal batch appended to the logs at once; a
 	// batch is one synced write.
 	Batch int `yaml:"batch"`
+	// BatchWait is how long a batch stays open for more records once it
+	// has one: fewer, larger synced writes under a steady trickle.
+	BatchWait time.Duration `yaml:"batch_wait"`
 }
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
-	return Config{Epoch: 10 * time.Minute, EarlyRecords: 100_000, Poll: 5 * time.Second, Batch: 1000}
+	return Config{Epoch: 10 * time.Minute, EarlyRecords: 100_000, Poll: 5 * time.Second, Batch: 1000, BatchWait: 200 * time.Millisecond}
 }
 
 // Validate reports the first invalid setting, naming its key.
@@ -41,6 +44,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("anchor.poll: must not exceed anchor.epoch (%s), got %s", c.Epoch, c.Poll)
 	case c.Batch < 1 || c.Batch > 10_000:
 		return fmt.Errorf("anchor.batch: must be 1 to 10000, got %d", c.Batch)
+	case c.BatchWait < 0 || c.BatchWait > c.Epoch:
+		return fmt.Errorf("anchor.batch_wait: must be 0 to anchor.epoch (%s), got %s", c.Epoch, c.BatchWait)
 	}
 	return nil
 }

@@ -201,7 +201,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for _, k := range loggedKinds {
 		g.Go(func() error {
-			return s.j.Consume(ctx, k, journal.ConsumeOptions{Durable: ConsumerName, Batch: s.cfg.Batch},
+			return s.j.Consume(ctx, k, journal.ConsumeOptions{Durable: ConsumerName, Batch: s.cfg.Batch, Gather: s.cfg.BatchWait},
 				func(ctx context.Context, batch []journal.Msg) error { return s.apply(k, batch) })
 		})
 	}

@@ -135,6 +135,11 @@ type ConsumeOptions struct {
 	// at most Linger for each: the burst is then handed over whole instead
 	// of split where a fetch ended. A lone reading is not delayed.
 	Linger time.Duration
+	// Gather, when set, keeps a batch open up to this long after its first
+	// message for more to arrive, until it holds Batch records: fewer,
+	// larger batches for a handler that pays per batch (a synced write),
+	// at the cost of that much latency.
+	Gather time.Duration
 	// From, when not zero, makes the first run deliver from this position
 	// (Position) whatever the consumer's position: a part that restores a
 	// snapshot replays the journal from just after it. Later restarts
@@ -213,6 +218,7 @@ func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.
 		}
 		last := m
 		var groups bursts
+		gatherUntil := time.Now().Add(opts.Gather)
 		for {
 			md, err := m.Metadata()
 			if err != nil {
@@ -224,14 +230,18 @@ func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.
 				j.log.Error("stored message skipped", zap.String("consumer", opts.Durable), zap.Error(err))
 			}
 			last = m
-			wait := time.Millisecond
+			wait, hold := time.Millisecond, false
+			now := time.Now()
 			if opts.Linger > 0 {
-				groups.add(m.Subject(), m.Headers(), time.Now())
-				if groups.waiting(time.Now(), opts.Linger) {
-					wait = opts.Linger
+				groups.add(m.Subject(), m.Headers(), now)
+				if groups.waiting(now, opts.Linger) {
+					wait, hold = opts.Linger, true
 				}
 			}
-			if len(batch) >= opts.Batch || md.NumPending == 0 && wait == time.Millisecond {
+			if left := gatherUntil.Sub(now); left > 0 {
+				wait, hold = max(wait, left), true
+			}
+			if len(batch) >= opts.Batch || md.NumPending == 0 && !hold {
 				break
 			}
 			// Take what has arrived, or wait for the rest of a burst.

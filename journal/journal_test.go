@@ -315,3 +315,46 @@ func TestBursts(t *testing.T) {
 		t.Fatal("a burst silent for longer than the linger must not hold the batch")
 	}
 }
+
+// TestConsumeGather checks that Gather keeps a batch open for records that
+// arrive after its first one, and that without it they come apart.
+func TestConsumeGather(t *testing.T) {
+	e := start(t, t.TempDir(), DefaultConfig())
+	defer e.stop()
+	batches := func(durable string, gather time.Duration, total int) []int {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		got := make(chan int, 10)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = e.j.Consume(ctx, record.KindReading, ConsumeOptions{Durable: durable, Gather: gather, MaxWait: 50 * time.Millisecond},
+				func(_ context.Context, b []Msg) error { got <- len(b); return nil })
+		}()
+		seq := uint64(time.Now().UnixNano())
+		e.append(reading("G-"+durable, seq, 5))
+		time.Sleep(150 * time.Millisecond)
+		e.append(reading("G-"+durable, seq+1, 5))
+		var sizes []int
+		for n := 0; n < total; {
+			select {
+			case k := <-got:
+				sizes = append(sizes, k)
+				n += k
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s: batches so far %v", durable, sizes)
+			}
+		}
+		cancel()
+		<-done
+		return sizes
+	}
+	if got := batches("apart", 0, 2); fmt.Sprint(got) != "[1 1]" {
+		t.Fatalf("without gather: batches %v", got)
+	}
+	// A new consumer: the first two readings, then two more, one at once
+	// and one 150 ms later, all in one batch.
+	if got := batches("gathered", 2*time.Second, 4); fmt.Sprint(got) != "[4]" {
+		t.Fatalf("with gather: batches %v", got)
+	}
+}

@@ -129,6 +129,7 @@ func (w *Writer) Run(ctx context.Context) error {
 			return w.j.Consume(ctx, kind, journal.ConsumeOptions{
 				Durable: ConsumerName,
 				Batch:   w.cfg.BatchSize,
+				Gather:  w.cfg.BatchWait,
 				OnIdle:  func() { st.pending.Store(0) },
 			}, w.Handler(kind))
 		})
