@@ -940,9 +940,11 @@ func streamMsgs(ctx context.Context, js jetstream.JetStream, stream string) (uin
 
 // backlog is how far the consumers of the readings stream trail it.
 type backlog struct {
-	// Readings is the most readings one consumer has not acknowledged yet:
-	// not delivered to it, or delivered and not acked.
-	Readings uint64 `json:"readings"`
+	// Messages is the most journal messages one consumer has not
+	// acknowledged yet: not delivered to it, or delivered and not acked. A
+	// message is a chunk of readings (one to thousands), so this is not a
+	// count of readings.
+	Messages uint64 `json:"messages"`
 	// Slowest names that consumer.
 	Slowest string `json:"slowest,omitempty"`
 	// Consumers is every consumer's backlog, by name.
@@ -964,8 +966,8 @@ func streamBacklog(ctx context.Context, js jetstream.JetStream) (backlog, error)
 	for info := range l.Info() {
 		n := info.NumPending + uint64(info.NumAckPending)
 		b.Consumers[info.Name] = n
-		if n > b.Readings || b.Slowest == "" {
-			b.Readings, b.Slowest = n, info.Name
+		if n > b.Messages || b.Slowest == "" {
+			b.Messages, b.Slowest = n, info.Name
 		}
 	}
 	if err := l.Err(); err != nil {
@@ -986,7 +988,7 @@ func waitConsumers(ctx context.Context, js jetstream.JetStream, limit time.Durat
 	}
 	r, err := withProgress(stderr, name, func(time.Duration) string {
 		b := last.Load()
-		return fmt.Sprintf("consumers catching up: %s readings behind (%s)", count(b.Readings), b.Slowest)
+		return fmt.Sprintf("consumers catching up: %s journal messages behind (%s)", count(b.Messages), b.Slowest)
 	}, func() (result, error) {
 		for {
 			b, err := streamBacklog(ctx, js)
@@ -994,7 +996,7 @@ func waitConsumers(ctx context.Context, js jetstream.JetStream, limit time.Durat
 				return result{}, err
 			}
 			last.Store(&b)
-			if b.Readings == 0 {
+			if b.Messages == 0 {
 				return result{took: time.Since(start), caught: true}, nil
 			}
 			if time.Since(start) > limit {
@@ -1178,7 +1180,7 @@ func (r *report) print(w io.Writer) {
 		}
 		backlog, catchUp, sustained, cpu := "-", "-", count(uint64(p.DeliveredPerSec)), fmt.Sprintf("%.0f", p.CPUMicrosPerReading)
 		if p.Name != phaseRaw {
-			backlog = count(p.Backlog.Readings)
+			backlog = count(p.Backlog.Messages)
 			catchUp = fmt.Sprintf("%.1f", p.CatchUp)
 			sustained = count(uint64(p.SustainedPerSec))
 			if !p.CaughtUp {
@@ -1197,8 +1199,9 @@ func (r *report) print(w io.Writer) {
   PUBACKed/s: readings a second the publishers got a PUBACK for. delivered/s: raw — distinct
   messages the subscriber received a second; gateway — readings the COLDCHAIN_READINGS stream
   gained a second. Latency: per message, publish call to PUBACK, waiting behind the window
-  included. backlog: readings the slowest consumer of the stream (dedup indexer, store writer,
-  alert detector, anchorer) had not acknowledged at the last PUBACK; catch-up: seconds until every
+  included. backlog: journal messages (chunks of readings) the slowest consumer of the stream
+  (dedup indexer, whose ordered consumers have generated names; store writer, alert detector,
+  anchorer) had not acknowledged at the last PUBACK; catch-up: seconds until every
   consumer reached the end; sustained/s: readings over publishing plus catch-up time.
   CPUs: average busy while publishing — this process (servers and load generator), everything
   else in this machine, and steal: CPU time the hypervisor gave to others while this virtual
@@ -1221,7 +1224,7 @@ func (r *report) print(w io.Writer) {
 				for i, n := range names {
 					parts[i] = n + " " + count(p.Backlog.Consumers[n])
 				}
-				fmt.Fprintf(w, "  %s: behind at the last PUBACK: %s\n", p.Name, strings.Join(parts, ", "))
+				fmt.Fprintf(w, "  %s: journal messages behind at the last PUBACK: %s\n", p.Name, strings.Join(parts, ", "))
 			}
 		}
 	}
