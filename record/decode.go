@@ -77,6 +77,10 @@ func DecodeHandovers(payload []byte, scope Scope, lim Limits, now time.Time) ([]
 // clock checks, which held when the reading was accepted.
 func ParseReading(canonical []byte) (Reading, error) {
 	var r Reading
+	if fastReading(canonical, &r) {
+		return r, nil
+	}
+	r = Reading{}
 	err := parseCanonical(canonical, func(d *item) { d.reading(&r, Scope{}) })
 	return r, err
 }
