@@ -25,6 +25,7 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/coldchain/coldchain/journal"
 	"github.com/coldchain/coldchain/metrics"
@@ -81,6 +82,10 @@ type Config struct {
 	// messages of each connection in flight, so this is the sum of the
 	// connections' windows (say 64 connections × 64 messages).
 	InFlight int `yaml:"in_flight"`
+	// InFlightBytes bounds the payload bytes of the messages in flight, so
+	// many large batches cannot take the memory that many single readings
+	// may: a message waits until its payload fits.
+	InFlightBytes int `yaml:"in_flight_bytes"`
 	// Devices, when not empty, is the list of devices allowed to send;
 	// readings of any other device are rejected as unknown_device.
 	Devices []string `yaml:"devices"`
@@ -88,7 +93,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults the product documents.
 func DefaultConfig() Config {
-	return Config{MaxPayload: 4 << 20, MaxRecords: 10000, MaxFuture: 5 * time.Minute, InFlight: 4096}
+	return Config{MaxPayload: 4 << 20, MaxRecords: 10000, MaxFuture: 5 * time.Minute, InFlight: 4096, InFlightBytes: 256 << 20}
 }
 
 // Validate reports the first invalid setting, naming its key.
@@ -102,6 +107,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ingest.max_future: must not be negative")
 	case c.InFlight < 1:
 		return fmt.Errorf("ingest.in_flight: must be at least 1, got %d", c.InFlight)
+	case c.InFlightBytes < c.MaxPayload:
+		return fmt.Errorf("ingest.in_flight_bytes: must be at least ingest.max_payload (%d), got %d", c.MaxPayload, c.InFlightBytes)
 	}
 	for _, d := range c.Devices {
 		if !record.ValidID(d) {
@@ -158,6 +165,7 @@ type Ingester struct {
 	log     *zap.Logger
 	reject  *zap.Logger // sampled, so a bad feed cannot flood the log
 	sem     chan struct{}
+	bytes   *semaphore.Weighted
 	now     func() time.Time
 	limits  record.Limits
 	m       ingestMetrics
@@ -180,8 +188,9 @@ func New(cfg Config, j Journal, reg *metrics.Registry, log *zap.Logger, now func
 			// in 1,000; metrics and dead letters still count every one.
 			return zapcore.NewSamplerWithOptions(c, time.Second, 10, 1000)
 		})),
-		sem: make(chan struct{}, cfg.InFlight),
-		m:   newIngestMetrics(reg),
+		sem:   make(chan struct{}, cfg.InFlight),
+		bytes: semaphore.NewWeighted(int64(cfg.InFlightBytes)),
+		m:     newIngestMetrics(reg),
 	}
 	in.limits = record.DefaultLimits()
 	in.limits.MaxRecords = cfg.MaxRecords
@@ -258,6 +267,7 @@ type Ticket struct {
 	app     Appending // nil when there is nothing to append
 	start   time.Time // when the append started
 
+	weight int64 // of the in-flight bytes
 	waited bool
 	err    error
 }
@@ -274,10 +284,15 @@ func (in *Ingester) Start(ctx context.Context, msg Message) (*Ticket, error) {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: %w", ErrStopping, ctx.Err())
 	}
+	weight := int64(max(1, min(len(msg.Payload), in.cfg.InFlightBytes)))
+	if err := in.bytes.Acquire(ctx, weight); err != nil {
+		<-in.sem
+		return nil, fmt.Errorf("%w: %w", ErrStopping, err)
+	}
 	in.m.inFlight.Add(1)
 	in.m.messages(msg.Transport).Inc()
 
-	t := &Ticket{in: in, msg: msg}
+	t := &Ticket{in: in, msg: msg, weight: weight}
 	t.entries = in.decode(&t.msg, &t.sum, t.refuse)
 	if t.msg.AllOrNothing && len(t.sum.Rejected) > 0 {
 		t.entries = nil
@@ -310,6 +325,7 @@ func (t *Ticket) Wait(ctx context.Context) (Summary, error) {
 	t.waited = true
 	t.err = t.finish(ctx)
 	t.in.m.inFlight.Add(-1)
+	t.in.bytes.Release(t.weight)
 	<-t.in.sem
 	return t.sum, t.err
 }

@@ -508,3 +508,44 @@ func TestTicketReleasesSlot(t *testing.T) {
 		})
 	}
 }
+
+// TestInFlightBytes checks the byte bound: messages whose payloads do not
+// fit in ingest.in_flight_bytes wait for earlier ones to finish.
+func TestInFlightBytes(t *testing.T) {
+	in := newIngester(t, &fakeJournal{}, func(c *Config) { c.MaxPayload, c.InFlightBytes = 1024, 2048 })
+	big := func(seq int) Message {
+		m := readingMsg(seq)
+		m.Payload = append(m.Payload, strings.Repeat(" ", 1000-len(m.Payload))...)
+		return m
+	}
+	t1, err := in.Start(context.Background(), big(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t2, err := in.Start(context.Background(), big(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := in.Start(ctx, big(3)); !errors.Is(err, ErrStopping) {
+		t.Fatalf("a third 1,000-byte message started within 2,048 bytes: %v", err)
+	}
+	if _, err := t1.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t3, err := in.Start(context.Background(), big(3))
+	if err != nil {
+		t.Fatalf("after one finished: %v", err)
+	}
+	for _, tk := range []*Ticket{t2, t3} {
+		if sum, err := tk.Wait(context.Background()); err != nil || sum.Accepted != 1 {
+			t.Fatalf("%+v %v", sum, err)
+		}
+	}
+	bad := DefaultConfig()
+	bad.InFlightBytes = bad.MaxPayload - 1
+	if err := bad.Validate(); err == nil || !strings.HasPrefix(err.Error(), "ingest.in_flight_bytes:") {
+		t.Fatalf("validate: %v", err)
+	}
+}
