@@ -122,7 +122,7 @@ func streamIDs(t *testing.T, natsURL, stream string) []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var ids []string
-	if err := journal.ReadStream(ctx, js, stream, func(m journal.Msg) error { ids = append(ids, m.ID); return nil }); err != nil {
+	if err := journal.ReadStream(ctx, js, stream, "", func(m journal.Msg) error { ids = append(ids, m.ID); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return ids

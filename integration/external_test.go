@@ -23,6 +23,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/coldchain/coldchain/journal"
 )
 
 var binary string
@@ -145,23 +147,21 @@ func (p *gatewayProc) stop() {
 	}
 }
 
-// stored counts the messages of a stream under a subject filter.
+// stored counts the records of a stream under a subject filter, by subject.
 func stored(t *testing.T, js jetstream.JetStream, stream, filter string) (total int, perSubject map[string]uint64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := js.Stream(ctx, stream)
+	perSubject = map[string]uint64{}
+	err := journal.ReadStream(ctx, js, stream, filter, func(m journal.Msg) error {
+		total++
+		perSubject[m.Subject]++
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range info.State.Subjects {
-		total += int(n)
-	}
-	return total, info.State.Subjects
+	return total, perSubject
 }
 
 // TestKill9MidStream publishes 3,000 readings to a real Mosquitto while the

@@ -347,15 +347,16 @@ func (j *Journal) Scan(ctx context.Context, kind record.Kind, filter string, fn 
 	return scanStream(ctx, s, kind, filter, fn)
 }
 
-// ReadStream calls fn for every record of the named stream, chunks
-// unpacked, in order, up to its end as it was when ReadStream started. It
-// is for tests and tools that check what a stream holds.
-func ReadStream(ctx context.Context, js jetstream.JetStream, stream string, fn func(Msg) error) error {
+// ReadStream calls fn for every record of the named stream whose subject
+// matches filter ("" for all), chunks unpacked, in order, up to the end of
+// the stream as it was when ReadStream started. It is for tests and tools
+// that check what a stream holds.
+func ReadStream(ctx context.Context, js jetstream.JetStream, stream, filter string, fn func(Msg) error) error {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", stream, err)
 	}
-	return scanStream(ctx, s, 0, "", fn)
+	return scanStream(ctx, s, 0, filter, fn)
 }
 
 func scanStream(ctx context.Context, s jetstream.Stream, kind record.Kind, filter string, fn func(Msg) error) error {

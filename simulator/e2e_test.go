@@ -91,7 +91,7 @@ func streamCount(t *testing.T, url, stream string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	n := 0
-	if err := journal.ReadStream(ctx, js, stream, func(journal.Msg) error { n++; return nil }); err != nil {
+	if err := journal.ReadStream(ctx, js, stream, "", func(journal.Msg) error { n++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return n

@@ -934,7 +934,7 @@ func streamMsgs(ctx context.Context, js jetstream.JetStream, stream string) (uin
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	var n uint64
-	err := journal.ReadStream(ctx, js, stream, func(journal.Msg) error { n++; return nil })
+	err := journal.ReadStream(ctx, js, stream, "", func(journal.Msg) error { n++; return nil })
 	return n, err
 }
 
