@@ -244,18 +244,7 @@ func (x *index) deviceMax(device string) (uint64, bool, error) {
 	if x.db == nil {
 		return 0, false, ErrClosed
 	}
-	v, closer, err := x.db.Get(deviceKey(device))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, err
-	}
-	defer closer.Close()
-	if len(v) != 8 {
-		return 0, false, fmt.Errorf("dedup index: corrupt device mark of %d bytes for %s", len(v), device)
-	}
-	return binary.BigEndian.Uint64(v), true, nil
+	return x.deviceMaxLocked(device)
 }
 
 // IndexerName was the durable consumer of the previous, KV-based index;
@@ -433,6 +422,7 @@ func (j *Journal) indexMsg(b *pebble.Batch, kind record.Kind, m jetstream.Msg, s
 	}
 }
 
+// deviceMaxLocked is deviceMax for a caller holding x.mu.
 func (x *index) deviceMaxLocked(device string) (uint64, bool, error) {
 	v, closer, err := x.db.Get(deviceKey(device))
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -443,7 +433,7 @@ func (x *index) deviceMaxLocked(device string) (uint64, bool, error) {
 	}
 	defer closer.Close()
 	if len(v) != 8 {
-		return 0, false, nil
+		return 0, false, fmt.Errorf("dedup index: corrupt device mark of %d bytes for %s", len(v), device)
 	}
 	return binary.BigEndian.Uint64(v), true, nil
 }
