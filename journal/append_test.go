@@ -296,3 +296,35 @@ func TestUnpack(t *testing.T) {
 		t.Fatal("short index value accepted")
 	}
 }
+
+// TestSweep checks that the sweeper drops what lanes remember once the
+// index holds it, without waiting for the device's next append, and
+// forgets idle lanes; a forgotten device's resend is still a duplicate.
+func TestSweep(t *testing.T) {
+	e := start(t, t.TempDir(), DefaultConfig())
+	defer e.stop()
+	want(t, e.append(reading("SW", 1, 5), reading("SW", 2, 5)), Stored, Stored)
+	l := e.j.lanes[laneKey{record.KindReading, "SW"}]
+	l.state.Lock()
+	remembered := len(l.recent)
+	l.state.Unlock()
+	if remembered != 2 {
+		t.Fatalf("lane remembers %d records, want 2", remembered)
+	}
+	e.indexed()
+	e.j.sweepOnce(time.Hour)
+	l.state.Lock()
+	remembered = len(l.recent)
+	l.state.Unlock()
+	if remembered != 0 {
+		t.Fatalf("lane still remembers %d indexed records", remembered)
+	}
+	if e.j.lanes[laneKey{record.KindReading, "SW"}] != l {
+		t.Fatal("a lane used within the idle time was forgotten")
+	}
+	e.j.sweepOnce(0)
+	if _, ok := e.j.lanes[laneKey{record.KindReading, "SW"}]; ok {
+		t.Fatal("an idle lane was kept")
+	}
+	want(t, e.append(reading("SW", 2, 5), reading("SW", 3, 5)), Duplicate, Stored)
+}

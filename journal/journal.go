@@ -168,6 +168,11 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config, dir string, log *zap.L
 		return nil, err
 	}
 	j.ctx, j.stop = context.WithCancel(context.Background())
+	j.lanesWG.Add(1)
+	go func() {
+		defer j.lanesWG.Done()
+		j.sweep(j.ctx, 2*time.Second, laneIdle)
+	}()
 	return j, nil
 }
 

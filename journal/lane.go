@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,11 +32,14 @@ type lane struct {
 	kind record.Kind
 	key  string // device, or the handover subject
 
-	mu      chan struct{} // a one-slot semaphore guarding queue and running
+	mu      chan struct{} // a one-slot semaphore guarding queue, running and used
 	queue   []*pending
 	running bool
+	used    time.Time // when an append last came
 
-	// Owned by the goroutine that runs the lane.
+	// Guarded by state, which the goroutine running the lane holds for a
+	// round and the sweeper takes when the lane is not busy.
+	state  sync.Mutex
 	tails  map[string]uint64 // subject → its last stream sequence, when known
 	max    uint64            // the device's highest stored reading seq
 	loaded bool              // max read from the index
@@ -96,6 +100,7 @@ func (l *lane) enqueue(p *pending) {
 	l.queue = append(l.queue, p)
 	start := !l.running
 	l.running = true
+	l.used = time.Now()
 	l.unlock()
 	if start {
 		l.j.lanesWG.Add(1)
@@ -116,7 +121,9 @@ func (l *lane) run() {
 			return
 		}
 		l.unlock()
+		l.state.Lock()
 		err := l.commit(l.j.ctx, batch)
+		l.state.Unlock()
 		for _, p := range batch {
 			p.app.finish(err)
 		}
@@ -367,6 +374,52 @@ func (l *lane) tail(ctx context.Context, subject string) (uint64, error) {
 	}
 	l.tails[subject] = seq
 	return seq, nil
+}
+
+// laneIdle is how long a lane with nothing to remember stays after its
+// last append: a device that sends again within it keeps its lane's state.
+const laneIdle = 10 * time.Minute
+
+// sweep runs until ctx ends: every interval it drops from every lane not
+// busy what the index now holds (the records' bytes alias the ingested
+// messages, which would otherwise stay in memory until the device's next
+// append), and forgets lanes idle for longer than idle.
+func (j *Journal) sweep(ctx context.Context, interval, idle time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		j.sweepOnce(idle)
+	}
+}
+
+func (j *Journal) sweepOnce(idle time.Duration) {
+	j.lanesMu.Lock()
+	lanes := make([]*lane, 0, len(j.lanes))
+	for _, l := range j.lanes {
+		lanes = append(lanes, l)
+	}
+	j.lanesMu.Unlock()
+	for _, l := range lanes {
+		if !l.state.TryLock() {
+			continue // in a round: it forgets at the start of the next one
+		}
+		l.forgetIndexed(j.idx.states[l.kind].applied.Load())
+		l.lock()
+		if !l.running && len(l.queue) == 0 && len(l.recent) == 0 && time.Since(l.used) > idle {
+			j.lanesMu.Lock()
+			if j.lanes[laneKey{l.kind, l.key}] == l {
+				delete(j.lanes, laneKey{l.kind, l.key})
+			}
+			j.lanesMu.Unlock()
+		}
+		l.unlock()
+		l.state.Unlock()
+	}
 }
 
 // forgetIndexed drops what the lane remembers of records the index holds.
