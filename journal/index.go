@@ -247,11 +247,6 @@ func (x *index) deviceMax(device string) (uint64, bool, error) {
 	return x.deviceMaxLocked(device)
 }
 
-// IndexerName was the durable consumer of the previous, KV-based index;
-// the index now reads the streams with ordered consumers and keeps its
-// position in the index itself.
-const IndexerName = "coldchain-indexer"
-
 // indexBatch is how many messages the indexer writes at a time.
 const indexBatch = 1000
 

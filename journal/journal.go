@@ -59,8 +59,10 @@ type Config struct {
 	// Replicas is the number of copies of every stream: 1 on a single
 	// server, 3 on a cluster.
 	Replicas int `yaml:"replicas"`
-	// DuplicateWindow is how long JetStream itself remembers message ids.
-	// Past it, the dedup index decides (docs/EXACTLY-ONCE.md).
+	// DuplicateWindow is how long JetStream itself remembers message ids:
+	// it deduplicates alerts and dead letters. Records are deduplicated by
+	// the lanes and the dedup index (docs/EXACTLY-ONCE.md), and /readyz
+	// fails when the index is half this far behind.
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
 	// Retention is how long records are kept; 0 keeps them forever. Proofs
 	// need the records, so keep them at least as long as a shipment can
@@ -68,8 +70,6 @@ type Config struct {
 	Retention time.Duration `yaml:"retention"`
 	// DeadLetterRetention is how long dead letters are kept.
 	DeadLetterRetention time.Duration `yaml:"dead_letter_retention"`
-	// Lookups is no longer used: the dedup index is local (docs/EXACTLY-ONCE.md).
-	Lookups int `yaml:"lookups"`
 }
 
 // DefaultConfig returns the single-server defaults.
@@ -78,7 +78,6 @@ func DefaultConfig() Config {
 		Replicas:            1,
 		DuplicateWindow:     10 * time.Minute,
 		DeadLetterRetention: 30 * 24 * time.Hour,
-		Lookups:             32,
 	}
 }
 
@@ -95,8 +94,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("nats.retention: must be longer than nats.duplicate_window")
 	case c.DeadLetterRetention < 0:
 		return fmt.Errorf("nats.dead_letter_retention: must not be negative")
-	case c.Lookups < 1:
-		return fmt.Errorf("nats.lookups: must be at least 1, got %d", c.Lookups)
 	}
 	return nil
 }
