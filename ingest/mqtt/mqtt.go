@@ -180,6 +180,10 @@ func (s *Subscriber) Run(ctx context.Context, drain time.Duration) error {
 	}
 	s.stopWork()
 	<-done
+	// paho sends PUBACKs from a queue of their own, which DISCONNECT can
+	// overtake: give the last ones a moment, so fewer messages come again
+	// to the next session (they would be stored once anyway).
+	time.Sleep(100 * time.Millisecond)
 	s.client.Disconnect(250)
 	s.connected.Store(false)
 	return nil

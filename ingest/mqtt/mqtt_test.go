@@ -101,9 +101,21 @@ func TestSubscriberPersistentSession(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	for k, n := range rec.topics {
-		if n != 1 {
-			t.Errorf("%s ingested %d times", k, n)
+	// Every message arrived, and nothing else; some may have arrived twice.
+	// paho queues a PUBACK on its own channel, which its DISCONNECT can
+	// overtake, so a message acknowledged just before a stop can be
+	// delivered again to the next session: MQTT delivery is at least once,
+	// and the journal stores it once (journal and integration tests).
+	for i := range 150 {
+		k := fmt.Sprintf("coldchain/v1/S1/D%d/readings %d", i%3, i)
+		switch n := rec.topics[k]; {
+		case n == 0:
+			t.Errorf("%s never ingested", k)
+		case n > 1:
+			t.Logf("%s ingested %d times (redelivered to the next session)", k, n)
 		}
+	}
+	if len(rec.topics) != 150 {
+		t.Errorf("%d distinct messages ingested, want the 150 readings (not the alert)", len(rec.topics))
 	}
 }
