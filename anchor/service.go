@@ -30,6 +30,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/coldchain/coldchain/internal/pebblelog"
 	"github.com/coldchain/coldchain/journal"
 	"github.com/coldchain/coldchain/merkle"
 	"github.com/coldchain/coldchain/record"
@@ -101,7 +102,7 @@ func New(cfg Config, j Journal, chain Chain, dataDir string, log *zap.Logger) (*
 		return nil, errors.New("anchor: journal and chain are required")
 	}
 	dir := filepath.Join(dataDir, "anchor")
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log.Named("pebble").Sugar()},
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebblelog.New(log.Named("pebble")),
 		// Every record adds a leaf: a large memtable flushes, and so
 		// compacts, less often.
 		MemTableSize: 64 << 20})

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"go.uber.org/zap"
 
 	"github.com/coldchain/coldchain/merkle"
 	"github.com/coldchain/coldchain/record"
@@ -217,10 +216,3 @@ func each(db *pebble.DB, p []byte, reverse bool, fn func(k, v []byte) (bool, err
 	}
 	return it.Close()
 }
-
-// pebbleLogger sends Pebble's log to zap: its routine messages at debug.
-type pebbleLogger struct{ s *zap.SugaredLogger }
-
-func (l pebbleLogger) Infof(format string, args ...any)  { l.s.Debugf(format, args...) }
-func (l pebbleLogger) Errorf(format string, args ...any) { l.s.Errorf(format, args...) }
-func (l pebbleLogger) Fatalf(format string, args ...any) { l.s.Fatalf(format, args...) }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/coldchain/coldchain/internal/pebblelog"
 	"github.com/coldchain/coldchain/record"
 )
 
@@ -127,7 +128,7 @@ func (st *indexState) wait(ctx context.Context, seq uint64) error {
 // deleted and created again, or the data directory moved to another NATS)
 // is emptied and rebuilt.
 func openIndex(ctx context.Context, dir string, streams map[record.Kind]jetstream.Stream, log *zap.Logger) (*index, error) {
-	opts := &pebble.Options{Logger: pebbleLogger{log.Named("pebble").Sugar()},
+	opts := &pebble.Options{Logger: pebblelog.New(log.Named("pebble")),
 		// Every record adds an entry: a large memtable flushes, and so
 		// compacts, less often.
 		MemTableSize: 64 << 20}
@@ -449,10 +450,3 @@ func splitReadingID(id string) (string, uint64, bool) {
 	}
 	return "", 0, false
 }
-
-// pebbleLogger sends Pebble's log to zap, its chatter at debug level.
-type pebbleLogger struct{ s *zap.SugaredLogger }
-
-func (l pebbleLogger) Infof(format string, args ...any)  { l.s.Debugf(format, args...) }
-func (l pebbleLogger) Errorf(format string, args ...any) { l.s.Errorf(format, args...) }
-func (l pebbleLogger) Fatalf(format string, args ...any) { l.s.Fatalf(format, args...) }

@@ -37,6 +37,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
 
+	"github.com/coldchain/coldchain/internal/pebblelog"
 	"github.com/coldchain/coldchain/record"
 	"github.com/coldchain/coldchain/store"
 )
@@ -70,7 +71,7 @@ var (
 // Open opens or creates the store in dir.
 func Open(dir string, opts store.Options, log *zap.Logger) (*Store, error) {
 	db, err := pebble.Open(dir, &pebble.Options{
-		Logger: pebbleLogger{log.Sugar()},
+		Logger: pebblelog.New(log),
 		// Batches of 1,000–5,000 readings of ~200 bytes: a larger memtable
 		// flushes less often.
 		MemTableSize: 64 << 20,
@@ -727,17 +728,4 @@ func (s *Store) Handovers(ctx context.Context, shipment string) ([]record.Handov
 		return it.Error()
 	})
 	return out, err
-}
-
-// pebbleLogger sends Pebble's messages to zap.
-type pebbleLogger struct{ s *zap.SugaredLogger }
-
-func (l pebbleLogger) Infof(format string, args ...any)  { l.s.Debugf(format, args...) }
-func (l pebbleLogger) Errorf(format string, args ...any) { l.s.Errorf(format, args...) }
-
-// Fatalf logs and panics: Pebble calls it for invariant violations, and a
-// library does not exit the process.
-func (l pebbleLogger) Fatalf(format string, args ...any) {
-	l.s.Errorf(format, args...)
-	panic(fmt.Sprintf(format, args...))
 }
