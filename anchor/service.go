@@ -305,7 +305,7 @@ func shipState(anchored uint64, t *merkle.Tree) []byte {
 }
 
 func (s *Service) epochLoop(ctx context.Context) error {
-	t := time.NewTicker(s.cfg.Poll)
+	t := time.NewTicker(s.cfg.PollInterval())
 	defer t.Stop()
 	for {
 		s.step(ctx)

@@ -475,7 +475,8 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"anchor.epoch", func(c *Config) { c.Epoch = 0 }},
 		{"anchor.early_records", func(c *Config) { c.EarlyRecords = 0 }},
-		{"anchor.poll", func(c *Config) { c.Poll = 0 }},
+		{"anchor.poll", func(c *Config) { c.Poll = -time.Second }},
+		{"anchor.poll", func(c *Config) { c.Poll = time.Millisecond }},
 		{"anchor.poll", func(c *Config) { c.Poll = time.Hour }},
 		{"anchor.batch", func(c *Config) { c.Batch = 0 }},
 	} {
@@ -483,6 +484,26 @@ func TestConfigValidate(t *testing.T) {
 		tc.mut(&c)
 		if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), tc.key+":") {
 			t.Errorf("%s: got %v", tc.key, err)
+		}
+	}
+}
+
+func TestPollInterval(t *testing.T) {
+	for _, tc := range []struct {
+		epoch, poll, want time.Duration
+	}{
+		{10 * time.Minute, 0, 5 * time.Second},                 // the default: capped at 5s
+		{3 * time.Second, 0, 1500 * time.Millisecond},          // a short epoch: half of it
+		{time.Second, 0, 500 * time.Millisecond},               // the shortest epoch allowed
+		{10 * time.Minute, 30 * time.Second, 30 * time.Second}, // set explicitly: kept
+	} {
+		c := DefaultConfig()
+		c.Epoch, c.Poll = tc.epoch, tc.poll
+		if err := c.Validate(); err != nil {
+			t.Errorf("epoch %s poll %s: %v", tc.epoch, tc.poll, err)
+		}
+		if got := c.PollInterval(); got != tc.want {
+			t.Errorf("epoch %s poll %s: PollInterval %s, want %s", tc.epoch, tc.poll, got, tc.want)
 		}
 	}
 }

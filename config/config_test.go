@@ -191,3 +191,20 @@ func TestStoreConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestShortEpochAlone is issue 15's first papercut: shortening the epoch
+// alone must start, with the poll derived from it; a poll the user set
+// explicitly is still checked against the epoch.
+func TestShortEpochAlone(t *testing.T) {
+	cfg, err := Load("", env(map[string]string{"COLDCHAIN_ANCHOR_EPOCH": "3s"}))
+	if err != nil {
+		t.Fatalf("COLDCHAIN_ANCHOR_EPOCH=3s alone: %v", err)
+	}
+	if got := cfg.Anchor.PollInterval(); got != 1500*time.Millisecond {
+		t.Errorf("derived poll for a 3s epoch: got %s, want 1.5s", got)
+	}
+	_, err = Load("", env(map[string]string{"COLDCHAIN_ANCHOR_EPOCH": "3s", "COLDCHAIN_ANCHOR_POLL": "5s"}))
+	if err == nil || !strings.Contains(err.Error(), "anchor.poll") {
+		t.Errorf("an explicit poll longer than the epoch: got %v, want an anchor.poll error", err)
+	}
+}
