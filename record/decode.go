@@ -158,7 +158,7 @@ func decodeBatch[T any](payload []byte, lim Limits, one func(*scanner, int, *T) 
 		return nil, nil, &Error{Reason: ReasonMalformedJSON, Index: -1, Detail: "empty payload: send a JSON object or an array of objects"}
 	default:
 		return nil, nil, &Error{Reason: ReasonMalformedJSON, Index: -1,
-			Detail: "expected a JSON object or an array of objects, found " + describe(c)}
+			Detail: "expected a JSON object or an array of objects, found " + describeAt(s.b[s.i:])}
 	}
 	if s.fatal == nil {
 		s.ws()

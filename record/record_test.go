@@ -446,3 +446,22 @@ func TestAlertCanonical(t *testing.T) {
 		t.Fatal("a non-alert parsed")
 	}
 }
+
+// TestMalformedSaysWhatWasFound is issue 15's fourth papercut: a payload
+// that is not JSON is quoted in the detail, not described as null.
+func TestMalformedSaysWhatWasFound(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct{ in, want string }{
+		{"not json", `found "not json", which is not JSON`},
+		{"true", "found a boolean"},
+		{"null", "found null"},
+		{"nope", `found "nope", which is not JSON`},
+		{"<xml/>", `found "<xml/>", which is not JSON`},
+		{"12", "found a number"},
+	} {
+		_, _, err := DecodeReadings([]byte(tc.in), Scope{}, DefaultLimits(), now)
+		if err == nil || err.Reason != ReasonMalformedJSON || !strings.Contains(err.Detail, tc.want) {
+			t.Errorf("%q: got %v, want malformed_json with %q", tc.in, err, tc.want)
+		}
+	}
+}

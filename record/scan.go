@@ -1,6 +1,7 @@
 package record
 
 import (
+	"bytes"
 	"fmt"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -75,6 +76,24 @@ func describe(c byte) string {
 		return "a number"
 	}
 	return fmt.Sprintf("%q", c)
+}
+
+// describeAt says what b, the rest of the input, starts with. Unlike
+// describe it checks literals, so "not json" is quoted as found rather
+// than called null.
+func describeAt(b []byte) string {
+	if len(b) == 0 {
+		return "end of input"
+	}
+	for _, lit := range []string{"null", "true", "false"} {
+		if bytes.HasPrefix(b, []byte(lit)) {
+			return describe(b[0])
+		}
+	}
+	if c := b[0]; c == 'n' || c == 't' || c == 'f' || describe(c)[0] == '\'' {
+		return fmt.Sprintf("%q, which is not JSON", b[:min(len(b), 16)])
+	}
+	return describe(b[0])
 }
 
 // str reads a string token and returns its unescaped bytes. Without escapes
