@@ -40,6 +40,9 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// commands are the subcommands that take --help.
+var commands = map[string]bool{"serve": true, "demo": true, "simulate": true, "proof": true, "verify": true}
+
 // errUsage marks a usage error: exit status 2.
 var errUsage = errors.New("usage")
 
@@ -63,14 +66,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version", "--version":
 		fmt.Fprintf(stdout, "coldchain %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	case "help", "-h", "--help":
-		if len(args) > 1 && args[1] == "serve" {
-			err = serve([]string{"--help"}, stdout)
-			if errors.Is(err, flag.ErrHelp) {
-				err = nil
+		// help NAME prints what NAME --help prints, to stdout.
+		if len(args) > 1 && args[1] != "help" && args[1] != "version" {
+			if _, known := commands[args[1]]; !known {
+				fmt.Fprintf(stderr, "coldchain: unknown command %q\n\n%s", args[1], usage)
+				return 2
 			}
-		} else {
-			fmt.Fprint(stdout, usage)
+			return run([]string{args[1], "--help"}, stdout, stdout)
 		}
+		fmt.Fprint(stdout, usage)
 	default:
 		fmt.Fprintf(stderr, "coldchain: unknown command %q\n\n%s", args[0], usage)
 		return 2
