@@ -82,6 +82,9 @@ func (g *Gateway) NATSURL() string { return *g.natsURL.Load() }
 func (g *Gateway) Run(ctx context.Context) error {
 	cfg, log := g.cfg, g.log
 
+	if err := checkListeners(cfg); err != nil {
+		return err
+	}
 	nc, shutdownNATS, err := g.connectNATS(ctx)
 	if err != nil {
 		return err

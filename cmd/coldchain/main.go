@@ -173,6 +173,9 @@ func newLogger(cfg config.Log) (*zap.Logger, error) {
 	zc := zap.NewProductionConfig()
 	zc.Level = zap.NewAtomicLevelAt(level)
 	zc.Sampling = nil // ingest samples its own high-rate logs
+	// An operator's log says what went wrong and what to do; a goroutine
+	// stack under every error (zap's production default) buries that.
+	zc.DisableStacktrace = true
 	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	zc.EncoderConfig.EncodeDuration = zapcore.StringDurationEncoder
 	if cfg.Format == "console" {
