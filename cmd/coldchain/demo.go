@@ -91,13 +91,12 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer nc.Close()
-	alerts := make(chan record.Alert, 64)
+	// Alerts are held and printed in device-time order (see alertOrder);
+	// none is dropped however many arrive at once.
+	alerts := &alertOrder{}
 	sub, err := nc.Subscribe("coldchain.alerts.>", func(m *nats.Msg) {
 		if a, err := record.ParseAlert(m.Data); err == nil {
-			select {
-			case alerts <- a:
-			default:
-			}
+			alerts.add(a)
 		}
 	})
 	if err != nil {
@@ -126,8 +125,10 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	rec := simulator.NewRecorder(gen, simulator.DefaultProfile())
 	simDone := make(chan simulator.Report, 1)
+	accel := float64(sc.Span) / float64(*wall)
+	simWall0 := time.Now()
 	go func() {
-		rep, err := simulator.Run(ctx, gen, pub, rec, stats, simulator.RunConfig{Accelerate: float64(sc.Span) / float64(*wall)}, time.Now)
+		rep, err := simulator.Run(ctx, gen, pub, rec, stats, simulator.RunConfig{Accelerate: accel}, time.Now)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("simulation", zap.Error(err))
 		}
@@ -138,27 +139,49 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	say("  shipment status:  curl -s %s/v1/shipments/%s/status", api, hot)
 
 	seenAlarm := false
-	ticker := time.NewTicker(5 * time.Second)
-	defer ticker.Stop()
+	printAlerts := func(batch []orderedAlert) {
+		for _, a := range batch {
+			if line, ok := alertLine(a); ok {
+				say("%s", line)
+			}
+			seenAlarm = seenAlarm || (a.Severity == "alarm" && a.Transition == "opened")
+		}
+	}
+	// Device time runs accel times faster than wall time from simWall0.
+	// Alerts are released once the simulation's device clock is
+	// alertLag of wall time past them: time enough for their readings to
+	// travel through JetStream and the detector, so that alerts of
+	// different devices come out in the order they happened.
+	const alertLag = 3 * time.Second
+	deviceClock := func() time.Time {
+		return sc.Start.Add(time.Duration(float64(time.Since(simWall0)-alertLag) * accel))
+	}
+	progress := time.NewTicker(5 * time.Second)
+	defer progress.Stop()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
 	var rep simulator.Report
 simulating:
 	for {
 		select {
 		case <-ctx.Done():
 			return <-runErr
-		case a := <-alerts:
-			if a.Transition == "opened" || a.Transition == "cleared" {
-				say("ALERT %-9s %-18s %-8s %s %s (device time %s, peak %s)", a.Transition, a.Rule, a.Severity, a.Shipment, a.Device,
-					a.Start.Format("Jan 2 15:04"), peak(a))
-			}
-			seenAlarm = seenAlarm || (a.Severity == "alarm" && a.Transition == "opened")
-		case <-ticker.C:
+		case <-tick.C:
+			printAlerts(alerts.release(deviceClock()))
+		case <-progress.C:
 			c := rec.Counts()
 			say("  … %d readings sent, %d messages acknowledged by the gateway", c.Readings, stats.Acked.Load())
 		case rep = <-simDone:
 			break simulating
 		}
 	}
+	// The last readings' alerts: wait out the lag, then print the rest.
+	select {
+	case <-ctx.Done():
+		return <-runErr
+	case <-time.After(alertLag):
+	}
+	printAlerts(alerts.flush())
 	say("simulation done: %d readings (%d distinct), %d handovers, %d malformed on purpose; %d messages acknowledged, %d errors",
 		rep.Counts.Readings, rep.Counts.DistinctReadings, rep.Counts.Handovers, rep.Counts.Rejected, rep.Acked, rep.Errors)
 	if !seenAlarm {
@@ -186,10 +209,28 @@ simulating:
 		select {
 		case <-ctx.Done():
 			return <-runErr
-		case a := <-alerts:
-			say("ALERT %-9s %-18s %s %s", a.Transition, a.Rule, a.Shipment, a.Device)
+		case <-tick.C:
+			printAlerts(alerts.flush())
 		}
 	}
+}
+
+// alertLine is how the demo prints an alert transition, with the device
+// time it happened at. Revisions (a running alert's figures growing) are
+// left to the alert stream.
+func alertLine(a orderedAlert) (string, bool) {
+	if a.Transition == "revised" {
+		return "", false
+	}
+	line := fmt.Sprintf("ALERT %-9s %-18s %-8s %s %s (device time %s, peak %s)", a.Transition, a.Rule, a.Severity, a.Shipment, a.Device,
+		a.At.UTC().Format("Jan 2 15:04"), peak(a.Alert))
+	if a.Transition == "acknowledged" {
+		line = fmt.Sprintf("ALERT %-9s %-18s %-8s %s %s (by %s)", a.Transition, a.Rule, a.Severity, a.Shipment, a.Device, a.By)
+	}
+	if a.late {
+		line += " (reported late: printed after alerts of later device time)"
+	}
+	return line, true
 }
 
 func peak(a record.Alert) string {
