@@ -84,6 +84,12 @@ func New(cfg Config, in Ingester, log *zap.Logger) *Subscriber {
 		SetKeepAlive(30 * time.Second).
 		SetOrderMatters(false).   // handle messages concurrently; ingest bounds them
 		SetAutoAckDisabled(true). // PUBACK only after JetStream has the records
+		// A resumed session's queued messages can arrive right after
+		// CONNACK, before onConnect has subscribed and so before paho has
+		// a route for them; paho drops a message without a handler and,
+		// with auto-ack off, never acks it, so the broker holds it until
+		// the next reconnect. The default handler takes them.
+		SetDefaultPublishHandler(s.handle).
 		SetOnConnectHandler(s.onConnect).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			s.connected.Store(false)

@@ -67,7 +67,11 @@ func TestSubscriberPersistentSession(t *testing.T) {
 		s := New(cfg, rec, log)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx, time.Second) }()
+		stopped := make(chan struct{})
+		go func() { done <- s.Run(ctx, time.Second); close(stopped) }()
+		// On a failed check, stop the subscriber before the test ends
+		// so it does not log into a finished test.
+		t.Cleanup(func() { cancel(); <-stopped })
 		eventually(t, "subscribed", s.Connected)
 		return cancel, done, s
 	}
