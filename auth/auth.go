@@ -1,0 +1,186 @@
+// Package auth holds who may do what: the identities that connect to the
+// gateway (devices, warehouse sites, the gateway itself) and the pure rules
+// that say which MQTT topics each may publish on and subscribe to.
+//
+// The rules are functions of a principal and a topic only, so they are
+// table-tested here and the broker hook (embedded/mqttbroker) just asks
+// them. Every refusal is a *Denial with a reason a person can act on.
+//
+// Built so far (issue 11): MQTT authentication by username/password
+// against a durable registry (Directory, KV) and the topic ACL below. Not
+// built yet: client certificates, TLS, API tokens with roles and tenants,
+// shipment ownership by org, device-signed readings, rate limits.
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Kind is what sort of identity a principal is.
+type Kind string
+
+const (
+	// KindDevice is a sensor or data logger: it publishes its own readings.
+	KindDevice Kind = "device"
+	// KindSite is a warehouse or other custody site: it publishes
+	// handovers.
+	KindSite Kind = "site"
+	// KindGateway is the gateway itself (the broker's inline clients): it
+	// publishes alerts and may do anything.
+	KindGateway Kind = "gateway"
+	// KindAnonymous is a client that gave no username, admitted only when
+	// the broker allows anonymous access (the demo).
+	KindAnonymous Kind = "anonymous"
+)
+
+// ParseKind parses a registry kind (device or site).
+func ParseKind(s string) (Kind, error) {
+	switch k := Kind(s); k {
+	case KindDevice, KindSite:
+		return k, nil
+	}
+	return "", fmt.Errorf("kind %q: must be device or site", s)
+}
+
+// Principal is an authenticated identity.
+type Principal struct {
+	Kind Kind   `json:"kind"`
+	ID   string `json:"id"`
+	// Org is the provider organisation the identity belongs to.
+	Org string `json:"org,omitempty"`
+}
+
+func (p Principal) String() string {
+	if p.ID == "" {
+		return string(p.Kind)
+	}
+	return string(p.Kind) + " " + p.ID
+}
+
+// Denial is a refused action: Reason is the metric label, Detail the
+// sentence for the log.
+type Denial struct {
+	Reason string
+	Detail string
+}
+
+func (d *Denial) Error() string { return d.Reason + ": " + d.Detail }
+
+// The denial reasons, the values of coldchain_auth_denied_total's reason
+// label.
+const (
+	ReasonBadCredentials = "bad_credentials"
+	ReasonAnonymous      = "anonymous"
+	ReasonNotYourTopic   = "not_your_topic"
+	ReasonGatewayOnly    = "gateway_only"
+	ReasonNoSubscribe    = "subscribe_not_allowed"
+)
+
+const prefix = "coldchain/v1/"
+
+// topic splits a coldchain topic into its levels after the prefix; ok is
+// false for any other topic.
+func topic(t string) (levels []string, ok bool) {
+	rest, ok := strings.CutPrefix(t, prefix)
+	if !ok {
+		return nil, false
+	}
+	return strings.Split(rest, "/"), true
+}
+
+// isAlerts reports whether levels are {shipment}/alerts.
+func isAlerts(levels []string) bool { return len(levels) == 2 && levels[1] == "alerts" }
+
+// CanPublish says whether p may publish on topic:
+//
+//   - the gateway: anything;
+//   - nobody else on an alert topic, coldchain/v1/{shipment}/alerts: alerts
+//     come from the detector only;
+//   - a device: only coldchain/v1/{shipment}/{its id}/readings;
+//   - a site: only coldchain/v1/{shipment}/handovers;
+//   - an anonymous client (admitted only when anonymous access is on): any
+//     ingest topic, as before credentials existed.
+func CanPublish(p Principal, t string) *Denial {
+	if p.Kind == KindGateway {
+		return nil
+	}
+	levels, ok := topic(t)
+	if ok && isAlerts(levels) {
+		return &Denial{ReasonGatewayOnly, fmt.Sprintf("%s may not publish on %s: alert topics are written by the gateway only", p, t)}
+	}
+	switch p.Kind {
+	case KindAnonymous:
+		return nil
+	case KindDevice:
+		if ok && len(levels) == 3 && levels[2] == "readings" && levels[1] == p.ID && levels[0] != "" && !wild(levels[0]) {
+			return nil
+		}
+		return &Denial{ReasonNotYourTopic, fmt.Sprintf("device %s may publish only on coldchain/v1/{shipment}/%s/readings, not %s", p.ID, p.ID, t)}
+	case KindSite:
+		if ok && len(levels) == 2 && levels[1] == "handovers" && levels[0] != "" && !wild(levels[0]) {
+			return nil
+		}
+		return &Denial{ReasonNotYourTopic, fmt.Sprintf("site %s may publish only on coldchain/v1/{shipment}/handovers, not %s", p.ID, t)}
+	}
+	return &Denial{ReasonNotYourTopic, fmt.Sprintf("%s may not publish", p)}
+}
+
+func wild(level string) bool { return level == "+" || level == "#" }
+
+// CanSubscribe says whether p may subscribe to filter, or receive a
+// message on the topic filter (the broker asks both). The gateway may read
+// anything. Devices and sites read nothing: their readings are evidence
+// for the gateway, not a feed for other devices. An anonymous client (the
+// demo) may watch alerts, coldchain/v1/{shipment or +}/alerts, and nothing
+// else: never '#', never another party's readings.
+//
+// Shippers and customs brokers watching one org's alerts over MQTT need
+// API principals with tenants, which are not built yet (issue 11).
+func CanSubscribe(p Principal, filter string) *Denial {
+	switch p.Kind {
+	case KindGateway:
+		return nil
+	case KindAnonymous:
+		if levels, ok := topic(filter); ok && isAlerts(levels) && levels[0] != "#" && levels[0] != "" {
+			return nil
+		}
+		return &Denial{ReasonNoSubscribe, fmt.Sprintf("anonymous clients may subscribe only to coldchain/v1/{shipment}/alerts or coldchain/v1/+/alerts, not %s", filter)}
+	}
+	return &Denial{ReasonNoSubscribe, fmt.Sprintf("%s may not subscribe to %s: devices and sites only publish", p, filter)}
+}
+
+// Credential is a registry entry: the principal and its password hash.
+type Credential struct {
+	Principal
+	// Hash is the bcrypt hash of the password; the password itself is
+	// never stored.
+	Hash []byte `json:"hash"`
+}
+
+// MinPassword is the shortest password the registry takes.
+const MinPassword = 16
+
+// NewCredential hashes password for p. Passwords are at least MinPassword
+// bytes: devices store them, people do not type them.
+func NewCredential(p Principal, password []byte) (Credential, error) {
+	if len(password) < MinPassword {
+		return Credential{}, fmt.Errorf("password: %d bytes is too short; use at least %d (e.g. openssl rand -base64 24)", len(password), MinPassword)
+	}
+	if len(password) > 72 {
+		return Credential{}, errors.New("password: longer than 72 bytes, which bcrypt would silently cut; use a shorter one")
+	}
+	h, err := bcrypt.GenerateFromPassword(password, bcrypt.DefaultCost)
+	if err != nil {
+		return Credential{}, fmt.Errorf("hashing the password: %w", err)
+	}
+	return Credential{Principal: p, Hash: h}, nil
+}
+
+// Check reports whether password is the credential's.
+func (c Credential) Check(password []byte) bool {
+	return bcrypt.CompareHashAndPassword(c.Hash, password) == nil
+}

@@ -1,0 +1,182 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/coldchain/coldchain/embedded/natsserver"
+)
+
+var (
+	gateway = Principal{Kind: KindGateway}
+	anon    = Principal{Kind: KindAnonymous}
+	devA    = Principal{Kind: KindDevice, ID: "L1", Org: "acme"}
+	siteW   = Principal{Kind: KindSite, ID: "SG-WH1", Org: "acme"}
+)
+
+func TestCanPublish(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		p      Principal
+		topic  string
+		reason string // "" when allowed
+	}{
+		{"device on its own readings", devA, "coldchain/v1/S1/L1/readings", ""},
+		{"device on another device's readings", devA, "coldchain/v1/S1/L2/readings", ReasonNotYourTopic},
+		{"device on a wildcard shipment", devA, "coldchain/v1/+/L1/readings", ReasonNotYourTopic},
+		{"device on handovers", devA, "coldchain/v1/S1/handovers", ReasonNotYourTopic},
+		{"device on an alert topic", devA, "coldchain/v1/S1/alerts", ReasonGatewayOnly},
+		{"device outside coldchain", devA, "other/topic", ReasonNotYourTopic},
+		{"device on a longer topic", devA, "coldchain/v1/S1/L1/readings/x", ReasonNotYourTopic},
+		{"site on handovers", siteW, "coldchain/v1/S1/handovers", ""},
+		{"site on readings", siteW, "coldchain/v1/S1/L1/readings", ReasonNotYourTopic},
+		{"site on an alert topic", siteW, "coldchain/v1/S1/alerts", ReasonGatewayOnly},
+		{"anonymous on readings", anon, "coldchain/v1/S1/L1/readings", ""},
+		{"anonymous on an alert topic", anon, "coldchain/v1/S1/alerts", ReasonGatewayOnly},
+		{"gateway on an alert topic", gateway, "coldchain/v1/S1/alerts", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := CanPublish(tc.p, tc.topic)
+			check(t, d, tc.reason)
+		})
+	}
+}
+
+func TestCanSubscribe(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		p      Principal
+		filter string
+		reason string
+	}{
+		{"anonymous to everything", anon, "#", ReasonNoSubscribe},
+		{"anonymous to all coldchain", anon, "coldchain/#", ReasonNoSubscribe},
+		{"anonymous to readings", anon, "coldchain/v1/+/+/readings", ReasonNoSubscribe},
+		{"anonymous to one shipment's alerts", anon, "coldchain/v1/S1/alerts", ""},
+		{"anonymous to all alerts", anon, "coldchain/v1/+/alerts", ""},
+		{"anonymous to a multi-level alerts filter", anon, "coldchain/v1/#/alerts", ReasonNoSubscribe},
+		{"device to its own readings", devA, "coldchain/v1/S1/L1/readings", ReasonNoSubscribe},
+		{"device to alerts", devA, "coldchain/v1/S1/alerts", ReasonNoSubscribe},
+		{"site to alerts", siteW, "coldchain/v1/+/alerts", ReasonNoSubscribe},
+		{"gateway to everything", gateway, "#", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			check(t, CanSubscribe(tc.p, tc.filter), tc.reason)
+		})
+	}
+}
+
+func check(t *testing.T, d *Denial, reason string) {
+	t.Helper()
+	switch {
+	case reason == "" && d != nil:
+		t.Fatalf("refused (%v), want allowed", d)
+	case reason != "" && d == nil:
+		t.Fatalf("allowed, want refused as %s", reason)
+	case d != nil && d.Reason != reason:
+		t.Fatalf("refused as %s (%s), want %s", d.Reason, d.Detail, reason)
+	}
+}
+
+func TestCredential(t *testing.T) {
+	if _, err := NewCredential(devA, []byte("short")); err == nil || !strings.Contains(err.Error(), "too short") {
+		t.Fatalf("short password: %v, want a too-short error", err)
+	}
+	if _, err := NewCredential(devA, []byte(strings.Repeat("x", 73))); err == nil {
+		t.Fatal("73-byte password accepted; bcrypt would cut it")
+	}
+	pw := []byte("correct horse battery staple")
+	c, err := NewCredential(devA, pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(c.Hash), string(pw)) {
+		t.Fatal("hash contains the password")
+	}
+	if !c.Check(pw) {
+		t.Fatal("the right password is refused")
+	}
+	if c.Check([]byte("correct horse battery stapler")) {
+		t.Fatal("a wrong password is accepted")
+	}
+}
+
+func TestDirectory(t *testing.T) {
+	ns, err := natsserver.Start(natsserver.Config{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), MaxPayload: 1 << 20}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	nc, err := ns.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	d, err := OpenDirectory(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := []byte("device-L1-password-0001")
+	c, err := NewCredential(devA, pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Add(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Add(ctx, c); !errors.Is(err, ErrExists) {
+		t.Fatalf("second add: %v, want ErrExists", err)
+	}
+	sc, _ := NewCredential(siteW, []byte("site-SG-WH1-password"))
+	if err := d.Add(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Add(ctx, Credential{Principal: Principal{Kind: KindDevice, ID: "bad id"}}); err == nil {
+		t.Fatal("an invalid id was registered")
+	}
+
+	// A second registry on the same bucket (another gateway) sees it.
+	d2, err := OpenDirectory(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := d2.Authenticate(ctx, "L1", pw)
+	if err != nil || p != devA {
+		t.Fatalf("authenticate L1: %v, %v; want %v", p, err, devA)
+	}
+	if p, err := d2.Authenticate(ctx, "site:SG-WH1", []byte("site-SG-WH1-password")); err != nil || p != siteW {
+		t.Fatalf("authenticate site: %v, %v", p, err)
+	}
+	for _, bad := range []struct{ user, pw string }{
+		{"L1", "device-L1-password-0002"},  // wrong password
+		{"L2", "device-L1-password-0001"},  // unknown device
+		{"SG-WH1", "site-SG-WH1-password"}, // a site without its prefix
+		{"site:L1", "device-L1-password-0001"},
+	} {
+		if _, err := d2.Authenticate(ctx, bad.user, []byte(bad.pw)); err == nil {
+			t.Errorf("%s/%s authenticated", bad.user, bad.pw)
+		} else if strings.Contains(err.Error(), bad.pw) {
+			t.Errorf("the error %q repeats the password", err)
+		}
+	}
+	list, err := d2.List(ctx)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("list: %v, %v; want 2 identities", list, err)
+	}
+	if err := d2.Remove(ctx, KindDevice, "L1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Authenticate(ctx, "L1", pw); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("removed device authenticates: %v", err)
+	}
+}

@@ -1,0 +1,137 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/coldchain/coldchain/record"
+)
+
+// Bucket is the JetStream key-value bucket holding the identity registry,
+// so every gateway on the same NATS sees the same identities.
+const Bucket = "coldchain_identities"
+
+// Directory is the identity registry in JetStream KV: one key per
+// identity, "<kind>.<id>", holding a Credential as JSON.
+type Directory struct{ kv jetstream.KeyValue }
+
+// OpenDirectory opens the registry bucket, creating it (file storage,
+// replicas copies, full history of 5 revisions so a change can be traced).
+func OpenDirectory(ctx context.Context, js jetstream.JetStream, replicas int) (*Directory, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: Bucket, Description: "coldchain identities: devices and sites with bcrypt password hashes",
+		History: 5, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening the identity registry (KV bucket %s): %w", Bucket, err)
+	}
+	return &Directory{kv: kv}, nil
+}
+
+func key(k Kind, id string) string { return string(k) + "." + id }
+
+// ErrExists is returned by Add for an identity already registered.
+var ErrExists = errors.New("already registered")
+
+// Add registers c; it refuses to overwrite an existing identity (use
+// Remove first, which leaves the old entry in the bucket's history).
+func (d *Directory) Add(ctx context.Context, c Credential) error {
+	if !record.ValidID(c.ID) {
+		return fmt.Errorf("id %q must be 1–64 characters of A–Z, a–z, 0–9, '_' or '-'", c.ID)
+	}
+	if c.Org != "" && !record.ValidID(c.Org) {
+		return fmt.Errorf("org %q must be 1–64 characters of A–Z, a–z, 0–9, '_' or '-'", c.Org)
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	if _, err := d.kv.Create(ctx, key(c.Kind, c.ID), b); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("%s %s: %w", c.Kind, c.ID, ErrExists)
+		}
+		return fmt.Errorf("registering %s %s: %w", c.Kind, c.ID, err)
+	}
+	return nil
+}
+
+// Remove deletes an identity: it can no longer connect.
+func (d *Directory) Remove(ctx context.Context, k Kind, id string) error {
+	if _, err := d.Lookup(ctx, k, id); err != nil {
+		return err
+	}
+	return d.kv.Delete(ctx, key(k, id))
+}
+
+// ErrUnknown is returned by Lookup for an identity not registered.
+var ErrUnknown = errors.New("not registered")
+
+// Lookup returns the credential of kind k and id.
+func (d *Directory) Lookup(ctx context.Context, k Kind, id string) (Credential, error) {
+	if !record.ValidID(id) {
+		return Credential{}, fmt.Errorf("%s %q: %w", k, id, ErrUnknown)
+	}
+	e, err := d.kv.Get(ctx, key(k, id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Credential{}, fmt.Errorf("%s %s: %w", k, id, ErrUnknown)
+	}
+	if err != nil {
+		return Credential{}, fmt.Errorf("looking up %s %s: %w", k, id, err)
+	}
+	var c Credential
+	if err := json.Unmarshal(e.Value(), &c); err != nil {
+		return Credential{}, fmt.Errorf("registry entry %s is corrupt: %w", e.Key(), err)
+	}
+	return c, nil
+}
+
+// List returns every identity, without hashes.
+func (d *Directory) List(ctx context.Context) ([]Principal, error) {
+	keys, err := d.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Principal
+	for k := range keys.Keys() {
+		e, err := d.kv.Get(ctx, k)
+		if err != nil {
+			continue // deleted between listing and reading
+		}
+		var c Credential
+		if json.Unmarshal(e.Value(), &c) == nil {
+			out = append(out, c.Principal)
+		}
+	}
+	return out, nil
+}
+
+// Authenticate checks an MQTT username and password: the username is the
+// device id, or "site:<id>" for a site. Every failure gives the same
+// answer to the client (bad credentials); the error says which for the
+// log.
+func (d *Directory) Authenticate(ctx context.Context, username string, password []byte) (Principal, error) {
+	k, id := KindDevice, username
+	if rest, ok := cutSite(username); ok {
+		k, id = KindSite, rest
+	}
+	c, err := d.Lookup(ctx, k, id)
+	if err != nil {
+		return Principal{}, err
+	}
+	if !c.Check(password) {
+		return Principal{}, fmt.Errorf("%s %s: wrong password", k, id)
+	}
+	return c.Principal, nil
+}
+
+func cutSite(u string) (string, bool) {
+	const p = "site:"
+	if len(u) > len(p) && u[:len(p)] == p {
+		return u[len(p):], true
+	}
+	return "", false
+}
