@@ -78,6 +78,10 @@ const (
 	ReasonNotYourTopic   = "not_your_topic"
 	ReasonGatewayOnly    = "gateway_only"
 	ReasonNoSubscribe    = "subscribe_not_allowed"
+	// ReasonRegistryUnavailable is a refusal because the identity
+	// registry could not be read (NATS down): not the client's fault, but
+	// nobody is let in unchecked.
+	ReasonRegistryUnavailable = "registry_unavailable"
 )
 
 const prefix = "coldchain/v1/"

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
@@ -126,6 +127,9 @@ func TestDirectory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if empty, err := d.Empty(ctx); err != nil || !empty {
+		t.Fatalf("new registry: Empty = %v, %v; want true", empty, err)
+	}
 	pw := []byte("device-L1-password-0001")
 	c, err := NewCredential(devA, pw)
 	if err != nil {
@@ -133,6 +137,9 @@ func TestDirectory(t *testing.T) {
 	}
 	if err := d.Add(ctx, c); err != nil {
 		t.Fatal(err)
+	}
+	if empty, err := d.Empty(ctx); err != nil || empty {
+		t.Fatalf("registry with L1: Empty = %v, %v; want false", empty, err)
 	}
 	if err := d.Add(ctx, c); !errors.Is(err, ErrExists) {
 		t.Fatalf("second add: %v, want ErrExists", err)
@@ -157,14 +164,17 @@ func TestDirectory(t *testing.T) {
 	if p, err := d2.Authenticate(ctx, "site:SG-WH1", []byte("site-SG-WH1-password")); err != nil || p != siteW {
 		t.Fatalf("authenticate site: %v, %v", p, err)
 	}
-	for _, bad := range []struct{ user, pw string }{
-		{"L1", "device-L1-password-0002"},  // wrong password
-		{"L2", "device-L1-password-0001"},  // unknown device
-		{"SG-WH1", "site-SG-WH1-password"}, // a site without its prefix
-		{"site:L1", "device-L1-password-0001"},
+	for _, bad := range []struct {
+		user, pw string
+		want     error
+	}{
+		{"L1", "device-L1-password-0002", ErrWrongPassword},
+		{"L2", "device-L1-password-0001", ErrUnknown},
+		{"SG-WH1", "site-SG-WH1-password", ErrUnknown}, // a site without its prefix
+		{"site:L1", "device-L1-password-0001", ErrUnknown},
 	} {
-		if _, err := d2.Authenticate(ctx, bad.user, []byte(bad.pw)); err == nil {
-			t.Errorf("%s/%s authenticated", bad.user, bad.pw)
+		if _, err := d2.Authenticate(ctx, bad.user, []byte(bad.pw)); !errors.Is(err, bad.want) {
+			t.Errorf("%s/%s: %v, want %v", bad.user, bad.pw, err, bad.want)
 		} else if strings.Contains(err.Error(), bad.pw) {
 			t.Errorf("the error %q repeats the password", err)
 		}
@@ -178,5 +188,31 @@ func TestDirectory(t *testing.T) {
 	}
 	if _, err := d.Authenticate(ctx, "L1", pw); !errors.Is(err, ErrUnknown) {
 		t.Fatalf("removed device authenticates: %v", err)
+	}
+}
+
+func TestSampler(t *testing.T) {
+	s := NewSampler(time.Second)
+	t0 := time.Unix(1000, 0)
+	type step struct {
+		key        string
+		at         time.Duration
+		ok         bool
+		suppressed int
+	}
+	for i, st := range []step{
+		{"a", 0, true, 0},
+		{"a", 100 * time.Millisecond, false, 0},
+		{"b", 200 * time.Millisecond, true, 0}, // keys are independent
+		{"a", 900 * time.Millisecond, false, 0},
+		{"a", 1000 * time.Millisecond, true, 2}, // stands for the two held back
+		{"a", 1500 * time.Millisecond, false, 0},
+		{"a", 5 * time.Second, true, 1},
+		{"b", 5 * time.Second, true, 0},
+	} {
+		ok, n := s.Allow(st.key, t0.Add(st.at))
+		if ok != st.ok || n != st.suppressed {
+			t.Errorf("step %d (%s at %v): Allow = %v, %d; want %v, %d", i, st.key, st.at, ok, n, st.ok, st.suppressed)
+		}
 	}
 }

@@ -67,6 +67,10 @@ func (d *Directory) Remove(ctx context.Context, k Kind, id string) error {
 	return d.kv.Delete(ctx, key(k, id))
 }
 
+// ErrWrongPassword is returned by Authenticate for a registered identity
+// and a password that is not its.
+var ErrWrongPassword = errors.New("wrong password")
+
 // ErrUnknown is returned by Lookup for an identity not registered.
 var ErrUnknown = errors.New("not registered")
 
@@ -87,6 +91,20 @@ func (d *Directory) Lookup(ctx context.Context, k Kind, id string) (Credential, 
 		return Credential{}, fmt.Errorf("registry entry %s is corrupt: %w", e.Key(), err)
 	}
 	return c, nil
+}
+
+// Empty reports whether no identity is registered, without reading them
+// all.
+func (d *Directory) Empty(ctx context.Context) (bool, error) {
+	keys, err := d.kv.ListKeys(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = keys.Stop() }()
+	for range keys.Keys() {
+		return false, nil
+	}
+	return true, nil
 }
 
 // List returns every identity, without hashes.
@@ -123,7 +141,7 @@ func (d *Directory) Authenticate(ctx context.Context, username string, password 
 		return Principal{}, err
 	}
 	if !c.Check(password) {
-		return Principal{}, fmt.Errorf("%s %s: wrong password", k, id)
+		return Principal{}, fmt.Errorf("%s %s: %w", k, id, ErrWrongPassword)
 	}
 	return c.Principal, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/coldchain/coldchain/alert"
 	"github.com/coldchain/coldchain/anchor"
 	"github.com/coldchain/coldchain/api"
+	"github.com/coldchain/coldchain/auth"
 	"github.com/coldchain/coldchain/config"
 	"github.com/coldchain/coldchain/embedded/mqttbroker"
 	"github.com/coldchain/coldchain/embedded/natsserver"
@@ -167,7 +168,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 	grp, gctx := errgroup.WithContext(ctx)
 	var broker *mqttbroker.Broker
 	if cfg.MQTT.Embedded() {
-		broker, err = mqttbroker.Start(cfg.MQTT.Broker, in, log.Named("mqtt"))
+		dir, err := auth.OpenDirectory(ctx, j.JetStream(), cfg.NATS.Streams.Replicas)
+		if err != nil {
+			return err
+		}
+		if err := warnIfNobodyCanConnect(ctx, dir, cfg.MQTT.Broker, log); err != nil {
+			return err
+		}
+		broker, err = mqttbroker.Start(cfg.MQTT.Broker, in, &mqttbroker.Security{Users: dir, Metrics: g.reg}, log.Named("mqtt"))
 		if err != nil {
 			return err
 		}
@@ -333,6 +341,25 @@ func (g *Gateway) connectNATS(ctx context.Context) (*nats.Conn, func(), error) {
 	g.natsURL.Store(&url)
 	log.Info("connected to NATS", zap.String("url", nc.ConnectedUrl()))
 	return nc, func() { _ = nc.Drain(); nc.Close() }, nil
+}
+
+// warnIfNobodyCanConnect says so at start when anonymous access is off and
+// the registry is empty: every device would be refused.
+func warnIfNobodyCanConnect(ctx context.Context, dir *auth.Directory, cfg mqttbroker.Config, log *zap.Logger) error {
+	if cfg.AllowAnonymous {
+		log.Warn("anonymous MQTT access is on (mqtt.allow_anonymous): any client may publish readings and handovers; turn it off outside a demo")
+		return nil
+	}
+	empty, err := dir.Empty(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the identity registry: %w", err)
+	}
+	if empty {
+		log.Warn("no devices or sites registered and anonymous MQTT access is off: every MQTT client will be refused; register them with `coldchain devices add`, or set mqtt.allow_anonymous: true for a demo")
+	} else {
+		log.Info("MQTT clients authenticate against the identity registry (KV bucket " + auth.Bucket + ")")
+	}
+	return nil
 }
 
 // openJournal opens the journal, retrying while JetStream is not there yet

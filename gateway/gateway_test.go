@@ -48,6 +48,8 @@ func testConfig(dir string) config.Config {
 	cfg.NATS.Listen = "127.0.0.1:0"
 	cfg.Chain.Listen = "127.0.0.1:0"
 	cfg.NATS.Streams.DuplicateWindow = time.Second
+	// Publishers connect anonymously (tests of credentials turn this off).
+	cfg.MQTT.Broker.AllowAnonymous = true
 	cfg.ShutdownTimeout = 5 * time.Second
 	return cfg
 }

@@ -58,6 +58,10 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg.Anchor.Epoch = *epoch
+	// The demo's simulated fleet publishes over shared connections
+	// without device credentials; a deployment keeps this off and
+	// registers each device (coldchain devices add).
+	cfg.MQTT.Broker.AllowAnonymous = true
 	if cfg.Log.Level == "info" {
 		// The demo narrates; the gateway's own log shows warnings only.
 		cfg.Log.Level = "warn"

@@ -67,6 +67,12 @@ type Config struct {
 	// ingest and is dead-lettered with a reason instead of the connection
 	// being dropped.
 	MaxPacketSize int `yaml:"max_packet_size"`
+	// AllowAnonymous admits clients that give no username. Off by
+	// default: every device and site then connects with its own
+	// credentials from the registry (coldchain devices add). The demo
+	// turns it on; anonymous clients may publish on ingest topics and
+	// watch alert topics, never '#' (auth.CanPublish, auth.CanSubscribe).
+	AllowAnonymous bool `yaml:"allow_anonymous"`
 }
 
 // ingester is what the broker hands publishes to: Start runs in the
@@ -103,15 +109,17 @@ type Broker struct {
 
 // Start starts the broker listening on cfg.Listen. With a nil ingester it
 // is a plain broker (tests and benchmarks use that to measure the broker
-// alone, or to put a subscriber-based ingest behind it).
-func Start(cfg Config, in *ingest.Ingester, log *zap.Logger) (*Broker, error) {
+// alone, or to put a subscriber-based ingest behind it). With a nil
+// Security everyone may connect and do anything, which only tests and
+// benchmarks want; the gateway passes its registry.
+func Start(cfg Config, in *ingest.Ingester, sec *Security, log *zap.Logger) (*Broker, error) {
 	if in == nil {
-		return start(cfg, nil, log)
+		return start(cfg, nil, sec, log)
 	}
-	return start(cfg, pipeline{in}, log)
+	return start(cfg, pipeline{in}, sec, log)
 }
 
-func start(cfg Config, in ingester, log *zap.Logger) (*Broker, error) {
+func start(cfg Config, in ingester, sec *Security, log *zap.Logger) (*Broker, error) {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = uint32(cfg.MaxPacketSize)
 	// Subscribers (shippers watching alerts) get a deep write queue before
@@ -122,16 +130,23 @@ func start(cfg Config, in ingester, log *zap.Logger) (*Broker, error) {
 		Capabilities: caps,
 		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 	})
-	// Per-device credentials and topic ACLs will replace allowAll.
-	if err := srv.AddHook(new(allowAll), nil); err != nil {
-		return nil, err
+	var g *guard
+	if sec == nil {
+		if err := srv.AddHook(new(allowAll), nil); err != nil {
+			return nil, err
+		}
+	} else {
+		g = newGuard(sec, cfg, in != nil, log)
+		if err := srv.AddHook(g, nil); err != nil {
+			return nil, err
+		}
 	}
 	// The hook's context ends only after the drain in Close: mochi's hook
 	// API passes no context of its own.
 	ctx, cancel := context.WithCancel(context.Background())
 	abandon, cancelAbandon := context.WithCancel(context.Background())
 	cancelAbandon()
-	hook := &ingestHook{in: in, srv: srv, log: log, ctx: ctx, abandon: abandon,
+	hook := &ingestHook{in: in, srv: srv, guard: g, log: log, ctx: ctx, abandon: abandon,
 		// A compliant v5 client never has more unanswered QoS 1 and 2
 		// publishes than the receive maximum we announce.
 		window: max(int(caps.ReceiveMaximum), 1),
@@ -185,8 +200,10 @@ type ingestHook struct {
 	mqtt.HookBase
 	in  ingester
 	srv *mqtt.Server
-	fwd *mqtt.Client // the inline client forwarding durable publishes
-	log *zap.Logger
+	// guard, when set, authorizes each publish before it is ingested.
+	guard *guard
+	fwd   *mqtt.Client // the inline client forwarding durable publishes
+	log   *zap.Logger
 	// ctx ends after the drain in Close (mochi's hook API passes no
 	// context of its own); abandon has ended already.
 	ctx, abandon context.Context
@@ -220,10 +237,16 @@ type pending struct {
 	// turn, when not nil, gets the outcome instead of the acker answering
 	// the publish: the read loop waits for it and lets mochi answer.
 	turn chan error
+	// denied is a publish the client was not allowed to make: the acker
+	// answers it "not authorized" in its turn and nothing is ingested.
+	denied bool
 }
 
 // errAbandoned is the outcome of a publish queued after one that failed.
 var errAbandoned = errors.New("an earlier publish of the connection was not acknowledged")
+
+// errDenied is the outcome of a publish the client may not make.
+var errDenied = errors.New("not authorized")
 
 func (h *ingestHook) ID() string { return "coldchain-ingest" }
 
@@ -236,6 +259,9 @@ func (h *ingestHook) Provides(b byte) bool { return b == mqtt.OnPublish || b == 
 func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
+	}
+	if h.guard != nil && !h.guard.publish(cl, pk.TopicName) {
+		return pk, h.refuse(cl, pk)
 	}
 	if !IsIngestTopic(pk.TopicName) {
 		if pk.FixedHeader.Qos == 0 {
@@ -264,6 +290,28 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	}
 	c.queue <- p
 	return pk, packets.ErrRejectPacket
+}
+
+// refuse answers a publish the client may not make: a QoS 0 one is
+// dropped; a QoS 1 or 2 one is answered "not authorized" in its turn (MQTT
+// 5), or the client disconnected (3.1.1 has no negative acknowledgement).
+// Nothing of it is ingested or forwarded.
+func (h *ingestHook) refuse(cl *mqtt.Client, pk packets.Packet) error {
+	if pk.FixedHeader.Qos == 0 {
+		return packets.ErrRejectPacket
+	}
+	c := h.conn(cl)
+	if c.failed.Load() {
+		return packets.ErrRejectPacket
+	}
+	p := pending{pk: pk, denied: true}
+	if pk.FixedHeader.Qos == 2 {
+		p.turn = make(chan error, 1)
+		_ = h.await(c, p)
+		return packets.ErrRejectPacket
+	}
+	c.queue <- p
+	return packets.ErrRejectPacket
 }
 
 // await queues p and waits for its outcome: nil lets mochi answer and
@@ -315,6 +363,9 @@ func (h *ingestHook) ack(c *conn) {
 		switch {
 		case c.failed.Load():
 			err = errAbandoned
+		case p.denied:
+			err = errDenied
+			h.notAuthorized(c, p.pk)
 		case err != nil:
 			h.fail(c, p.pk, err)
 		}
@@ -340,6 +391,23 @@ func (h *ingestHook) ack(c *conn) {
 		}
 		h.forward(p.pk)
 	}
+}
+
+// notAuthorized answers a refused QoS 1 or 2 publish: a PUBACK or PUBREC
+// with reason "not authorized" for MQTT 5; an MQTT 3.1.1 client, which has
+// no such answer, is disconnected [MQTT-3.3.5-2] and nothing later of the
+// connection is acknowledged.
+func (h *ingestHook) notAuthorized(c *conn, pk packets.Packet) {
+	if c.cl.Properties.ProtocolVersion != 5 {
+		c.failed.Store(true)
+		_ = h.srv.DisconnectClient(c.cl, packets.ErrNotAuthorized)
+		return
+	}
+	typ := byte(packets.Puback)
+	if pk.FixedHeader.Qos == 2 {
+		typ = packets.Pubrec
+	}
+	_ = c.cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: typ}, PacketID: pk.PacketID, ReasonCode: packets.ErrNotAuthorized.Code})
 }
 
 // fail withholds the acknowledgement of pk and of everything after it and
@@ -384,9 +452,8 @@ func IsIngestTopic(topic string) bool {
 	return !(len(parts) == 2 && parts[1] == "alerts")
 }
 
-// allowAll lets every client connect and use every topic. It is the
-// embedded broker's policy until per-device credentials exist (README, "Not
-// built yet"); it listens on loopback by default.
+// allowAll lets every client connect and use every topic: the plain
+// broker of tests and benchmarks (Start with a nil Security).
 type allowAll struct{ mqtt.HookBase }
 
 func (h *allowAll) ID() string { return "coldchain-allow-all" }

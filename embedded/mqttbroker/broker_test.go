@@ -93,7 +93,8 @@ func (t *fakeTicket) waited() (int, error) {
 }
 
 // wire records, per client, the ids of the PUBLISH packets the broker read
-// and of the PUBACK and PUBREC packets it wrote, in order.
+// and of the PUBACK and PUBREC packets it wrote, in order ("puback 3", or
+// "puback 0x87 3" with a reason code that is an error, 0x80 or more).
 type wire struct {
 	mqtt.HookBase
 	mu   sync.Mutex
@@ -123,6 +124,9 @@ func (w *wire) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 		kind = "pubrec"
 	default:
 		return
+	}
+	if pk.ReasonCode >= 0x80 {
+		kind = fmt.Sprintf("%s 0x%02x", kind, pk.ReasonCode)
 	}
 	w.mu.Lock()
 	w.sent[cl.ID] = append(w.sent[cl.ID], fmt.Sprintf("%s %d", kind, pk.PacketID))
@@ -156,8 +160,15 @@ func (w *wire) publishes(id string) []uint16 {
 // wire, closed at the end of the test.
 func startBroker(t *testing.T) (*Broker, *fakeIngester, *wire) {
 	t.Helper()
+	return serve(t, Config{Listen: "127.0.0.1:0", MaxPacketSize: 1 << 20}, nil)
+}
+
+// serve starts a broker with cfg and sec ingesting into a fake and
+// recording the wire, closed at the end of the test.
+func serve(t *testing.T, cfg Config, sec *Security) (*Broker, *fakeIngester, *wire) {
+	t.Helper()
 	f := &fakeIngester{}
-	b, err := start(Config{Listen: "127.0.0.1:0", MaxPacketSize: 1 << 20}, f, zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)))
+	b, err := start(cfg, f, sec, zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +467,7 @@ func TestOtherPublishesWaitTheirTurn(t *testing.T) {
 // publish holds the client's read loop, which mochi's Close waits for.
 func TestCloseAbandonsAfterDrain(t *testing.T) {
 	f := &fakeIngester{}
-	b, err := start(Config{Listen: "127.0.0.1:0", MaxPacketSize: 1 << 20}, f, zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)))
+	b, err := start(Config{Listen: "127.0.0.1:0", MaxPacketSize: 1 << 20}, f, nil, zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,7 +494,7 @@ func TestCloseAbandonsAfterDrain(t *testing.T) {
 // the drain be acknowledged.
 func TestCloseDrains(t *testing.T) {
 	f := &fakeIngester{}
-	b, err := start(Config{Listen: "127.0.0.1:0", MaxPacketSize: 1 << 20}, f, zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)))
+	b, err := start(Config{Listen: "127.0.0.1:0", MaxPacketSize: 1 << 20}, f, nil, zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)))
 	if err != nil {
 		t.Fatal(err)
 	}

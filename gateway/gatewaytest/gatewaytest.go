@@ -24,6 +24,8 @@ func Config(dir string) config.Config {
 	cfg.MQTT.Broker.Listen = "127.0.0.1:0"
 	cfg.NATS.Listen = "127.0.0.1:0"
 	cfg.Chain.Listen = "127.0.0.1:0"
+	// Publishers connect anonymously (tests of credentials turn this off).
+	cfg.MQTT.Broker.AllowAnonymous = true
 	cfg.ShutdownTimeout = 5 * time.Second
 	return cfg
 }

@@ -55,7 +55,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // stopped arrives when it comes back, because the session is persistent.
 func TestSubscriberPersistentSession(t *testing.T) {
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	b, err := mqttbroker.Start(mqttbroker.Config{Listen: "127.0.0.1:0", MaxPacketSize: 1 << 20}, nil, log)
+	b, err := mqttbroker.Start(mqttbroker.Config{Listen: "127.0.0.1:0", MaxPacketSize: 1 << 20}, nil, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}

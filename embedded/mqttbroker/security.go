@@ -1,0 +1,169 @@
+package mqttbroker
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"go.uber.org/zap"
+
+	"github.com/coldchain/coldchain/auth"
+	"github.com/coldchain/coldchain/metrics"
+)
+
+// Authenticator checks a client's username and password (auth.Directory
+// does, against the registry in JetStream).
+type Authenticator interface {
+	Authenticate(ctx context.Context, username string, password []byte) (auth.Principal, error)
+}
+
+// Security is who may connect to the broker and what each may do. A nil
+// *Security is a broker that lets everyone do everything: the plain broker
+// tests and benchmarks measure. The gateway always passes one.
+type Security struct {
+	// Users checks credentials; nil refuses every client that gives a
+	// username.
+	Users Authenticator
+	// Metrics, when set, gets coldchain_auth_denied_total.
+	Metrics *metrics.Registry
+}
+
+// guard is the broker's authentication and ACL hook. It remembers the
+// principal of every connected client and asks package auth's rules.
+//
+// Publishes on a broker with an ingester are authorized by the ingest hook
+// instead (guard.publish), in the connection's queue, so a refused QoS 1
+// publish is answered in its turn like every other [MQTT-4.6.0-2].
+type guard struct {
+	mqtt.HookBase
+	users     Authenticator
+	anonymous bool
+	// ordered is set when the ingest hook authorizes publishes itself.
+	ordered    bool
+	principals sync.Map // *mqtt.Client → auth.Principal
+	denied     *metrics.CounterVec
+	sample     *auth.Sampler
+	log        *zap.Logger
+}
+
+func newGuard(sec *Security, cfg Config, ordered bool, log *zap.Logger) *guard {
+	g := &guard{users: sec.Users, anonymous: cfg.AllowAnonymous, ordered: ordered,
+		sample: auth.NewSampler(10 * time.Second), log: log}
+	if sec.Metrics != nil {
+		g.denied = sec.Metrics.Counter("coldchain_auth_denied_total",
+			"Requests refused by authentication or authorization, by surface (mqtt, http) and reason.", "surface", "reason")
+	}
+	return g
+}
+
+func (g *guard) ID() string { return "coldchain-auth" }
+
+func (g *guard) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnDisconnect
+}
+
+// authTimeout bounds a registry lookup during CONNECT.
+const authTimeout = 5 * time.Second
+
+// OnConnectAuthenticate admits a client with a registered username and
+// its password, or with neither when anonymous access is on.
+func (g *guard) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	user, pass := string(pk.Connect.Username), pk.Connect.Password
+	if user == "" && len(pass) == 0 {
+		if !g.anonymous {
+			g.deny(cl, &auth.Denial{Reason: auth.ReasonAnonymous,
+				Detail: "anonymous clients are not allowed: connect with a device's username and password (coldchain devices add), or set mqtt.allow_anonymous: true for a demo"})
+			return false
+		}
+		g.principals.Store(cl, auth.Principal{Kind: auth.KindAnonymous})
+		return true
+	}
+	if g.users == nil {
+		g.deny(cl, &auth.Denial{Reason: auth.ReasonBadCredentials, Detail: "username " + user + ": no identity registry is configured"})
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), authTimeout)
+	defer cancel()
+	p, err := g.users.Authenticate(ctx, user, pass)
+	if err != nil {
+		reason := auth.ReasonBadCredentials
+		if !errors.Is(err, auth.ErrUnknown) && !errors.Is(err, auth.ErrWrongPassword) {
+			// The registry could not answer: the client is refused
+			// (mochi's CONNACK says bad credentials, as MQTT has no
+			// better code for it here) and the log says why.
+			reason = auth.ReasonRegistryUnavailable
+		}
+		g.deny(cl, &auth.Denial{Reason: reason, Detail: "username " + user + ": " + err.Error()})
+		return false
+	}
+	g.principals.Store(cl, p)
+	g.log.Debug("client authenticated", zap.String("client", cl.ID), zap.Stringer("principal", p))
+	return true
+}
+
+// principal is who cl is; ok is false for a client the guard did not
+// admit (mochi only asks about admitted ones).
+func (g *guard) principal(cl *mqtt.Client) (auth.Principal, bool) {
+	if cl.Net.Inline {
+		return auth.Principal{Kind: auth.KindGateway}, true
+	}
+	v, ok := g.principals.Load(cl)
+	if !ok {
+		return auth.Principal{}, false
+	}
+	return v.(auth.Principal), true
+}
+
+// OnACLCheck answers mochi for subscriptions, deliveries and, on a broker
+// without an ingester, publishes.
+func (g *guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if write && g.ordered {
+		return true // guard.publish decides, in the connection's queue
+	}
+	p, ok := g.principal(cl)
+	if !ok {
+		return false
+	}
+	var d *auth.Denial
+	if write {
+		d = auth.CanPublish(p, topic)
+	} else {
+		d = auth.CanSubscribe(p, topic)
+	}
+	if d != nil {
+		g.deny(cl, d)
+		return false
+	}
+	return true
+}
+
+// publish says whether cl may publish on topic, counting and logging a
+// refusal.
+func (g *guard) publish(cl *mqtt.Client, topic string) bool {
+	p, ok := g.principal(cl)
+	if !ok {
+		return false
+	}
+	if d := auth.CanPublish(p, topic); d != nil {
+		g.deny(cl, d)
+		return false
+	}
+	return true
+}
+
+func (g *guard) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { g.principals.Delete(cl) }
+
+// deny counts a refusal and logs it at a bounded rate, never with a
+// password.
+func (g *guard) deny(cl *mqtt.Client, d *auth.Denial) {
+	if g.denied != nil {
+		g.denied.With("mqtt", d.Reason).Inc()
+	}
+	if ok, held := g.sample.Allow(d.Reason, time.Now()); ok {
+		g.log.Warn("mqtt request refused", zap.String("reason", d.Reason), zap.String("detail", d.Detail),
+			zap.String("client", cl.ID), zap.String("remote", cl.Net.Remote), zap.Int("similar_not_logged", held))
+	}
+}

@@ -1,0 +1,273 @@
+package mqttbroker
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/coldchain/coldchain/auth"
+	"github.com/coldchain/coldchain/metrics"
+)
+
+// users is a fake registry: username → password and principal.
+type users map[string]struct {
+	pw string
+	p  auth.Principal
+}
+
+func (u users) Authenticate(_ context.Context, user string, pw []byte) (auth.Principal, error) {
+	e, ok := u[user]
+	switch {
+	case !ok:
+		return auth.Principal{}, fmt.Errorf("%s: %w", user, auth.ErrUnknown)
+	case e.pw != string(pw):
+		return auth.Principal{}, fmt.Errorf("%s: %w", user, auth.ErrWrongPassword)
+	}
+	return e.p, nil
+}
+
+var registry = users{
+	"L1":          {"password-of-L1-0001", auth.Principal{Kind: auth.KindDevice, ID: "L1", Org: "acme"}},
+	"L2":          {"password-of-L2-0001", auth.Principal{Kind: auth.KindDevice, ID: "L2", Org: "acme"}},
+	"site:SG-WH1": {"password-of-WH1-0001", auth.Principal{Kind: auth.KindSite, ID: "SG-WH1", Org: "acme"}},
+}
+
+// startSecureBroker starts a broker ingesting into a fake, with the
+// registry above and anonymous access as given.
+func startSecureBroker(t *testing.T, anonymous bool) (*Broker, *fakeIngester, *wire, *metrics.Registry) {
+	t.Helper()
+	reg := metrics.New()
+	cfg := Config{Listen: "127.0.0.1:0", MaxPacketSize: 1 << 20, AllowAnonymous: anonymous}
+	b, f, w := serve(t, cfg, &Security{Users: registry, Metrics: reg})
+	return b, f, w, reg
+}
+
+// dial connects a paho (MQTT 3.1.1) client with the given credentials and
+// returns the CONNECT's outcome.
+func dial(t *testing.T, b *Broker, id, user, pw string) (paho.Client, <-chan struct{}, error) {
+	t.Helper()
+	lost := make(chan struct{})
+	opts := paho.NewClientOptions().AddBroker("tcp://" + b.Addr()).SetClientID(id).
+		SetUsername(user).SetPassword(pw).SetProtocolVersion(4). // no retry as 3.1, which would count twice
+		SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).
+		SetWriteTimeout(5 * time.Second).
+		SetConnectionLostHandler(func(paho.Client, error) { close(lost) })
+	c := paho.NewClient(opts)
+	tok := c.Connect()
+	if !tok.WaitTimeout(10 * time.Second) {
+		t.Fatalf("connect %s: no answer", id)
+	}
+	if tok.Error() == nil {
+		t.Cleanup(func() {
+			if c.IsConnectionOpen() {
+				c.Disconnect(100)
+			}
+		})
+	}
+	return c, lost, tok.Error()
+}
+
+// denied returns coldchain_auth_denied_total's series for the mqtt
+// surface, "reason count" each.
+func denied(reg *metrics.Registry) []string {
+	var buf bytes.Buffer
+	reg.Write(&buf)
+	var out []string
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if rest, ok := strings.CutPrefix(l, `coldchain_auth_denied_total{surface="mqtt",reason="`); ok {
+			out = append(out, strings.Replace(rest, `"} `, " ", 1))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestConnectNeedsCredentials: with anonymous access off, only a
+// registered username with its password connects.
+func TestConnectNeedsCredentials(t *testing.T) {
+	b, _, _, reg := startSecureBroker(t, false)
+	for _, tc := range []struct{ name, user, pw string }{
+		{"anonymous", "", ""},
+		{"wrong password", "L1", "password-of-L2-0001"},
+		{"unknown device", "L9", "password-of-L1-0001"},
+		{"site without its prefix", "SG-WH1", "password-of-WH1-0001"},
+	} {
+		if _, _, err := dial(t, b, "c-"+strings.ReplaceAll(tc.name, " ", "-"), tc.user, tc.pw); err == nil {
+			t.Errorf("%s: connected", tc.name)
+		} else if !strings.Contains(err.Error(), "username or password") && !strings.Contains(err.Error(), "not Authorized") {
+			t.Errorf("%s: refused with %q, want a bad-credentials CONNACK", tc.name, err)
+		}
+	}
+	if _, _, err := dial(t, b, "dev-L1", "L1", "password-of-L1-0001"); err != nil {
+		t.Fatalf("L1 with its password: %v", err)
+	}
+	if _, _, err := dial(t, b, "site", "site:SG-WH1", "password-of-WH1-0001"); err != nil {
+		t.Fatalf("site with its password: %v", err)
+	}
+	if got, want := denied(reg), []string{"anonymous 1", "bad_credentials 3"}; !slices.Equal(got, want) {
+		t.Fatalf("denials %v, want %v", got, want)
+	}
+}
+
+// TestDevicePublishesOnlyItsReadings: a device's own readings are
+// ingested and acknowledged; another device's topic, a handover topic and
+// an alert topic are refused, nothing of them ingested, and the 3.1.1
+// client disconnected (it has no negative PUBACK).
+func TestDevicePublishesOnlyItsReadings(t *testing.T) {
+	b, f, _, reg := startSecureBroker(t, false)
+	c, _, err := dial(t, b, "dev-L1", "L1", "password-of-L1-0001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := publish(c, readingTopic("L1"), 1, `{"own":true}`)
+	eventually(t, "own reading started", func() bool { return len(f.started()) == 1 })
+	f.started()[0].finish(nil)
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("own reading not acknowledged: %v", tok.Error())
+	}
+
+	for i, topic := range []string{readingTopic("L2"), "coldchain/v1/S1/handovers", "coldchain/v1/S1/alerts", "elsewhere/x"} {
+		c, lost, err := dial(t, b, fmt.Sprintf("dev-L1-%d", i), "L1", "password-of-L1-0001")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := publish(c, topic, 1, `{"forged":true}`)
+		select {
+		case <-lost:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: still connected after a refused publish", topic)
+		}
+		if done(tok) && tok.Error() == nil {
+			t.Fatalf("%s: refused publish acknowledged", topic)
+		}
+	}
+	if n := len(f.started()); n != 1 {
+		t.Fatalf("%d messages ingested, want only the device's own", n)
+	}
+	if got, want := denied(reg), []string{"gateway_only 1", "not_your_topic 3"}; !slices.Equal(got, want) {
+		t.Fatalf("denials %v, want %v", got, want)
+	}
+}
+
+// TestRefusalAnsweredInTurn: an MQTT 5 device gets PUBACK "not authorized"
+// (0x87) for a publish on another device's topic, after the PUBACK of its
+// earlier publish still being journaled [MQTT-4.6.0-2], stays connected,
+// and nothing of the refused one is ingested.
+func TestRefusalAnsweredInTurn(t *testing.T) {
+	b, f, w, _ := startSecureBroker(t, false)
+	conn, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	send := func(pk packets.Packet) {
+		t.Helper()
+		var buf bytes.Buffer
+		var err error
+		if pk.FixedHeader.Type == packets.Connect {
+			err = pk.ConnectEncode(&buf)
+		} else {
+			err = pk.PublishEncode(&buf)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write(buf.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: "v5-L1",
+			UsernameFlag: true, Username: []byte("L1"), PasswordFlag: true, Password: []byte("password-of-L1-0001")}})
+	pub := func(id uint16, topic string) packets.Packet {
+		return packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 5,
+			PacketID: id, TopicName: topic, Payload: []byte(`{}`)}
+	}
+	send(pub(1, readingTopic("L1")))
+	send(pub(2, readingTopic("L2")))
+	send(pub(3, readingTopic("L1")))
+	eventually(t, "both own readings started", func() bool { return len(f.started()) == 2 })
+	still(t, "an answer before the first publish is durable", func() bool { return len(w.acks("v5-L1")) == 0 })
+	for _, tk := range f.started() {
+		tk.finish(nil)
+	}
+	if got, want := w.waitAcks(t, "v5-L1", 3), []string{"puback 1", "puback 0x87 2", "puback 3"}; !slices.Equal(got, want) {
+		t.Fatalf("answers %v, want %v", got, want)
+	}
+	for _, tk := range f.started() {
+		if tk.msg.Topic != readingTopic("L1") {
+			t.Fatalf("ingested %s", tk.msg.Topic)
+		}
+	}
+}
+
+// TestSubscriptions: devices and sites subscribe to nothing; an anonymous
+// client (demo mode) may watch alert topics only, gets the gateway's
+// alerts, and cannot inject a forged alert that watchers would see.
+func TestSubscriptions(t *testing.T) {
+	b, f, _, reg := startSecureBroker(t, true)
+	subscribe := func(c paho.Client, filter string, got func(string)) byte {
+		t.Helper()
+		tok := c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) { got(string(m.Payload())) })
+		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("subscribe %s: %v", filter, tok.Error())
+		}
+		return tok.(*paho.SubscribeToken).Result()[filter]
+	}
+	ignore := func(string) {}
+	dev, _, err := dial(t, b, "dev-L1", "L1", "password-of-L1-0001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, filter := range []string{"#", "coldchain/v1/S1/alerts", readingTopic("L1")} {
+		if q := subscribe(dev, filter, ignore); q != 0x80 {
+			t.Errorf("device subscribed to %s (granted %#x)", filter, q)
+		}
+	}
+	watcher, _, err := dial(t, b, "watcher", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, filter := range []string{"#", "coldchain/#", "coldchain/v1/+/+/readings", "coldchain/v1/S1/handovers", "$SYS/#"} {
+		if q := subscribe(watcher, filter, ignore); q != 0x80 {
+			t.Errorf("anonymous client subscribed to %s (granted %#x)", filter, q)
+		}
+	}
+	var mu sync.Mutex
+	var seen []string
+	if q := subscribe(watcher, "coldchain/v1/+/alerts", func(p string) { mu.Lock(); seen = append(seen, p); mu.Unlock() }); q != 1 {
+		t.Fatalf("anonymous watcher refused coldchain/v1/+/alerts (%#x)", q)
+	}
+
+	forger, lost, err := dial(t, b, "forger", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(forger, "coldchain/v1/S1/alerts", 1, `{"forged":true}`)
+	<-lost
+	if err := b.Publish("coldchain/v1/S1/alerts", []byte(`{"real":true}`), 1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the gateway's alert delivered", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == 1 })
+	still(t, "the forged alert delivered", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if seen[0] != `{"real":true}` {
+		t.Fatalf("watcher got %s", seen[0])
+	}
+	if n := len(f.started()); n != 0 {
+		t.Fatalf("%d messages ingested", n)
+	}
+	if got, want := denied(reg), []string{"gateway_only 1", "subscribe_not_allowed 8"}; !slices.Equal(got, want) {
+		t.Fatalf("denials %v, want %v", got, want)
+	}
+}
