@@ -146,6 +146,15 @@ func (d *Directory) Authenticate(ctx context.Context, username string, password 
 	return c.Principal, nil
 }
 
+// Username is what p gives as its MQTT username: its id, or "site:<id>"
+// for a site.
+func Username(p Principal) string {
+	if p.Kind == KindSite {
+		return "site:" + p.ID
+	}
+	return p.ID
+}
+
 func cutSite(u string) (string, bool) {
 	const p = "site:"
 	if len(u) > len(p) && u[:len(p)] == p {

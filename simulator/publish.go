@@ -15,6 +15,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
 // Stats counts what a publisher did. MQTT gives no answer beyond the PUBACK
@@ -113,6 +114,11 @@ func DialMQTT(ctx context.Context, cfg MQTTConfig, stats *Stats) (*MQTT, error) 
 			}
 			if err == nil {
 				err = ctx.Err()
+			}
+			if errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) || errors.Is(err, packets.ErrorRefusedNotAuthorised) {
+				// The simulated fleet shares connections and has no
+				// per-device credentials.
+				return nil, fmt.Errorf("mqtt connect %s: %w: the broker admits only registered devices; a simulated fleet needs anonymous access (on the embedded broker: mqtt.allow_anonymous: true, or COLDCHAIN_MQTT_ALLOW_ANONYMOUS=true)", cfg.URL, err)
 			}
 			return nil, fmt.Errorf("mqtt connect %s: %w", cfg.URL, err)
 		}

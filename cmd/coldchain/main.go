@@ -32,6 +32,8 @@ Usage:
                                     fetch a shipment's proof bundle
   coldchain verify bundle.json [--rpc URL]
                                     check a proof bundle, offline or also on chain
+  coldchain devices add|list|remove ID
+                                    the devices and sites that may connect (--help)
   coldchain version                 print the version
   coldchain help [COMMAND]          explain a command
 `
@@ -41,7 +43,7 @@ func main() {
 }
 
 // commands are the subcommands that take --help.
-var commands = map[string]bool{"serve": true, "demo": true, "simulate": true, "proof": true, "verify": true}
+var commands = map[string]bool{"serve": true, "demo": true, "simulate": true, "proof": true, "verify": true, "devices": true}
 
 // errUsage marks a usage error: exit status 2.
 var errUsage = errors.New("usage")
@@ -63,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = proofCmd(args[1:], stdout, stderr)
 	case "verify":
 		err = verifyCmd(args[1:], stdout, stderr)
+	case "devices":
+		err = devicesCmd(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "coldchain %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	case "help", "-h", "--help":

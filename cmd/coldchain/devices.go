@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/coldchain/coldchain/auth"
+	"github.com/coldchain/coldchain/config"
+)
+
+const devicesHelp = `Usage: coldchain devices add ID [--kind device|site] [--org ORG] [--password-stdin]
+       coldchain devices list
+       coldchain devices remove ID [--kind device|site]
+
+Manages the identities that may connect to the gateway's MQTT broker: the
+registry lives in the gateway's NATS JetStream (KV bucket ` + auth.Bucket + `),
+so every gateway on that NATS sees the same devices. The gateway must be
+running (its embedded NATS), or --nats must name the external server.
+
+A device logs in with its id as the MQTT username and may publish only on
+coldchain/v1/{shipment}/{its id}/readings; a site logs in as "site:ID" and
+may publish only on coldchain/v1/{shipment}/handovers. Nobody but the
+gateway publishes alerts.
+
+add generates a random password and prints it once, unless
+--password-stdin gives one (16 to 72 bytes, one line). Only its bcrypt
+hash is stored: a lost password cannot be shown again; remove the
+identity and add it with a new one.
+
+Flags:
+`
+
+// stdin is where --password-stdin reads; tests replace it.
+var stdin io.Reader = os.Stdin
+
+// devicesCmd runs `coldchain devices`.
+func devicesCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("devices", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "YAML configuration `file`: its nats.url (or nats.listen) and nats.token say where the registry is")
+	natsURL := fs.String("nats", "", "NATS `URL` of the gateway (default: from the configuration, nats://127.0.0.1:4222)")
+	kind := fs.String("kind", "device", "identity `kind`: device or site")
+	org := fs.String("org", "", "the provider `organisation` the identity belongs to (add)")
+	fromStdin := fs.Bool("password-stdin", false, "read the password from standard input instead of generating one (add)")
+	fs.Usage = func() { fmt.Fprint(stderr, devicesHelp); fs.PrintDefaults() }
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	usage := func(msg string) error {
+		fs.Usage()
+		return fmt.Errorf("%w: %s", errUsage, msg)
+	}
+	if len(pos) == 0 {
+		return usage("devices needs add, list or remove")
+	}
+	k, err := auth.ParseKind(*kind)
+	if err != nil {
+		return usage(err.Error())
+	}
+	verb, pos := pos[0], pos[1:]
+	switch {
+	case verb != "add" && verb != "list" && verb != "remove":
+		return usage(fmt.Sprintf("unknown devices command %q (add, list or remove)", verb))
+	case verb == "list" && len(pos) != 0:
+		return usage("devices list takes no arguments")
+	case verb != "list" && len(pos) != 1:
+		return usage("devices " + verb + " takes one ID")
+	}
+
+	cfg, err := config.Load(*path, os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	url, token := *natsURL, cfg.NATS.Token
+	if url == "" {
+		url = cfg.NATS.URL
+	}
+	if url == "" {
+		url = "nats://" + cfg.NATS.Listen
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	opts := []nats.Option{nats.Name("coldchain devices"), nats.Timeout(5 * time.Second)}
+	if token != "" {
+		opts = append(opts, nats.Token(token))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return fmt.Errorf("cannot reach NATS at %s: %w (start the gateway, coldchain serve, or pass --nats URL)", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	dir, err := auth.OpenDirectory(ctx, js, cfg.NATS.Streams.Replicas)
+	if err != nil {
+		return err
+	}
+
+	switch verb {
+	case "list":
+		ids, err := dir.List(ctx)
+		if err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			fmt.Fprintln(stdout, "no devices or sites registered")
+			return nil
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "KIND\tID\tORG\tMQTT USERNAME")
+		for _, p := range ids {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Kind, p.ID, p.Org, auth.Username(p))
+		}
+		return tw.Flush()
+	case "remove":
+		if err := dir.Remove(ctx, k, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "removed %s %s: it can no longer connect (connections already open stay until they close)\n", k, pos[0])
+		return nil
+	}
+
+	var pw []byte
+	generated := !*fromStdin
+	if generated {
+		b := make([]byte, 24)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		pw = []byte(base64.RawURLEncoding.EncodeToString(b))
+	} else {
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("reading the password from standard input: %w", err)
+		}
+		pw = []byte(strings.TrimRight(line, "\r\n"))
+	}
+	p := auth.Principal{Kind: k, ID: pos[0], Org: *org}
+	c, err := auth.NewCredential(p, pw)
+	if err != nil {
+		return err
+	}
+	if err := dir.Add(ctx, c); err != nil {
+		if errors.Is(err, auth.ErrExists) {
+			return fmt.Errorf("%w: to change its password, coldchain devices remove %s --kind %s, then add it again", err, p.ID, k)
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "registered %s\nMQTT username: %s\n", p, auth.Username(p))
+	if generated {
+		fmt.Fprintf(stdout, "MQTT password: %s\n(shown once: only its hash is stored; put it on the device now)\n", pw)
+	}
+	return nil
+}
