@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/coldchain/coldchain/auth"
 	"github.com/coldchain/coldchain/journal"
 	"github.com/coldchain/coldchain/record"
 )
@@ -21,7 +22,9 @@ type Subscriber interface {
 }
 
 // Routes registers the alert API on mux.
-func (s *Service) Routes(mux *http.ServeMux) {
+func (s *Service) Routes(mux interface {
+	HandleFunc(string, func(http.ResponseWriter, *http.Request))
+}) {
 	mux.HandleFunc("GET /v1/shipments/{id}/alerts", s.listAlerts)
 	mux.HandleFunc("GET /v1/shipments/{id}/status", s.status)
 	mux.HandleFunc("POST /v1/alerts/{id}/ack", s.ack)
@@ -159,6 +162,12 @@ func (s *Service) ack(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body must be {\"by\": \"who\", \"comment\": \"why\"}: " + err.Error()})
 		return
 	}
+	// With a token the acknowledgement records who it authenticates, not
+	// what the body claims.
+	scope := auth.ScopeFrom(r.Context())
+	if actor := scope.Actor(); actor != "" {
+		body.By = actor
+	}
 	if body.By == "" || len(body.By) > 128 || len(body.Comment) > 1024 {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "by: required, at most 128 bytes; comment: at most 1024 bytes"})
 		return
@@ -166,6 +175,9 @@ func (s *Service) ack(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	s.mu.Lock()
 	v, ok := s.alerts[id]
+	if ok && !scope.Sees(v.last().Shipment) {
+		ok = false // answered as an unknown alert: ids do not leak
+	}
 	var a record.Alert
 	if ok {
 		last := v.last()
@@ -190,10 +202,15 @@ func (s *Service) ack(w http.ResponseWriter, r *http.Request) {
 // event "alert", id the transition's event id, data its canonical JSON.
 func (s *Service) stream(w http.ResponseWriter, r *http.Request) {
 	ship := r.URL.Query().Get("shipment")
+	scope := auth.ScopeFrom(r.Context())
 	subject := "coldchain.alerts.>"
 	if ship != "" {
 		if !record.ValidID(ship) {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "shipment: not a valid shipment id"})
+			return
+		}
+		if !scope.Sees(ship) {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no shipment " + ship})
 			return
 		}
 		subject = journal.SubjectAlert(ship)
@@ -232,6 +249,11 @@ func (s *Service) stream(w http.ResponseWriter, r *http.Request) {
 			}
 			fl.Flush()
 		case m := <-ch:
+			// The subject's last token is the shipment: a principal
+			// gets only the shipments granted to its org.
+			if !scope.Sees(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]) {
+				continue
+			}
 			id := m.Header.Get(journal.HeaderMsgID)
 			if _, err := io.WriteString(w, "id: "+id+"\nevent: alert\ndata: "+string(m.Data)+"\n\n"); err != nil {
 				s.log.Debug("sse client gone", zap.Error(err))

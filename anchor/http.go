@@ -18,7 +18,9 @@ import (
 //
 // Errors are JSON {"error": "..."}: 404 for an unknown shipment or record,
 // 409 for what is logged but not anchored yet, 400 for a bad query.
-func (s *Service) Routes(mux *http.ServeMux) {
+func (s *Service) Routes(mux interface {
+	HandleFunc(string, func(http.ResponseWriter, *http.Request))
+}) {
 	mux.HandleFunc("GET /v1/shipments/{id}/anchors", s.serveAnchors)
 	mux.HandleFunc("GET /v1/shipments/{id}/proof", s.serveProof)
 }

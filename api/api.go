@@ -11,11 +11,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/coldchain/coldchain/auth"
 	"github.com/coldchain/coldchain/ingest"
 	"github.com/coldchain/coldchain/journal"
 	"github.com/coldchain/coldchain/metrics"
@@ -29,6 +31,13 @@ type Config struct {
 	// IngestTimeout bounds how long a POST waits for JetStream before it
 	// answers 503 and the caller retries.
 	IngestTimeout time.Duration `yaml:"ingest_timeout"`
+	// AllowAnonymous serves requests without a token as if from an
+	// admin. Off by default: every endpoint but /healthz, /readyz (and
+	// /metrics unless protect_metrics) needs a bearer token (coldchain
+	// tokens create). The demo turns it on.
+	AllowAnonymous bool `yaml:"allow_anonymous"`
+	// ProtectMetrics puts /metrics behind an admin token.
+	ProtectMetrics bool `yaml:"protect_metrics"`
 }
 
 // Validate reports the first invalid setting, naming its key.
@@ -72,35 +81,68 @@ type Server struct {
 	maxPayload int
 	log        *zap.Logger
 	mux        *http.ServeMux
+	access     *Access
+	sample     *auth.Sampler
+	registered []string
 }
 
-// New returns the API; maxPayload is ingest's body limit in bytes.
-func New(cfg Config, in Ingester, dead DeadLetters, reg *metrics.Registry, checks []Check, maxPayload int, log *zap.Logger) *Server {
-	s := &Server{cfg: cfg, in: in, dead: dead, reg: reg, checks: checks, maxPayload: maxPayload, log: log, mux: http.NewServeMux()}
-	s.mux.HandleFunc("POST /v1/readings", s.ingest(record.KindReading))
-	s.mux.HandleFunc("POST /v1/handovers", s.ingest(record.KindHandover))
-	s.mux.HandleFunc("GET /v1/deadletters", s.deadLetters)
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+// New returns the API; maxPayload is ingest's body limit in bytes. access
+// says who may use it (nil: anyone, for unit tests).
+func New(cfg Config, in Ingester, dead DeadLetters, reg *metrics.Registry, checks []Check, maxPayload int, access *Access, log *zap.Logger) *Server {
+	s := &Server{cfg: cfg, in: in, dead: dead, reg: reg, checks: checks, maxPayload: maxPayload, log: log, mux: http.NewServeMux(),
+		access: access, sample: auth.NewSampler(10 * time.Second)}
+	s.HandleFunc("POST /v1/readings", s.ingest(record.KindReading))
+	s.HandleFunc("POST /v1/handovers", s.ingest(record.KindHandover))
+	s.HandleFunc("GET /v1/deadletters", s.deadLetters)
+	s.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	s.mux.HandleFunc("GET /readyz", s.ready)
-	s.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+	s.HandleFunc("GET /readyz", s.ready)
+	s.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		s.reg.Write(w)
 	})
 	return s
 }
 
-// Mount lets another part register its routes (alerts, history, proofs).
-func (s *Server) Mount(register func(mux *http.ServeMux)) { register(s.mux) }
+// Router is what a part registers its routes on.
+type Router interface {
+	HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request))
+}
 
-// Handler returns the API's handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+// Mount lets another part register its routes (alerts, proofs).
+func (s *Server) Mount(register func(Router)) { register(s) }
+
+// HandleFunc registers a route. It panics for a route with no access rule
+// in routes: an endpoint says who may use it before it is served.
+func (s *Server) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	if _, ok := routes[pattern]; !ok {
+		panic("api: route " + pattern + " has no access rule (api/access.go)")
+	}
+	s.registered = append(s.registered, pattern)
+	s.mux.HandleFunc(pattern, h)
+}
+
+// Unserved returns the access rules whose routes were not registered: a
+// rule for an endpoint that does not exist (or was renamed).
+func (s *Server) Unserved() []string {
+	var out []string
+	for p := range routes {
+		if !slices.Contains(s.registered, p) {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Handler returns the API's handler: the router behind the access guard.
+func (s *Server) Handler() http.Handler { return s }
 
 // Serve serves on l until ctx ends, then shuts down gracefully, letting
 // requests in flight finish for up to drain.
 func (s *Server) Serve(ctx context.Context, l net.Listener, drain time.Duration) error {
-	hs := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	select {
@@ -157,8 +199,13 @@ func (s *Server) ingest(kind record.Kind) http.HandlerFunc {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.IngestTimeout)
 		defer cancel()
-		sum, err := s.in.Ingest(ctx, ingest.Message{Transport: "http", Topic: r.URL.Path, Kind: kind,
-			Payload: body, Received: received, AllOrNothing: true})
+		msg := ingest.Message{Transport: "http", Topic: r.URL.Path, Kind: kind,
+			Payload: body, Received: received, AllOrNothing: true}
+		if scope := auth.ScopeFrom(r.Context()); scope == nil || !scope.All {
+			// A provider writes only the shipments granted to its org.
+			msg.Granted = scope.Sees
+		}
+		sum, err := s.in.Ingest(ctx, msg)
 		if err != nil {
 			w.Header().Set("Retry-After", "5")
 			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the journal did not confirm in time; nothing was acknowledged: retry the same request (it is idempotent)"})
@@ -169,8 +216,11 @@ func (s *Server) ingest(kind record.Kind) http.HandlerFunc {
 			msg := fmt.Sprintf("%d of %d records are invalid; nothing was stored: fix them and send the batch again", len(sum.Rejected), sum.Records)
 			if first := sum.Rejected[0]; first.Index < 0 {
 				msg = first.Error()
-				if first.Reason == record.ReasonOversize {
+				switch first.Reason {
+				case record.ReasonOversize:
 					status = http.StatusRequestEntityTooLarge
+				case record.ReasonNotGranted:
+					status = http.StatusForbidden
 				}
 			}
 			writeJSON(w, status, errorBody{Error: msg, Rejected: toRecordErrors(sum.Rejected, maxListed)})

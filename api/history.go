@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/coldchain/coldchain/auth"
 	"github.com/coldchain/coldchain/record"
 	"github.com/coldchain/coldchain/store"
 )
@@ -48,9 +49,9 @@ const (
 // Call it before Serve.
 func (s *Server) EnableHistory(h History) {
 	hs := &history{h: h, log: s.log}
-	s.mux.HandleFunc("GET /v1/shipments", hs.shipments)
-	s.mux.HandleFunc("GET /v1/shipments/{id}/readings", hs.readings)
-	s.mux.HandleFunc("GET /v1/shipments/{id}/handovers", hs.handovers)
+	s.HandleFunc("GET /v1/shipments", hs.shipments)
+	s.HandleFunc("GET /v1/shipments/{id}/readings", hs.readings)
+	s.HandleFunc("GET /v1/shipments/{id}/handovers", hs.handovers)
 }
 
 type history struct {
@@ -112,9 +113,12 @@ func (hs *history) shipments(w http.ResponseWriter, r *http.Request) {
 		hs.unavailable(w, r, "", err)
 		return
 	}
+	scope := auth.ScopeFrom(r.Context())
 	out := make([]shipmentJSON, 0, len(list))
 	for _, sh := range list {
-		out = append(out, toShipmentJSON(sh))
+		if scope.Sees(sh.ID) {
+			out = append(out, toShipmentJSON(sh))
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"shipments": out})
 }

@@ -47,7 +47,7 @@ func historyServer(t *testing.T, h History) *httptest.Server {
 		}
 		h = st
 	}
-	s := New(Config{Listen: "127.0.0.1:0", IngestTimeout: time.Second}, nil, nil, metrics.New(), nil, 1<<20, log)
+	s := New(Config{Listen: "127.0.0.1:0", IngestTimeout: time.Second}, nil, nil, metrics.New(), nil, 1<<20, nil, log)
 	s.EnableHistory(h)
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
@@ -256,7 +256,7 @@ func TestAdvisoryCheck(t *testing.T) {
 	s := New(Config{Listen: "127.0.0.1:0", IngestTimeout: time.Second}, nil, nil, metrics.New(), []Check{
 		{Name: "nats", Func: func(context.Context) error { return nil }},
 		{Name: "store", Func: func(context.Context) error { return errDown }, Advisory: true},
-	}, 1<<20, zaptest.NewLogger(t))
+	}, 1<<20, nil, zaptest.NewLogger(t))
 	rec := httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
 	var body struct {

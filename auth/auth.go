@@ -18,6 +18,8 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/coldchain/coldchain/metrics"
 )
 
 // Kind is what sort of identity a principal is.
@@ -50,8 +52,12 @@ func ParseKind(s string) (Kind, error) {
 type Principal struct {
 	Kind Kind   `json:"kind"`
 	ID   string `json:"id"`
-	// Org is the provider organisation the identity belongs to.
+	// Org is the organisation the identity belongs to.
 	Org string `json:"org,omitempty"`
+	// Role and Name are an API token's (KindToken): what it may do, and
+	// who it is for ("qa@shipper"), recorded with what it does.
+	Role Role   `json:"role,omitempty"`
+	Name string `json:"name,omitempty"`
 }
 
 func (p Principal) String() string {
@@ -187,4 +193,11 @@ func NewCredential(p Principal, password []byte) (Credential, error) {
 // Check reports whether password is the credential's.
 func (c Credential) Check(password []byte) bool {
 	return bcrypt.CompareHashAndPassword(c.Hash, password) == nil
+}
+
+// DeniedCounter registers coldchain_auth_denied_total on reg, the one
+// counter every surface (mqtt, http) counts its refusals in.
+func DeniedCounter(reg *metrics.Registry) *metrics.CounterVec {
+	return reg.Counter("coldchain_auth_denied_total",
+		"Requests refused by authentication or authorization, by surface (mqtt, http) and reason.", "surface", "reason")
 }

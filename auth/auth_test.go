@@ -107,21 +107,29 @@ func TestCredential(t *testing.T) {
 	}
 }
 
-func TestDirectory(t *testing.T) {
+// startJetStream runs an embedded NATS server for the test
+// (package authtest cannot be used here: it imports auth).
+func startJetStream(t *testing.T) jetstream.JetStream {
+	t.Helper()
 	ns, err := natsserver.Start(natsserver.Config{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), MaxPayload: 1 << 20}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ns.Shutdown()
+	t.Cleanup(ns.Shutdown)
 	nc, err := ns.Connect()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return js
+}
+
+func TestDirectory(t *testing.T) {
+	js := startJetStream(t)
 	ctx := context.Background()
 	d, err := OpenDirectory(ctx, js, 1)
 	if err != nil {

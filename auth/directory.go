@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -96,7 +98,7 @@ func (d *Directory) Lookup(ctx context.Context, k Kind, id string) (Credential, 
 // Empty reports whether no identity is registered, without reading them
 // all.
 func (d *Directory) Empty(ctx context.Context) (bool, error) {
-	keys, err := d.kv.ListKeys(ctx)
+	keys, err := d.kv.ListKeysFiltered(ctx, "device.>", "site.>")
 	if err != nil {
 		return false, err
 	}
@@ -107,9 +109,18 @@ func (d *Directory) Empty(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// List returns every identity, without hashes.
+// List returns every device and site, without hashes.
 func (d *Directory) List(ctx context.Context) ([]Principal, error) {
-	keys, err := d.kv.ListKeys(ctx)
+	return d.list(ctx, "device.>", "site.>")
+}
+
+// Tokens returns every API token's principal, without hashes.
+func (d *Directory) Tokens(ctx context.Context) ([]Principal, error) {
+	return d.list(ctx, "token.>")
+}
+
+func (d *Directory) list(ctx context.Context, filters ...string) ([]Principal, error) {
+	keys, err := d.kv.ListKeysFiltered(ctx, filters...)
 	if err != nil {
 		return nil, err
 	}
@@ -161,4 +172,118 @@ func cutSite(u string) (string, bool) {
 		return u[len(p):], true
 	}
 	return "", false
+}
+
+// AuthenticateToken checks an API bearer token.
+func (d *Directory) AuthenticateToken(ctx context.Context, token string) (Principal, error) {
+	id, secret, err := splitToken(token)
+	if err != nil {
+		return Principal{}, err
+	}
+	c, err := d.Lookup(ctx, KindToken, id)
+	if err != nil {
+		return Principal{}, err
+	}
+	if !c.checkToken(secret) {
+		return Principal{}, fmt.Errorf("token %s: %w", id, ErrWrongPassword)
+	}
+	return c.Principal, nil
+}
+
+func grantKey(shipment, org string) string { return "grant." + shipment + "." + org }
+
+// Grant lets org's principals see shipment (and providers of org write
+// it). Granting twice is not an error.
+func (d *Directory) Grant(ctx context.Context, shipment, org string) error {
+	if !record.ValidID(shipment) || !record.ValidID(org) {
+		return fmt.Errorf("shipment %q and org %q must each be 1–64 characters of A–Z, a–z, 0–9, '_' or '-'", shipment, org)
+	}
+	if _, err := d.kv.Put(ctx, grantKey(shipment, org), []byte("{}")); err != nil {
+		return fmt.Errorf("granting %s to %s: %w", shipment, org, err)
+	}
+	return nil
+}
+
+// Revoke takes a grant back.
+func (d *Directory) Revoke(ctx context.Context, shipment, org string) error {
+	if !record.ValidID(shipment) || !record.ValidID(org) {
+		return fmt.Errorf("shipment %s to org %s: %w", shipment, org, ErrUnknown)
+	}
+	if _, err := d.kv.Get(ctx, grantKey(shipment, org)); err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("shipment %s was not granted to org %s: %w", shipment, org, ErrUnknown)
+		}
+		return err
+	}
+	return d.kv.Delete(ctx, grantKey(shipment, org))
+}
+
+// Grants is an in-memory copy of the registry's grants, kept current by a
+// KV watch, so checking one costs no round trip.
+type Grants struct {
+	mu    sync.RWMutex
+	m     map[string]bool // "shipment.org"
+	ready chan struct{}
+	stop  context.CancelFunc
+	done  chan struct{}
+}
+
+// WatchGrants starts following the grants until Stop. Granted answers
+// false for everything until the current grants have been read (Ready is
+// closed then).
+func (d *Directory) WatchGrants(ctx context.Context) (*Grants, error) {
+	ctx, stop := context.WithCancel(ctx)
+	w, err := d.kv.Watch(ctx, "grant.>")
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("watching grants: %w", err)
+	}
+	g := &Grants{m: map[string]bool{}, ready: make(chan struct{}), stop: stop, done: make(chan struct{})}
+	go func() {
+		defer close(g.done)
+		defer func() { _ = w.Stop() }()
+		initial := true
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil { // the current values have all been sent
+					if initial {
+						initial = false
+						close(g.ready)
+					}
+					continue
+				}
+				k := strings.TrimPrefix(e.Key(), "grant.")
+				g.mu.Lock()
+				if e.Operation() == jetstream.KeyValuePut {
+					g.m[k] = true
+				} else {
+					delete(g.m, k)
+				}
+				g.mu.Unlock()
+			}
+		}
+	}()
+	return g, nil
+}
+
+// Stop ends the watch and waits for it.
+func (g *Grants) Stop() {
+	g.stop()
+	<-g.done
+}
+
+// Ready is closed once the grants that existed at the start are loaded.
+func (g *Grants) Ready() <-chan struct{} { return g.ready }
+
+// Granted reports whether shipment is granted to org.
+func (g *Grants) Granted(shipment, org string) bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.m[shipment+"."+org]
 }

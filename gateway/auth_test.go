@@ -9,10 +9,9 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/coldchain/coldchain/auth"
+	"github.com/coldchain/coldchain/auth/authtest"
 	"github.com/coldchain/coldchain/journal"
 )
 
@@ -27,17 +26,8 @@ func TestMQTTCredentials(t *testing.T) {
 	gw := startGateway(t, cfg)
 	defer gw.stop()
 
-	nc, err := nats.Connect(gw.g.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
 	ctx := context.Background()
-	dir, err := auth.OpenDirectory(ctx, js, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := authtest.Open(t, gw.g.NATSURL())
 	const pw = "reefer-1-password-0001"
 	c, err := auth.NewCredential(auth.Principal{Kind: auth.KindDevice, ID: "reefer-1", Org: "acme"}, []byte(pw))
 	if err != nil {

@@ -166,16 +166,32 @@ func (g *Gateway) Run(ctx context.Context) error {
 		publisher alert.Publisher
 	)
 	grp, gctx := errgroup.WithContext(ctx)
+	// Who may connect over MQTT and use the API: the registry in
+	// JetStream, its grants followed in memory.
+	dir, err := auth.OpenDirectory(ctx, j.JetStream(), cfg.NATS.Streams.Replicas)
+	if err != nil {
+		return err
+	}
+	grants, err := dir.WatchGrants(ctx)
+	if err != nil {
+		return err
+	}
+	defer grants.Stop()
+	select {
+	case <-grants.Ready():
+	case <-ctx.Done():
+		return nil
+	}
+	denied := auth.DeniedCounter(g.reg)
+	if cfg.HTTP.AllowAnonymous {
+		log.Warn("anonymous HTTP access is on (http.allow_anonymous): anyone who reaches the API may post readings, read every shipment and ack alarms; turn it off outside a demo")
+	}
 	var broker *mqttbroker.Broker
 	if cfg.MQTT.Embedded() {
-		dir, err := auth.OpenDirectory(ctx, j.JetStream(), cfg.NATS.Streams.Replicas)
-		if err != nil {
-			return err
-		}
 		if err := warnIfNobodyCanConnect(ctx, dir, cfg.MQTT.Broker, log); err != nil {
 			return err
 		}
-		broker, err = mqttbroker.Start(cfg.MQTT.Broker, in, &mqttbroker.Security{Users: dir, Metrics: g.reg}, log.Named("mqtt"))
+		broker, err = mqttbroker.Start(cfg.MQTT.Broker, in, &mqttbroker.Security{Users: dir, Denied: denied}, log.Named("mqtt"))
 		if err != nil {
 			return err
 		}
@@ -229,8 +245,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}
 			return nil
 		}},
-	}, cfg.Ingest.MaxPayload, log.Named("http"))
-	srv.Mount(alerts.Routes)
+	}, cfg.Ingest.MaxPayload, &api.Access{Tokens: dir, Granted: grants.Granted, Denied: denied}, log.Named("http"))
+	srv.Mount(func(r api.Router) { alerts.Routes(r) })
 
 	// Shipment logs and anchoring: like the detector, a journal consumer
 	// that outlives the transports. The chain opens in the background, so
@@ -261,8 +277,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 		stopChain()
 		chain.close(log)
 	}()
-	srv.Mount(anchors.Routes)
+	srv.Mount(func(r api.Router) { anchors.Routes(r) })
 	srv.EnableHistory(st)
+	// Every route has an access rule (HandleFunc panics otherwise); every
+	// rule must have its route, or the table has drifted from the API.
+	if u := srv.Unserved(); len(u) > 0 {
+		if broker != nil {
+			broker.Close(0)
+		}
+		return fmt.Errorf("api: access rules for routes that are not served: %s", strings.Join(u, ", "))
+	}
 	l, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
 		if broker != nil {

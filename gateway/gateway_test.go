@@ -50,6 +50,7 @@ func testConfig(dir string) config.Config {
 	cfg.NATS.Streams.DuplicateWindow = time.Second
 	// Publishers connect anonymously (tests of credentials turn this off).
 	cfg.MQTT.Broker.AllowAnonymous = true
+	cfg.HTTP.AllowAnonymous = true
 	cfg.ShutdownTimeout = 5 * time.Second
 	return cfg
 }

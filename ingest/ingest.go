@@ -135,6 +135,10 @@ type Message struct {
 	// nothing is stored and every bad record is reported and dead-lettered.
 	// HTTP uses it, since its caller gets the answer and can resend.
 	AllOrNothing bool
+	// Granted, when set, says which shipments the sender may write (an
+	// API token's org's grants); records of any other are refused as
+	// not_granted.
+	Granted func(shipment string) bool
 }
 
 func (m *Message) source() string { return m.Transport + ":" + m.Topic }
@@ -415,14 +419,17 @@ func (in *Ingester) decode(msg *Message, sum *Summary, refuse func(*record.Error
 		for _, rj := range rejects {
 			refuse(rj.Err, rj.Raw)
 		}
-		entries = make([]journal.Entry, len(recs))
+		if !granted(msg, len(recs), func(i int) string { return recs[i].Shipment }, refuse) {
+			return nil
+		}
+		entries = make([]journal.Entry, 0, len(recs))
 		buf = make([]byte, 0, len(recs)*160)
 		for i := range recs {
 			r := &recs[i]
 			start := len(buf)
 			buf = r.AppendCanonical(buf)
-			entries[i] = journal.Entry{Kind: record.KindReading, ID: r.ID(), Subject: journal.SubjectReading(r.Shipment, r.Device),
-				Data: buf[start:len(buf):len(buf)], Device: r.Device, Seq: r.Seq}
+			entries = append(entries, journal.Entry{Kind: record.KindReading, ID: r.ID(), Subject: journal.SubjectReading(r.Shipment, r.Device),
+				Data: buf[start:len(buf):len(buf)], Device: r.Device, Seq: r.Seq})
 		}
 	case record.KindHandover:
 		recs, rejects, err := record.DecodeHandovers(msg.Payload, msg.Scope, in.limits, now)
@@ -435,14 +442,34 @@ func (in *Ingester) decode(msg *Message, sum *Summary, refuse func(*record.Error
 		for _, rj := range rejects {
 			refuse(rj.Err, rj.Raw)
 		}
-		entries = make([]journal.Entry, len(recs))
+		if !granted(msg, len(recs), func(i int) string { return recs[i].Shipment }, refuse) {
+			return nil
+		}
+		entries = make([]journal.Entry, 0, len(recs))
 		for i := range recs {
 			h := &recs[i]
 			data := h.AppendCanonical(nil)
-			entries[i] = journal.Entry{Kind: record.KindHandover, ID: h.ID, Subject: journal.SubjectHandover(h.Shipment), Data: data}
+			entries = append(entries, journal.Entry{Kind: record.KindHandover, ID: h.ID, Subject: journal.SubjectHandover(h.Shipment), Data: data})
 		}
 	}
 	return entries
+}
+
+// granted reports whether msg's sender may write the shipments of all n
+// records; when not, the whole message is refused once, naming the first
+// shipment it may not write.
+func granted(msg *Message, n int, shipment func(int) string, refuse func(*record.Error, []byte)) bool {
+	if msg.Granted == nil {
+		return true
+	}
+	for i := range n {
+		if sh := shipment(i); !msg.Granted(sh) {
+			refuse(&record.Error{Reason: record.ReasonNotGranted, Field: "shipment", Index: -1,
+				Detail: fmt.Sprintf("shipment %q is not granted to your org: nothing of this message was stored; ask the gateway's operator to grant it (coldchain shipments grant %s --org ORG)", sh, sh)}, msg.Payload)
+			return false
+		}
+	}
+	return true
 }
 
 // retry runs op until it succeeds or ctx ends, backing off from 50 ms to 5 s.

@@ -33,6 +33,9 @@ const (
 	// for good (InfluxDB answered 400, e.g. a field type conflict): it stays
 	// in the journal, but not in the history.
 	ReasonStoreRejected
+	// ReasonNotGranted is a record for a shipment the sender's org was
+	// not granted (an API token's org; see coldchain shipments grant).
+	ReasonNotGranted
 )
 
 var reasonNames = [...]string{
@@ -54,6 +57,7 @@ var reasonNames = [...]string{
 	ReasonTooManyRecords:  "too_many_records",
 	ReasonConflict:        "conflict",
 	ReasonStoreRejected:   "store_rejected",
+	ReasonNotGranted:      "not_granted",
 }
 
 // Reasons lists every reason, in order, for metrics that pre-register labels.

@@ -219,6 +219,9 @@ func (p *MQTT) Close() {
 
 // HTTP posts messages to the gateway's HTTP API, up to Workers at a time.
 type HTTP struct {
+	// Token, when set, is sent as the bearer token (a provider's, from
+	// coldchain tokens create).
+	Token  string
 	base   string
 	client *http.Client
 	stats  *Stats
@@ -309,6 +312,9 @@ func (p *HTTP) do(ctx context.Context, req HTTPRequest) (int, answer, error) {
 		return 0, ans, err
 	}
 	hr.Header.Set("Content-Type", "application/json")
+	if p.Token != "" {
+		hr.Header.Set("Authorization", "Bearer "+p.Token)
+	}
 	resp, err := p.client.Do(hr)
 	if err != nil {
 		return 0, ans, fmt.Errorf("POST %s: %w", req.Path, err)

@@ -50,8 +50,7 @@ var stdin io.Reader = os.Stdin
 func devicesCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("devices", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "YAML configuration `file`: its nats.url (or nats.listen) and nats.token say where the registry is")
-	natsURL := fs.String("nats", "", "NATS `URL` of the gateway (default: from the configuration, nats://127.0.0.1:4222)")
+	reg := registryFlags(fs)
 	kind := fs.String("kind", "device", "identity `kind`: device or site")
 	org := fs.String("org", "", "the provider `organisation` the identity belongs to (add)")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from standard input instead of generating one (add)")
@@ -81,36 +80,11 @@ func devicesCmd(args []string, stdout, stderr io.Writer) error {
 		return usage("devices " + verb + " takes one ID")
 	}
 
-	cfg, err := config.Load(*path, os.LookupEnv)
+	dir, ctx, done, err := reg.open()
 	if err != nil {
 		return err
 	}
-	url, token := *natsURL, cfg.NATS.Token
-	if url == "" {
-		url = cfg.NATS.URL
-	}
-	if url == "" {
-		url = "nats://" + cfg.NATS.Listen
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	opts := []nats.Option{nats.Name("coldchain devices"), nats.Timeout(5 * time.Second)}
-	if token != "" {
-		opts = append(opts, nats.Token(token))
-	}
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		return fmt.Errorf("cannot reach NATS at %s: %w (start the gateway, coldchain serve, or pass --nats URL)", url, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	dir, err := auth.OpenDirectory(ctx, js, cfg.NATS.Streams.Replicas)
-	if err != nil {
-		return err
-	}
+	defer done()
 
 	switch verb {
 	case "list":
@@ -118,16 +92,8 @@ func devicesCmd(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if len(ids) == 0 {
-			fmt.Fprintln(stdout, "no devices or sites registered")
-			return nil
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "KIND\tID\tORG\tMQTT USERNAME")
-		for _, p := range ids {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Kind, p.ID, p.Org, auth.Username(p))
-		}
-		return tw.Flush()
+		return table(stdout, "no devices or sites registered", ids, "KIND\tID\tORG\tMQTT USERNAME",
+			func(p auth.Principal) []any { return []any{p.Kind, p.ID, p.Org, auth.Username(p)} })
 	case "remove":
 		if err := dir.Remove(ctx, k, pos[0]); err != nil {
 			return err
@@ -167,4 +133,68 @@ func devicesCmd(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "MQTT password: %s\n(shown once: only its hash is stored; put it on the device now)\n", pw)
 	}
 	return nil
+}
+
+// registry is where the registry commands find the identity registry.
+type registry struct{ path, url *string }
+
+// registryFlags adds --config and --nats to fs.
+func registryFlags(fs *flag.FlagSet) registry {
+	return registry{
+		path: fs.String("config", "", "YAML configuration `file`: its nats.url (or nats.listen) and nats.token say where the registry is"),
+		url:  fs.String("nats", "", "NATS `URL` of the gateway (default: from the configuration, nats://127.0.0.1:4222)"),
+	}
+}
+
+// open connects to the NATS that holds the identity registry: --nats if
+// given, else the configuration's nats.url, else its embedded server's
+// nats.listen (the gateway must be running).
+func (r registry) open() (*auth.Directory, context.Context, func(), error) {
+	cfg, err := config.Load(*r.path, os.LookupEnv)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	url := *r.url
+	if url == "" {
+		url = cfg.NATS.URL
+	}
+	if url == "" {
+		url = "nats://" + cfg.NATS.Listen
+	}
+	opts := []nats.Option{nats.Name("coldchain registry"), nats.Timeout(5 * time.Second)}
+	if cfg.NATS.Token != "" {
+		opts = append(opts, nats.Token(cfg.NATS.Token))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("cannot reach NATS at %s: %w (start the gateway, coldchain serve, or pass --nats URL)", url, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	done := func() { cancel(); nc.Close() }
+	js, err := jetstream.New(nc)
+	if err != nil {
+		done()
+		return nil, nil, nil, err
+	}
+	dir, err := auth.OpenDirectory(ctx, js, cfg.NATS.Streams.Replicas)
+	if err != nil {
+		done()
+		return nil, nil, nil, err
+	}
+	return dir, ctx, done, nil
+}
+
+// table prints rows under header, or empty when there are none.
+func table[T any](w io.Writer, empty string, rows []T, header string, cells func(T) []any) error {
+	if len(rows) == 0 {
+		_, err := fmt.Fprintln(w, empty)
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		c := cells(r)
+		fmt.Fprintf(tw, strings.TrimSuffix(strings.Repeat("%v\t", len(c)), "\t")+"\n", c...)
+	}
+	return tw.Flush()
 }

@@ -8,11 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap/zaptest"
-
 	"github.com/coldchain/coldchain/auth"
-	"github.com/coldchain/coldchain/embedded/natsserver"
+	"github.com/coldchain/coldchain/auth/authtest"
 )
 
 // TestDevicesCommand registers a device with a generated password and a
@@ -20,12 +17,7 @@ import (
 // registry authenticates exactly those, lists them, refuses a second add,
 // and removes one.
 func TestDevicesCommand(t *testing.T) {
-	ns, err := natsserver.Start(natsserver.Config{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), MaxPayload: 1 << 20}, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Shutdown()
-	url := ns.ClientURL()
+	url, dir := authtest.Start(t)
 	devices := func(in string, args ...string) (code int, stdout, stderr string) {
 		t.Helper()
 		stdin = strings.NewReader(in)
@@ -56,17 +48,7 @@ func TestDevicesCommand(t *testing.T) {
 		t.Fatalf("short password: exit %d: %q", code, errOut)
 	}
 
-	nc, err := ns.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
 	ctx := context.Background()
-	dir, err := auth.OpenDirectory(ctx, js, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if p, err := dir.Authenticate(ctx, "L1", []byte(generated)); err != nil || p.Org != "acme" || p.Kind != auth.KindDevice {
 		t.Fatalf("L1 with the printed password: %v, %v", p, err)
 	}
@@ -92,5 +74,66 @@ func TestDevicesCommand(t *testing.T) {
 	}
 	if code, _, _ := devices("", "frobnicate"); code != 2 {
 		t.Fatalf("unknown verb: exit %d, want 2", code)
+	}
+}
+
+// TestTokensCommand creates a token and a grant through the CLI against a
+// real NATS server and checks the registry answers for them, then revokes
+// both.
+func TestTokensCommand(t *testing.T) {
+	url, dir := authtest.Start(t)
+	cli := func(args ...string) (int, string, string) {
+		t.Helper()
+		var o, e bytes.Buffer
+		code := run(append(args, "--nats", url), &o, &e)
+		return code, o.String(), e.String()
+	}
+	if code, _, errOut := cli("tokens", "create", "--role", "shipper", "--name", "qa@acme"); code != 2 || !strings.Contains(errOut, "--org") {
+		t.Fatalf("shipper token without an org: exit %d: %s", code, errOut)
+	}
+	if code, _, errOut := cli("tokens", "create", "--role", "pilot", "--org", "acme", "--name", "x"); code != 2 || !strings.Contains(errOut, "provider, shipper, customs or admin") {
+		t.Fatalf("unknown role: exit %d: %s", code, errOut)
+	}
+	code, out, errOut := cli("tokens", "create", "--role", "shipper", "--org", "acme", "--name", "qa@acme")
+	if code != 0 {
+		t.Fatalf("create: exit %d: %s", code, errOut)
+	}
+	m := regexp.MustCompile(`token: (cct_\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("create printed no token: %q", out)
+	}
+	if code, _, errOut := cli("shipments", "grant", "SHP-A", "--org", "acme"); code != 0 {
+		t.Fatalf("grant: exit %d: %s", code, errOut)
+	}
+
+	ctx := context.Background()
+	p, err := dir.AuthenticateToken(ctx, m[1])
+	if err != nil || p.Role != auth.RoleShipper || p.Org != "acme" || p.Name != "qa@acme" {
+		t.Fatalf("the printed token: %+v, %v", p, err)
+	}
+	g, err := dir.WatchGrants(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Stop()
+	<-g.Ready()
+	if !g.Granted("SHP-A", "acme") {
+		t.Fatal("the grant is not in the registry")
+	}
+	code, out, _ = cli("tokens", "list")
+	if code != 0 || !regexp.MustCompile(p.ID+`\s+shipper\s+acme\s+qa@acme`).MatchString(out) || strings.Contains(out, m[1]) {
+		t.Fatalf("list: exit %d:\n%s", code, out)
+	}
+	if code, _, errOut := cli("tokens", "revoke", p.ID); code != 0 {
+		t.Fatalf("revoke: exit %d: %s", code, errOut)
+	}
+	if _, err := dir.AuthenticateToken(ctx, m[1]); !errors.Is(err, auth.ErrUnknown) {
+		t.Fatalf("revoked token: %v", err)
+	}
+	if code, _, errOut := cli("shipments", "revoke", "SHP-A", "--org", "acme"); code != 0 {
+		t.Fatalf("revoke grant: exit %d: %s", code, errOut)
+	}
+	if code, _, _ := cli("shipments", "revoke", "SHP-A", "--org", "acme"); code != 1 {
+		t.Fatalf("second revoke of the grant: exit %d, want 1", code)
 	}
 }

@@ -34,6 +34,10 @@ Usage:
                                     check a proof bundle, offline or also on chain
   coldchain devices add|list|remove ID
                                     the devices and sites that may connect (--help)
+  coldchain tokens create|list|revoke
+                                    API tokens with roles and orgs (--help)
+  coldchain shipments grant|revoke SHIPMENT --org ORG
+                                    which org's tokens see a shipment
   coldchain version                 print the version
   coldchain help [COMMAND]          explain a command
 `
@@ -43,7 +47,7 @@ func main() {
 }
 
 // commands are the subcommands that take --help.
-var commands = map[string]bool{"serve": true, "demo": true, "simulate": true, "proof": true, "verify": true, "devices": true}
+var commands = map[string]bool{"serve": true, "demo": true, "simulate": true, "proof": true, "verify": true, "devices": true, "tokens": true, "shipments": true}
 
 // errUsage marks a usage error: exit status 2.
 var errUsage = errors.New("usage")
@@ -67,6 +71,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = verifyCmd(args[1:], stdout, stderr)
 	case "devices":
 		err = devicesCmd(args[1:], stdout, stderr)
+	case "tokens":
+		err = tokensCmd(args[1:], stdout, stderr)
+	case "shipments":
+		err = shipmentsCmd(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "coldchain %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	case "help", "-h", "--help":

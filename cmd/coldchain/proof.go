@@ -45,6 +45,7 @@ func proofCmd(args []string, stdout, stderr io.Writer) error {
 	rec := fs.String("record", "", "disclose only the record with this `ID`")
 	since := fs.Uint64("since", 0, "add a consistency proof from this earlier anchored `SIZE`")
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
+	token := fs.String("token", os.Getenv("COLDCHAIN_TOKEN"), "bearer `token` for the API (a shipper's, customs' or admin's; default $COLDCHAIN_TOKEN)")
 	fs.Usage = func() { fmt.Fprint(stderr, proofHelp); fs.PrintDefaults() }
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -73,6 +74,9 @@ func proofCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *token != "" {
+		req.Header.Set("Authorization", "Bearer "+*token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("fetch proof: %w", err)
@@ -81,6 +85,9 @@ func proofCmd(args []string, stdout, stderr io.Writer) error {
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<30))
 	if err != nil {
 		return fmt.Errorf("fetch proof: %w", err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		return fmt.Errorf("fetch proof: %s: %s (pass --token or set COLDCHAIN_TOKEN)", resp.Status, strings.TrimSpace(string(body)))
 	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("fetch proof: %s: %s", resp.Status, strings.TrimSpace(string(body)))

@@ -63,6 +63,7 @@ func simulateCmd(args []string, stdout, stderr io.Writer) error {
 	var (
 		mqttURL     = fs.String("mqtt", "tcp://127.0.0.1:1883", "MQTT broker `URL` to publish to (the gateway's embedded broker by default)")
 		httpURL     = fs.String("http", "", "gateway HTTP API base `URL`, e.g. http://127.0.0.1:8080: POST to /v1/readings and /v1/handovers instead of MQTT")
+		token       = fs.String("token", os.Getenv("COLDCHAIN_TOKEN"), "bearer `token` for --http (a provider's, granted the simulated shipments; default $COLDCHAIN_TOKEN)")
 		shipments   = fs.Int("shipments", 3, "number of shipments (one container each)")
 		devices     = fs.Int("devices", 3, "devices per shipment: the reefer unit, then loggers alternately with a buffered and an air probe")
 		interval    = fs.Duration("interval", 5*time.Minute, "device-time spacing of one device's readings (the 2-8C profile expects 5m)")
@@ -120,7 +121,9 @@ func simulateCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	open := func(conns int) (sender, error) {
 		if transport == simulator.TransportHTTP {
-			return simulator.NewHTTP(*httpURL, min(*inFlight, 256), stats), nil
+			p := simulator.NewHTTP(*httpURL, min(*inFlight, 256), stats)
+			p.Token = *token
+			return p, nil
 		}
 		p, err := simulator.DialMQTT(ctx, simulator.MQTTConfig{URL: *mqttURL, ClientID: fmt.Sprintf("coldchain-sim-%d-%d", *seed, time.Now().UnixNano()%1e6),
 			Connections: conns, InFlight: *inFlight}, stats)

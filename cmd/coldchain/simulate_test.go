@@ -14,7 +14,7 @@ func TestSimulateHelp(t *testing.T) {
 	}
 	help := errb.String()
 	for _, f := range []string{"mqtt", "http", "shipments", "devices", "interval", "accelerate", "duration", "rate", "batch",
-		"connections", "scenarios", "truth", "seed", "in-flight"} {
+		"connections", "scenarios", "truth", "seed", "in-flight", "token"} {
 		if !strings.Contains(help, "\n  -"+f+" ") && !strings.Contains(help, "\n  -"+f+"\n") {
 			t.Errorf("--help does not explain --%s", f)
 		}

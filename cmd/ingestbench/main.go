@@ -796,6 +796,7 @@ func runGateway(ctx context.Context, o options, name string, perMsg int, log *za
 	// The bench publishers connect anonymously: it measures ingest, not
 	// the one bcrypt check a device pays per connection.
 	cfg.MQTT.Broker.AllowAnonymous = true
+	cfg.HTTP.AllowAnonymous = true
 	g, err := gateway.New(cfg, log.Named(name))
 	if err != nil {
 		return nil, err

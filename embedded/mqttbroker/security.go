@@ -27,8 +27,8 @@ type Security struct {
 	// Users checks credentials; nil refuses every client that gives a
 	// username.
 	Users Authenticator
-	// Metrics, when set, gets coldchain_auth_denied_total.
-	Metrics *metrics.Registry
+	// Denied counts refusals (auth.DeniedCounter); nil counts nothing.
+	Denied *metrics.CounterVec
 }
 
 // guard is the broker's authentication and ACL hook. It remembers the
@@ -50,13 +50,8 @@ type guard struct {
 }
 
 func newGuard(sec *Security, cfg Config, ordered bool, log *zap.Logger) *guard {
-	g := &guard{users: sec.Users, anonymous: cfg.AllowAnonymous, ordered: ordered,
+	return &guard{users: sec.Users, anonymous: cfg.AllowAnonymous, ordered: ordered, denied: sec.Denied,
 		sample: auth.NewSampler(10 * time.Second), log: log}
-	if sec.Metrics != nil {
-		g.denied = sec.Metrics.Counter("coldchain_auth_denied_total",
-			"Requests refused by authentication or authorization, by surface (mqtt, http) and reason.", "surface", "reason")
-	}
-	return g
 }
 
 func (g *guard) ID() string { return "coldchain-auth" }

@@ -47,7 +47,7 @@ func startSecureBroker(t *testing.T, anonymous bool) (*Broker, *fakeIngester, *w
 	t.Helper()
 	reg := metrics.New()
 	cfg := Config{Listen: "127.0.0.1:0", MaxPacketSize: 1 << 20, AllowAnonymous: anonymous}
-	b, f, w := serve(t, cfg, &Security{Users: registry, Metrics: reg})
+	b, f, w := serve(t, cfg, &Security{Users: registry, Denied: auth.DeniedCounter(reg)})
 	return b, f, w, reg
 }
 

@@ -26,6 +26,7 @@ func Config(dir string) config.Config {
 	cfg.Chain.Listen = "127.0.0.1:0"
 	// Publishers connect anonymously (tests of credentials turn this off).
 	cfg.MQTT.Broker.AllowAnonymous = true
+	cfg.HTTP.AllowAnonymous = true
 	cfg.ShutdownTimeout = 5 * time.Second
 	return cfg
 }
