@@ -139,6 +139,27 @@ func CanPublish(p Principal, t string) *Denial {
 	return &Denial{ReasonNotYourTopic, fmt.Sprintf("%s may not publish", p)}
 }
 
+// CanPublishGranted is CanPublish with the shipment bound to the
+// principal's org: a device or site may publish only under a shipment
+// granted to its org (granted(shipment, org), coldchain shipments grant).
+// The gateway and anonymous clients (the demo) are not bound.
+func CanPublishGranted(p Principal, t string, granted func(shipment, org string) bool) *Denial {
+	if d := CanPublish(p, t); d != nil {
+		return d
+	}
+	if p.Kind != KindDevice && p.Kind != KindSite {
+		return nil
+	}
+	levels, _ := topic(t)
+	if p.Org == "" {
+		return &Denial{ReasonNotGranted, fmt.Sprintf("%s belongs to no org, so no shipment is granted to it: register it with --org", p)}
+	}
+	if !granted(levels[0], p.Org) {
+		return &Denial{ReasonNotGranted, fmt.Sprintf("%s (org %s) may not publish for shipment %s: it is not granted to the org (coldchain shipments grant %s --org %s)", p, p.Org, levels[0], levels[0], p.Org)}
+	}
+	return nil
+}
+
 func wild(level string) bool { return level == "+" || level == "#" }
 
 // CanSubscribe says whether p may subscribe to filter, or receive a

@@ -48,6 +48,28 @@ func TestCanPublish(t *testing.T) {
 	}
 }
 
+func TestCanPublishGranted(t *testing.T) {
+	granted := func(ship, org string) bool { return ship == "S1" && org == "acme" }
+	noOrg := Principal{Kind: KindDevice, ID: "L1"}
+	for _, tc := range []struct {
+		name   string
+		p      Principal
+		topic  string
+		reason string
+	}{
+		{"device on a shipment granted to its org", devA, "coldchain/v1/S1/L1/readings", ""},
+		{"device on a shipment not granted", devA, "coldchain/v1/S2/L1/readings", ReasonNotGranted},
+		{"device with no org", noOrg, "coldchain/v1/S1/L1/readings", ReasonNotGranted},
+		{"site on a granted shipment", siteW, "coldchain/v1/S1/handovers", ""},
+		{"site on a shipment not granted", siteW, "coldchain/v1/S2/handovers", ReasonNotGranted},
+		{"the topic rule still first", devA, "coldchain/v1/S1/L2/readings", ReasonNotYourTopic},
+		{"anonymous is not bound", anon, "coldchain/v1/S2/L1/readings", ""},
+		{"the gateway is not bound", gateway, "coldchain/v1/S2/alerts", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) { check(t, CanPublishGranted(tc.p, tc.topic, granted), tc.reason) })
+	}
+}
+
 func TestCanSubscribe(t *testing.T) {
 	for _, tc := range []struct {
 		name   string

@@ -191,7 +191,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		if err := warnIfNobodyCanConnect(ctx, dir, cfg.MQTT.Broker, log); err != nil {
 			return err
 		}
-		broker, err = mqttbroker.Start(cfg.MQTT.Broker, in, &mqttbroker.Security{Users: dir, Denied: denied}, log.Named("mqtt"))
+		broker, err = mqttbroker.Start(cfg.MQTT.Broker, in, &mqttbroker.Security{Users: dir, Granted: grants.Granted, Denied: denied}, log.Named("mqtt"))
 		if err != nil {
 			return err
 		}

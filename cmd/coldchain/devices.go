@@ -21,7 +21,7 @@ import (
 	"github.com/coldchain/coldchain/config"
 )
 
-const devicesHelp = `Usage: coldchain devices add ID [--kind device|site] [--org ORG] [--password-stdin]
+const devicesHelp = `Usage: coldchain devices add ID --org ORG [--kind device|site] [--password-stdin]
        coldchain devices list
        coldchain devices remove ID [--kind device|site]
 
@@ -32,8 +32,9 @@ running (its embedded NATS), or --nats must name the external server.
 
 A device logs in with its id as the MQTT username and may publish only on
 coldchain/v1/{shipment}/{its id}/readings; a site logs in as "site:ID" and
-may publish only on coldchain/v1/{shipment}/handovers. Nobody but the
-gateway publishes alerts.
+may publish only on coldchain/v1/{shipment}/handovers. Both only for
+shipments granted to their org (coldchain shipments grant SHIPMENT --org
+ORG). Nobody but the gateway publishes alerts.
 
 add generates a random password and prints it once, unless
 --password-stdin gives one (16 to 72 bytes, one line). Only its bcrypt
@@ -52,7 +53,7 @@ func devicesCmd(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	reg := registryFlags(fs)
 	kind := fs.String("kind", "device", "identity `kind`: device or site")
-	org := fs.String("org", "", "the provider `organisation` the identity belongs to (add)")
+	org := fs.String("org", "", "the `organisation` the identity belongs to (add; required)")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from standard input instead of generating one (add)")
 	fs.Usage = func() { fmt.Fprint(stderr, devicesHelp); fs.PrintDefaults() }
 	pos, err := parseInterleaved(fs, args)
@@ -78,6 +79,8 @@ func devicesCmd(args []string, stdout, stderr io.Writer) error {
 		return usage("devices list takes no arguments")
 	case verb != "list" && len(pos) != 1:
 		return usage("devices " + verb + " takes one ID")
+	case verb == "add" && *org == "":
+		return usage("devices add needs --org: a device publishes only for the shipments granted to its org")
 	}
 
 	dir, ctx, done, err := reg.open()

@@ -41,10 +41,10 @@ func TestDevicesCommand(t *testing.T) {
 	} else if strings.Contains(out, "site-password-from-stdin") || !strings.Contains(out, "MQTT username: site:SG-WH1") {
 		t.Fatalf("add site printed %q", out)
 	}
-	if code, _, errOut := devices("", "add", "L1"); code != 1 || !strings.Contains(errOut, "already registered") || !strings.Contains(errOut, "devices remove L1") {
+	if code, _, errOut := devices("", "add", "L1", "--org", "acme"); code != 1 || !strings.Contains(errOut, "already registered") || !strings.Contains(errOut, "devices remove L1") {
 		t.Fatalf("second add of L1: exit %d: %q", code, errOut)
 	}
-	if code, _, errOut := devices("short\n", "add", "L2", "--password-stdin"); code != 1 || !strings.Contains(errOut, "too short") {
+	if code, _, errOut := devices("short\n", "add", "L2", "--org", "acme", "--password-stdin"); code != 1 || !strings.Contains(errOut, "too short") {
 		t.Fatalf("short password: exit %d: %q", code, errOut)
 	}
 
@@ -71,6 +71,9 @@ func TestDevicesCommand(t *testing.T) {
 	}
 	if _, err := dir.Authenticate(ctx, "L1", []byte(generated)); !errors.Is(err, auth.ErrUnknown) {
 		t.Fatalf("removed L1 still authenticates: %v", err)
+	}
+	if code, _, errOut := devices("", "add", "L3"); code != 2 || !strings.Contains(errOut, "--org") {
+		t.Fatalf("add without an org: exit %d: %q", code, errOut)
 	}
 	if code, _, _ := devices("", "frobnicate"); code != 2 {
 		t.Fatalf("unknown verb: exit %d, want 2", code)

@@ -27,6 +27,9 @@ type Security struct {
 	// Users checks credentials; nil refuses every client that gives a
 	// username.
 	Users Authenticator
+	// Granted, when set, binds devices and sites to the shipments granted
+	// to their org (auth.CanPublishGranted); nil leaves them unbound.
+	Granted func(shipment, org string) bool
 	// Denied counts refusals (auth.DeniedCounter); nil counts nothing.
 	Denied *metrics.CounterVec
 }
@@ -44,13 +47,14 @@ type guard struct {
 	// ordered is set when the ingest hook authorizes publishes itself.
 	ordered    bool
 	principals sync.Map // *mqtt.Client → auth.Principal
+	granted    func(shipment, org string) bool
 	denied     *metrics.CounterVec
 	sample     *auth.Sampler
 	log        *zap.Logger
 }
 
 func newGuard(sec *Security, cfg Config, ordered bool, log *zap.Logger) *guard {
-	return &guard{users: sec.Users, anonymous: cfg.AllowAnonymous, ordered: ordered, denied: sec.Denied,
+	return &guard{users: sec.Users, anonymous: cfg.AllowAnonymous, ordered: ordered, denied: sec.Denied, granted: sec.Granted,
 		sample: auth.NewSampler(10 * time.Second), log: log}
 }
 
@@ -124,7 +128,7 @@ func (g *guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	}
 	var d *auth.Denial
 	if write {
-		d = auth.CanPublish(p, topic)
+		d = g.canPublish(p, topic)
 	} else {
 		d = auth.CanSubscribe(p, topic)
 	}
@@ -142,11 +146,18 @@ func (g *guard) publish(cl *mqtt.Client, topic string) bool {
 	if !ok {
 		return false
 	}
-	if d := auth.CanPublish(p, topic); d != nil {
+	if d := g.canPublish(p, topic); d != nil {
 		g.deny(cl, d)
 		return false
 	}
 	return true
+}
+
+func (g *guard) canPublish(p auth.Principal, topic string) *auth.Denial {
+	if g.granted == nil {
+		return auth.CanPublish(p, topic)
+	}
+	return auth.CanPublishGranted(p, topic, g.granted)
 }
 
 func (g *guard) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { g.principals.Delete(cl) }
