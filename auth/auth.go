@@ -190,6 +190,9 @@ type Credential struct {
 	// Hash is the bcrypt hash of the password; the password itself is
 	// never stored.
 	Hash []byte `json:"hash"`
+	// MosquittoHash is the same password hashed for a Mosquitto
+	// password_file (MosquittoHash), for devices and sites.
+	MosquittoHash string `json:"mosquitto_hash,omitempty"`
 }
 
 // MinPassword is the shortest password the registry takes.
@@ -208,7 +211,11 @@ func NewCredential(p Principal, password []byte) (Credential, error) {
 	if err != nil {
 		return Credential{}, fmt.Errorf("hashing the password: %w", err)
 	}
-	return Credential{Principal: p, Hash: h}, nil
+	mh, err := MosquittoHash(password)
+	if err != nil {
+		return Credential{}, fmt.Errorf("hashing the password: %w", err)
+	}
+	return Credential{Principal: p, Hash: h, MosquittoHash: mh}, nil
 }
 
 // Check reports whether password is the credential's.

@@ -191,7 +191,7 @@ func TestDirectory(t *testing.T) {
 	if err != nil || p != devA {
 		t.Fatalf("authenticate L1: %v, %v; want %v", p, err, devA)
 	}
-	if p, err := d2.Authenticate(ctx, "site:SG-WH1", []byte("site-SG-WH1-password")); err != nil || p != siteW {
+	if p, err := d2.Authenticate(ctx, "site.SG-WH1", []byte("site-SG-WH1-password")); err != nil || p != siteW {
 		t.Fatalf("authenticate site: %v, %v", p, err)
 	}
 	for _, bad := range []struct {
@@ -201,7 +201,7 @@ func TestDirectory(t *testing.T) {
 		{"L1", "device-L1-password-0002", ErrWrongPassword},
 		{"L2", "device-L1-password-0001", ErrUnknown},
 		{"SG-WH1", "site-SG-WH1-password", ErrUnknown}, // a site without its prefix
-		{"site:L1", "device-L1-password-0001", ErrUnknown},
+		{"site.L1", "device-L1-password-0001", ErrUnknown},
 	} {
 		if _, err := d2.Authenticate(ctx, bad.user, []byte(bad.pw)); !errors.Is(err, bad.want) {
 			t.Errorf("%s/%s: %v, want %v", bad.user, bad.pw, err, bad.want)

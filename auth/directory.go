@@ -114,6 +114,44 @@ func (d *Directory) List(ctx context.Context) ([]Principal, error) {
 	return d.list(ctx, "device.>", "site.>")
 }
 
+// Credentials returns every device and site with its hashes (for
+// export-mosquitto).
+func (d *Directory) Credentials(ctx context.Context) ([]Credential, error) {
+	keys, err := d.kv.ListKeysFiltered(ctx, "device.>", "site.>")
+	if err != nil {
+		return nil, err
+	}
+	var out []Credential
+	for k := range keys.Keys() {
+		e, err := d.kv.Get(ctx, k)
+		if err != nil {
+			continue // deleted between listing and reading
+		}
+		var c Credential
+		if err := json.Unmarshal(e.Value(), &c); err != nil {
+			return nil, fmt.Errorf("registry entry %s is corrupt: %w", k, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// GrantList returns every grant.
+func (d *Directory) GrantList(ctx context.Context) ([]Grant, error) {
+	keys, err := d.kv.ListKeysFiltered(ctx, "grant.>")
+	if err != nil {
+		return nil, err
+	}
+	var out []Grant
+	for k := range keys.Keys() {
+		ship, org, ok := strings.Cut(strings.TrimPrefix(k, "grant."), ".")
+		if ok {
+			out = append(out, Grant{Shipment: ship, Org: org})
+		}
+	}
+	return out, nil
+}
+
 // Tokens returns every API token's principal, without hashes.
 func (d *Directory) Tokens(ctx context.Context) ([]Principal, error) {
 	return d.list(ctx, "token.>")
@@ -139,7 +177,7 @@ func (d *Directory) list(ctx context.Context, filters ...string) ([]Principal, e
 }
 
 // Authenticate checks an MQTT username and password: the username is the
-// device id, or "site:<id>" for a site. Every failure gives the same
+// device id, or "site.<id>" for a site. Every failure gives the same
 // answer to the client (bad credentials); the error says which for the
 // log.
 func (d *Directory) Authenticate(ctx context.Context, username string, password []byte) (Principal, error) {
@@ -157,17 +195,17 @@ func (d *Directory) Authenticate(ctx context.Context, username string, password 
 	return c.Principal, nil
 }
 
-// Username is what p gives as its MQTT username: its id, or "site:<id>"
+// Username is what p gives as its MQTT username: its id, or "site.<id>"
 // for a site.
 func Username(p Principal) string {
 	if p.Kind == KindSite {
-		return "site:" + p.ID
+		return "site." + p.ID
 	}
 	return p.ID
 }
 
 func cutSite(u string) (string, bool) {
-	const p = "site:"
+	const p = "site."
 	if len(u) > len(p) && u[:len(p)] == p {
 		return u[len(p):], true
 	}

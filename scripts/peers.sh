@@ -591,7 +591,12 @@ status_peer() {
 env_peer() {
 	local -a kv
 	case $1 in
-	mosquitto) kv=(COLDCHAIN_TEST_MQTT_URL "tcp://$HOST:$PEER_MOSQUITTO_PORT") ;;
+	mosquitto)
+		# The binary too: the export-mosquitto test starts a second,
+		# password-protected broker of its own.
+		kv=(COLDCHAIN_TEST_MQTT_URL "tcp://$HOST:$PEER_MOSQUITTO_PORT"
+			COLDCHAIN_TEST_MOSQUITTO_BIN "$(find_sbin mosquitto)")
+		;;
 	nats) kv=(COLDCHAIN_TEST_NATS_URL "nats://$HOST:$PEER_NATS_PORT") ;;
 	influxdb)
 		# InfluxDB 1.8 with auth disabled: the v2-compatibility API

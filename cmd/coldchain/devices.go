@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -24,6 +25,7 @@ import (
 const devicesHelp = `Usage: coldchain devices add ID --org ORG [--kind device|site] [--password-stdin]
        coldchain devices list
        coldchain devices remove ID [--kind device|site]
+       coldchain devices export-mosquitto [--dir DIR] [--gateway-user NAME] [--password-stdin]
 
 Manages the identities that may connect to the gateway's MQTT broker: the
 registry lives in the gateway's NATS JetStream (KV bucket ` + auth.Bucket + `),
@@ -31,7 +33,7 @@ so every gateway on that NATS sees the same devices. The gateway must be
 running (its embedded NATS), or --nats must name the external server.
 
 A device logs in with its id as the MQTT username and may publish only on
-coldchain/v1/{shipment}/{its id}/readings; a site logs in as "site:ID" and
+coldchain/v1/{shipment}/{its id}/readings; a site logs in as "site.ID" and
 may publish only on coldchain/v1/{shipment}/handovers. Both only for
 shipments granted to their org (coldchain shipments grant SHIPMENT --org
 ORG). Nobody but the gateway publishes alerts.
@@ -40,6 +42,15 @@ add generates a random password and prints it once, unless
 --password-stdin gives one (16 to 72 bytes, one line). Only its bcrypt
 hash is stored: a lost password cannot be shown again; remove the
 identity and add it with a new one.
+
+export-mosquitto writes DIR/passwd (a Mosquitto 2 password_file) and
+DIR/acl (an acl_file) with the same rules, for a gateway behind an
+external Mosquitto: each device may write its readings topic and each site
+the handovers topic for the shipments granted to its org, and the gateway
+user (its mqtt.username) reads and writes everything under coldchain/.
+The gateway user's password is generated and printed once, or read with
+--password-stdin. The files are a snapshot: export again after adding
+devices or granting shipments, then make Mosquitto reload them (SIGHUP).
 
 Flags:
 `
@@ -54,7 +65,9 @@ func devicesCmd(args []string, stdout, stderr io.Writer) error {
 	reg := registryFlags(fs)
 	kind := fs.String("kind", "device", "identity `kind`: device or site")
 	org := fs.String("org", "", "the `organisation` the identity belongs to (add; required)")
-	fromStdin := fs.Bool("password-stdin", false, "read the password from standard input instead of generating one (add)")
+	fromStdin := fs.Bool("password-stdin", false, "read the password (add) or the gateway user's (export-mosquitto) from standard input instead of generating one")
+	outDir := fs.String("dir", ".", "where export-mosquitto writes passwd and acl")
+	gwUser := fs.String("gateway-user", "coldchain-gateway", "the gateway's MQTT `username` on Mosquitto (export-mosquitto)")
 	fs.Usage = func() { fmt.Fprint(stderr, devicesHelp); fs.PrintDefaults() }
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -73,11 +86,11 @@ func devicesCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	verb, pos := pos[0], pos[1:]
 	switch {
-	case verb != "add" && verb != "list" && verb != "remove":
-		return usage(fmt.Sprintf("unknown devices command %q (add, list or remove)", verb))
-	case verb == "list" && len(pos) != 0:
-		return usage("devices list takes no arguments")
-	case verb != "list" && len(pos) != 1:
+	case verb != "add" && verb != "list" && verb != "remove" && verb != "export-mosquitto":
+		return usage(fmt.Sprintf("unknown devices command %q (add, list, remove or export-mosquitto)", verb))
+	case (verb == "list" || verb == "export-mosquitto") && len(pos) != 0:
+		return usage("devices " + verb + " takes no arguments")
+	case verb != "list" && verb != "export-mosquitto" && len(pos) != 1:
 		return usage("devices " + verb + " takes one ID")
 	case verb == "add" && *org == "":
 		return usage("devices add needs --org: a device publishes only for the shipments granted to its org")
@@ -105,20 +118,12 @@ func devicesCmd(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 
-	var pw []byte
-	generated := !*fromStdin
-	if generated {
-		b := make([]byte, 24)
-		if _, err := rand.Read(b); err != nil {
-			return err
-		}
-		pw = []byte(base64.RawURLEncoding.EncodeToString(b))
-	} else {
-		line, err := bufio.NewReader(stdin).ReadString('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("reading the password from standard input: %w", err)
-		}
-		pw = []byte(strings.TrimRight(line, "\r\n"))
+	pw, err := password(*fromStdin)
+	if err != nil {
+		return err
+	}
+	if verb == "export-mosquitto" {
+		return exportMosquitto(ctx, dir, *outDir, *gwUser, pw, !*fromStdin, stdout)
 	}
 	p := auth.Principal{Kind: k, ID: pos[0], Org: *org}
 	c, err := auth.NewCredential(p, pw)
@@ -132,8 +137,70 @@ func devicesCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "registered %s\nMQTT username: %s\n", p, auth.Username(p))
-	if generated {
+	if !*fromStdin {
 		fmt.Fprintf(stdout, "MQTT password: %s\n(shown once: only its hash is stored; put it on the device now)\n", pw)
+	}
+	return nil
+}
+
+// password generates one (32 base64url characters) or reads a line from
+// stdin.
+func password(fromStdin bool) ([]byte, error) {
+	if !fromStdin {
+		b := make([]byte, 24)
+		if _, err := rand.Read(b); err != nil {
+			return nil, err
+		}
+		return []byte(base64.RawURLEncoding.EncodeToString(b)), nil
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("reading the password from standard input: %w", err)
+	}
+	return []byte(strings.TrimRight(line, "\r\n")), nil
+}
+
+// exportMosquitto writes dir/passwd and dir/acl from the registry.
+func exportMosquitto(ctx context.Context, reg *auth.Directory, dir, gwUser string, gwPassword []byte, generated bool, stdout io.Writer) error {
+	if len(gwPassword) < auth.MinPassword {
+		return fmt.Errorf("gateway password: %d bytes is too short; use at least %d", len(gwPassword), auth.MinPassword)
+	}
+	creds, err := reg.Credentials(ctx)
+	if err != nil {
+		return err
+	}
+	grants, err := reg.GrantList(ctx)
+	if err != nil {
+		return err
+	}
+	gwHash, err := auth.MosquittoHash(gwPassword)
+	if err != nil {
+		return err
+	}
+	f, err := auth.ExportMosquitto(creds, grants, gwUser, gwHash)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	passwd, acl := filepath.Join(dir, "passwd"), filepath.Join(dir, "acl")
+	if err := os.WriteFile(passwd, f.Passwd, 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(acl, f.ACL, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s (%d users) and %s\n", passwd, len(creds)-len(f.Skipped)+1, acl)
+	for _, p := range f.Skipped {
+		fmt.Fprintf(stdout, "skipped %s: registered before Mosquitto hashes were kept; remove it and add it again\n", p)
+	}
+	fmt.Fprintf(stdout, "\nIn mosquitto.conf:\n  per_listener_settings false\n  allow_anonymous false\n  password_file %s\n  acl_file %s\n", passwd, acl)
+	fmt.Fprintf(stdout, "\nThe gateway connects as mqtt.username: %s", gwUser)
+	if generated {
+		fmt.Fprintf(stdout, " with mqtt.password: %s\n(shown once; set it as COLDCHAIN_MQTT_PASSWORD)\n", gwPassword)
+	} else {
+		fmt.Fprintln(stdout, " and the password you gave")
 	}
 	return nil
 }

@@ -38,7 +38,7 @@ func TestDevicesCommand(t *testing.T) {
 	generated := m[1]
 	if code, out, errOut := devices("site-password-from-stdin\n", "add", "SG-WH1", "--kind", "site", "--org", "acme", "--password-stdin"); code != 0 {
 		t.Fatalf("add site: exit %d: %s", code, errOut)
-	} else if strings.Contains(out, "site-password-from-stdin") || !strings.Contains(out, "MQTT username: site:SG-WH1") {
+	} else if strings.Contains(out, "site-password-from-stdin") || !strings.Contains(out, "MQTT username: site.SG-WH1") {
 		t.Fatalf("add site printed %q", out)
 	}
 	if code, _, errOut := devices("", "add", "L1", "--org", "acme"); code != 1 || !strings.Contains(errOut, "already registered") || !strings.Contains(errOut, "devices remove L1") {
@@ -52,7 +52,7 @@ func TestDevicesCommand(t *testing.T) {
 	if p, err := dir.Authenticate(ctx, "L1", []byte(generated)); err != nil || p.Org != "acme" || p.Kind != auth.KindDevice {
 		t.Fatalf("L1 with the printed password: %v, %v", p, err)
 	}
-	if _, err := dir.Authenticate(ctx, "site:SG-WH1", []byte("site-password-from-stdin")); err != nil {
+	if _, err := dir.Authenticate(ctx, "site.SG-WH1", []byte("site-password-from-stdin")); err != nil {
 		t.Fatalf("site with its password: %v", err)
 	}
 	if _, err := dir.Authenticate(ctx, "L2", []byte("short")); !errors.Is(err, auth.ErrUnknown) {
@@ -60,7 +60,7 @@ func TestDevicesCommand(t *testing.T) {
 	}
 
 	code, out, _ = devices("", "list")
-	if code != 0 || !regexp.MustCompile(`device\s+L1\s+acme\s+L1\n`).MatchString(out) || !regexp.MustCompile(`site\s+SG-WH1\s+acme\s+site:SG-WH1\n`).MatchString(out) {
+	if code != 0 || !regexp.MustCompile(`device\s+L1\s+acme\s+L1\n`).MatchString(out) || !regexp.MustCompile(`site\s+SG-WH1\s+acme\s+site.SG-WH1\n`).MatchString(out) {
 		t.Fatalf("list: exit %d:\n%s", code, out)
 	}
 	if strings.Contains(out, "$2a$") {

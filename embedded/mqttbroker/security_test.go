@@ -38,7 +38,7 @@ func (u users) Authenticate(_ context.Context, user string, pw []byte) (auth.Pri
 var registry = users{
 	"L1":          {"password-of-L1-0001", auth.Principal{Kind: auth.KindDevice, ID: "L1", Org: "acme"}},
 	"L2":          {"password-of-L2-0001", auth.Principal{Kind: auth.KindDevice, ID: "L2", Org: "acme"}},
-	"site:SG-WH1": {"password-of-WH1-0001", auth.Principal{Kind: auth.KindSite, ID: "SG-WH1", Org: "acme"}},
+	"site.SG-WH1": {"password-of-WH1-0001", auth.Principal{Kind: auth.KindSite, ID: "SG-WH1", Org: "acme"}},
 }
 
 // startSecureBroker starts a broker ingesting into a fake, with the
@@ -110,7 +110,7 @@ func TestConnectNeedsCredentials(t *testing.T) {
 	if _, _, err := dial(t, b, "dev-L1", "L1", "password-of-L1-0001"); err != nil {
 		t.Fatalf("L1 with its password: %v", err)
 	}
-	if _, _, err := dial(t, b, "site", "site:SG-WH1", "password-of-WH1-0001"); err != nil {
+	if _, _, err := dial(t, b, "site", "site.SG-WH1", "password-of-WH1-0001"); err != nil {
 		t.Fatalf("site with its password: %v", err)
 	}
 	if got, want := denied(reg), []string{"anonymous 1", "bad_credentials 3"}; !slices.Equal(got, want) {
