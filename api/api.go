@@ -5,6 +5,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/coldchain/coldchain/ingest"
 	"github.com/coldchain/coldchain/journal"
 	"github.com/coldchain/coldchain/metrics"
+	"github.com/coldchain/coldchain/pki"
 	"github.com/coldchain/coldchain/record"
 )
 
@@ -38,6 +40,9 @@ type Config struct {
 	AllowAnonymous bool `yaml:"allow_anonymous"`
 	// ProtectMetrics puts /metrics behind an admin token.
 	ProtectMetrics bool `yaml:"protect_metrics"`
+	// TLSCert and TLSKey, PEM files, make the API HTTPS only, on Listen.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
 }
 
 // Validate reports the first invalid setting, naming its key.
@@ -47,6 +52,9 @@ func (c Config) Validate() error {
 	}
 	if c.IngestTimeout <= 0 {
 		return fmt.Errorf("http.ingest_timeout: must be positive")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("http.tls_cert and http.tls_key: set both for HTTPS, or neither")
 	}
 	return nil
 }
@@ -142,7 +150,14 @@ func (s *Server) Handler() http.Handler { return s }
 // Serve serves on l until ctx ends, then shuts down gracefully, letting
 // requests in flight finish for up to drain.
 func (s *Server) Serve(ctx context.Context, l net.Listener, drain time.Duration) error {
-	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(s.log.Named("server"))}
+	if s.cfg.TLSCert != "" {
+		tc, err := pki.ServerConfig(s.cfg.TLSCert, s.cfg.TLSKey, "")
+		if err != nil {
+			return fmt.Errorf("http.tls_cert, http.tls_key: %w", err)
+		}
+		l = tls.NewListener(l, tc)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	select {

@@ -181,18 +181,29 @@ func (d *Directory) list(ctx context.Context, filters ...string) ([]Principal, e
 // answer to the client (bad credentials); the error says which for the
 // log.
 func (d *Directory) Authenticate(ctx context.Context, username string, password []byte) (Principal, error) {
-	k, id := KindDevice, username
-	if rest, ok := cutSite(username); ok {
-		k, id = KindSite, rest
-	}
-	c, err := d.Lookup(ctx, k, id)
+	c, err := d.byUsername(ctx, username)
 	if err != nil {
 		return Principal{}, err
 	}
 	if !c.Check(password) {
-		return Principal{}, fmt.Errorf("%s %s: %w", k, id, ErrWrongPassword)
+		return Principal{}, fmt.Errorf("%s: %w", c.Principal, ErrWrongPassword)
 	}
 	return c.Principal, nil
+}
+
+// Identify returns the identity an MQTT username names, without a
+// password: for a client whose certificate (CN = username) proved it.
+func (d *Directory) Identify(ctx context.Context, username string) (Principal, error) {
+	c, err := d.byUsername(ctx, username)
+	return c.Principal, err
+}
+
+func (d *Directory) byUsername(ctx context.Context, username string) (Credential, error) {
+	k, id := KindDevice, username
+	if rest, ok := cutSite(username); ok {
+		k, id = KindSite, rest
+	}
+	return d.Lookup(ctx, k, id)
 }
 
 // Username is what p gives as its MQTT username: its id, or "site.<id>"

@@ -305,8 +305,19 @@ func (c Config) Validate() error {
 		return err
 	}
 	if c.MQTT.Embedded() {
-		if _, _, err := net.SplitHostPort(c.MQTT.Broker.Listen); err != nil {
-			return fmt.Errorf("mqtt.listen: %q is not host:port", c.MQTT.Broker.Listen)
+		b := c.MQTT.Broker
+		if _, _, err := net.SplitHostPort(b.Listen); err != nil && (b.Listen != "" || b.TLSListen == "") {
+			return fmt.Errorf("mqtt.listen: %q is not host:port (it may be empty only when mqtt.tls_listen is set)", b.Listen)
+		}
+		if b.TLSListen != "" {
+			if _, _, err := net.SplitHostPort(b.TLSListen); err != nil {
+				return fmt.Errorf("mqtt.tls_listen: %q is not host:port", b.TLSListen)
+			}
+			if b.TLSCert == "" || b.TLSKey == "" {
+				return errors.New("mqtt.tls_listen: needs mqtt.tls_cert and mqtt.tls_key (try coldchain certs dev)")
+			}
+		} else if b.TLSClientCA != "" {
+			return errors.New("mqtt.tls_client_ca: needs mqtt.tls_listen")
 		}
 		if c.MQTT.Broker.MaxPacketSize <= c.Ingest.MaxPayload {
 			return fmt.Errorf("mqtt.max_packet_size: must exceed ingest.max_payload (%d) so oversize payloads are dead-lettered, not dropped", c.Ingest.MaxPayload)

@@ -121,6 +121,10 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"bad mqtt url", "", map[string]string{"COLDCHAIN_MQTT_URL": "mosquitto"}, "mqtt.url"},
 		{"bad device", "ingest:\n  devices: [\"a b\"]\n", nil, "ingest.devices"},
 		{"payload vs packet", "ingest:\n  max_payload: 33554432\n", nil, "mqtt.max_packet_size"},
+		{"no mqtt listener", "", map[string]string{"COLDCHAIN_MQTT_LISTEN": ""}, "mqtt.listen"},
+		{"tls listen without a cert", "", map[string]string{"COLDCHAIN_MQTT_TLS_LISTEN": "127.0.0.1:8883"}, "mqtt.tls_listen"},
+		{"client ca without tls", "", map[string]string{"COLDCHAIN_MQTT_TLS_CLIENT_CA": "ca.crt"}, "mqtt.tls_client_ca"},
+		{"https cert without key", "", map[string]string{"COLDCHAIN_HTTP_TLS_CERT": "server.crt"}, "http.tls_key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := ""

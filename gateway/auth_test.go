@@ -41,18 +41,8 @@ func TestMQTTCredentials(t *testing.T) {
 	}
 
 	connect := func(id, user, pass string) (paho.Client, error) {
-		opts := paho.NewClientOptions().AddBroker("tcp://" + gw.g.MQTTAddr()).SetClientID(id).
-			SetUsername(user).SetPassword(pass).SetProtocolVersion(4).
-			SetAutoReconnect(false).SetCleanSession(true)
-		cl := paho.NewClient(opts)
-		tok := cl.Connect()
-		if !tok.WaitTimeout(10 * time.Second) {
-			return nil, errors.New("no CONNACK")
-		}
-		if tok.Error() == nil {
-			t.Cleanup(func() { cl.Disconnect(100) })
-		}
-		return cl, tok.Error()
+		return dialMQTT(t, paho.NewClientOptions().AddBroker("tcp://"+gw.g.MQTTAddr()).SetClientID(id).
+			SetUsername(user).SetPassword(pass))
 	}
 	if _, err := connect("anon", "", ""); err == nil {
 		t.Fatal("anonymous client connected")
@@ -121,4 +111,20 @@ func deniedCounts(t *testing.T, httpAddr string) map[string]int {
 		out[reason], _ = strconv.Atoi(n)
 	}
 	return out
+}
+
+// dialMQTT connects a 3.1.1 client that does not reconnect (so one refusal
+// is one refusal) and returns the CONNECT's outcome; a connected client is
+// disconnected when the test ends.
+func dialMQTT(t *testing.T, opts *paho.ClientOptions) (paho.Client, error) {
+	t.Helper()
+	cl := paho.NewClient(opts.SetProtocolVersion(4).SetAutoReconnect(false).SetCleanSession(true).SetConnectTimeout(5 * time.Second))
+	tok := cl.Connect()
+	if !tok.WaitTimeout(10 * time.Second) {
+		return nil, errors.New("no CONNACK")
+	}
+	if tok.Error() == nil {
+		t.Cleanup(func() { cl.Disconnect(100) })
+	}
+	return cl, tok.Error()
 }

@@ -30,6 +30,7 @@ import (
 	ingestmqtt "github.com/coldchain/coldchain/ingest/mqtt"
 	"github.com/coldchain/coldchain/journal"
 	"github.com/coldchain/coldchain/metrics"
+	"github.com/coldchain/coldchain/pki"
 	"github.com/coldchain/coldchain/store"
 	"github.com/coldchain/coldchain/store/influx"
 	"github.com/coldchain/coldchain/store/pebble"
@@ -42,9 +43,9 @@ type Gateway struct {
 	reg *metrics.Registry
 
 	// Addresses, known once Run has bound them (tests use port 0).
-	httpAddr, mqttAddr, natsURL atomic.Pointer[string]
-	chain                       *lazyChain
-	ready                       chan struct{}
+	httpAddr, mqttAddr, mqttTLSAddr, natsURL atomic.Pointer[string]
+	chain                                    *lazyChain
+	ready                                    chan struct{}
 }
 
 // New returns a gateway for cfg.
@@ -64,6 +65,15 @@ func (g *Gateway) HTTPAddr() string { return *g.httpAddr.Load() }
 
 // MQTTAddr returns the embedded broker's address, or the external URL.
 func (g *Gateway) MQTTAddr() string { return *g.mqttAddr.Load() }
+
+// MQTTTLSAddr returns the embedded broker's TLS address ("" for none),
+// valid after Ready.
+func (g *Gateway) MQTTTLSAddr() string {
+	if a := g.mqttTLSAddr.Load(); a != nil {
+		return *a
+	}
+	return ""
+}
 
 // ChainRPC returns the embedded chain's JSON-RPC URL once it is open, ""
 // otherwise or for an external chain.
@@ -195,10 +205,17 @@ func (g *Gateway) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		addr := broker.Addr()
+		addr, tlsAddr := broker.Addr(), broker.TLSAddr()
 		g.mqttAddr.Store(&addr)
-		log.Info("embedded MQTT broker listening", zap.String("addr", "tcp://"+addr),
-			zap.String("readings", "coldchain/v1/{shipment}/{device}/readings"), zap.String("handovers", "coldchain/v1/{shipment}/handovers"))
+		g.mqttTLSAddr.Store(&tlsAddr)
+		if addr != "" {
+			log.Info("embedded MQTT broker listening", zap.String("addr", "tcp://"+addr),
+				zap.String("readings", "coldchain/v1/{shipment}/{device}/readings"), zap.String("handovers", "coldchain/v1/{shipment}/handovers"))
+		}
+		if tlsAddr != "" {
+			log.Info("embedded MQTT broker listening with TLS", zap.String("addr", "ssl://"+tlsAddr),
+				zap.Bool("client_certificates", cfg.MQTT.Broker.TLSClientCA != ""))
+		}
 		mqttReady = func(context.Context) error { return nil }
 		publisher = broker
 	} else {
@@ -286,6 +303,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 			broker.Close(0)
 		}
 		return fmt.Errorf("api: access rules for routes that are not served: %s", strings.Join(u, ", "))
+	}
+	if cfg.HTTP.TLSCert != "" {
+		// Fail now rather than after Ready, when the API starts serving.
+		if _, err := pki.ServerConfig(cfg.HTTP.TLSCert, cfg.HTTP.TLSKey, ""); err != nil {
+			if broker != nil {
+				broker.Close(0)
+			}
+			return fmt.Errorf("http.tls_cert, http.tls_key: %w", err)
+		}
 	}
 	l, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {

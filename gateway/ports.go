@@ -22,7 +22,12 @@ func listeners(cfg config.Config) []listener {
 		ls = append(ls, listener{"nats.listen", cfg.NATS.Listen})
 	}
 	if cfg.MQTT.Embedded() {
-		ls = append(ls, listener{"mqtt.listen", cfg.MQTT.Broker.Listen})
+		if cfg.MQTT.Broker.Listen != "" {
+			ls = append(ls, listener{"mqtt.listen", cfg.MQTT.Broker.Listen})
+		}
+		if cfg.MQTT.Broker.TLSListen != "" {
+			ls = append(ls, listener{"mqtt.tls_listen", cfg.MQTT.Broker.TLSListen})
+		}
 	}
 	ls = append(ls, listener{"http.listen", cfg.HTTP.Listen})
 	if cfg.Chain.Kind == evm.KindEmbedded && cfg.Chain.Listen != "" {

@@ -38,6 +38,7 @@ Usage:
                                     API tokens with roles and orgs (--help)
   coldchain shipments grant|revoke SHIPMENT --org ORG
                                     which org's tokens see a shipment
+  coldchain certs dev [--client ID]  a local CA and certificates to try TLS (--help)
   coldchain version                 print the version
   coldchain help [COMMAND]          explain a command
 `
@@ -47,7 +48,7 @@ func main() {
 }
 
 // commands are the subcommands that take --help.
-var commands = map[string]bool{"serve": true, "demo": true, "simulate": true, "proof": true, "verify": true, "devices": true, "tokens": true, "shipments": true}
+var commands = map[string]bool{"serve": true, "demo": true, "simulate": true, "proof": true, "verify": true, "devices": true, "tokens": true, "shipments": true, "certs": true}
 
 // errUsage marks a usage error: exit status 2.
 var errUsage = errors.New("usage")
@@ -75,6 +76,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = tokensCmd(args[1:], stdout, stderr)
 	case "shipments":
 		err = shipmentsCmd(args[1:], stdout, stderr)
+	case "certs":
+		err = certsCmd(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "coldchain %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	case "help", "-h", "--help":

@@ -56,12 +56,24 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/coldchain/coldchain/ingest"
+	"github.com/coldchain/coldchain/pki"
 )
 
 // Config is the embedded broker's part of the mqtt configuration.
 type Config struct {
-	// Listen is the MQTT TCP address, host:port.
+	// Listen is the plaintext MQTT TCP address, host:port; empty turns
+	// plaintext off (then TLSListen must be set).
 	Listen string `yaml:"listen"`
+	// TLSListen is the MQTT over TLS address (8883 by convention), served
+	// with TLSCert and TLSKey; empty for none.
+	TLSListen string `yaml:"tls_listen"`
+	TLSCert   string `yaml:"tls_cert"`
+	TLSKey    string `yaml:"tls_key"`
+	// TLSClientCA, a PEM file, makes the TLS listener require a client
+	// certificate it signed (mutual TLS). A client presenting one logs in
+	// as the registered device (or site.<id> for a site) its common name
+	// names, without a password.
+	TLSClientCA string `yaml:"tls_client_ca"`
 	// MaxPacketSize is the largest MQTT packet the broker reads, in bytes.
 	// It is larger than ingest.max_payload so an oversize payload reaches
 	// ingest and is dead-lettered with a reason instead of the connection
@@ -101,10 +113,11 @@ func (p pipeline) Start(ctx context.Context, msg ingest.Message) (ticket, error)
 
 // Broker is a running embedded broker.
 type Broker struct {
-	srv    *mqtt.Server
-	hook   *ingestHook
-	cancel context.CancelFunc
-	addr   string
+	srv     *mqtt.Server
+	hook    *ingestHook
+	cancel  context.CancelFunc
+	addr    string
+	tlsAddr string
 }
 
 // Start starts the broker listening on cfg.Listen. With a nil ingester it
@@ -159,20 +172,40 @@ func start(cfg Config, in ingester, sec *Security, log *zap.Logger) (*Broker, er
 			return nil, err
 		}
 	}
-	tcp := listeners.NewTCP(listeners.Config{Type: "tcp", ID: "tcp", Address: cfg.Listen})
-	if err := srv.AddListener(tcp); err != nil {
-		cancel()
-		return nil, fmt.Errorf("mqtt listen on %s: %w (is another broker running? set mqtt.listen or COLDCHAIN_MQTT_LISTEN)", cfg.Listen, err)
+	b := &Broker{srv: srv, hook: hook, cancel: cancel}
+	if cfg.Listen != "" {
+		tcp := listeners.NewTCP(listeners.Config{Type: "tcp", ID: "tcp", Address: cfg.Listen})
+		if err := srv.AddListener(tcp); err != nil {
+			cancel()
+			return nil, fmt.Errorf("mqtt listen on %s: %w (is another broker running? set mqtt.listen or COLDCHAIN_MQTT_LISTEN)", cfg.Listen, err)
+		}
+		b.addr = tcp.Address()
+	}
+	if cfg.TLSListen != "" {
+		tc, err := pki.ServerConfig(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("mqtt.tls_cert, mqtt.tls_key, mqtt.tls_client_ca: %w", err)
+		}
+		tls := listeners.NewTCP(listeners.Config{Type: "tcp", ID: "tls", Address: cfg.TLSListen, TLSConfig: tc})
+		if err := srv.AddListener(tls); err != nil {
+			cancel()
+			return nil, fmt.Errorf("mqtt TLS listen on %s: %w (set mqtt.tls_listen or COLDCHAIN_MQTT_TLS_LISTEN)", cfg.TLSListen, err)
+		}
+		b.tlsAddr = tls.Address()
 	}
 	if err := srv.Serve(); err != nil {
 		cancel()
 		return nil, fmt.Errorf("mqtt serve: %w", err)
 	}
-	return &Broker{srv: srv, hook: hook, cancel: cancel, addr: tcp.Address()}, nil
+	return b, nil
 }
 
-// Addr returns the address the broker listens on.
+// Addr returns the plaintext address the broker listens on ("" for none).
 func (b *Broker) Addr() string { return b.addr }
+
+// TLSAddr returns the TLS address the broker listens on ("" for none).
+func (b *Broker) TLSAddr() string { return b.tlsAddr }
 
 // Publish publishes from the gateway itself (alerts), bypassing ingest.
 func (b *Broker) Publish(topic string, payload []byte, qos byte) error {

@@ -2,6 +2,7 @@ package mqttbroker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"sync"
 	"time"
@@ -18,6 +19,9 @@ import (
 // does, against the registry in JetStream).
 type Authenticator interface {
 	Authenticate(ctx context.Context, username string, password []byte) (auth.Principal, error)
+	// Identify returns the registered identity a username names, for a
+	// client whose certificate already proved it.
+	Identify(ctx context.Context, username string) (auth.Principal, error)
 }
 
 // Security is who may connect to the broker and what each may do. A nil
@@ -71,6 +75,9 @@ const authTimeout = 5 * time.Second
 // its password, or with neither when anonymous access is on.
 func (g *guard) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	user, pass := string(pk.Connect.Username), pk.Connect.Password
+	if cn, ok := certName(cl); ok {
+		return g.byCertificate(cl, cn, user)
+	}
 	if user == "" && len(pass) == 0 {
 		if !g.anonymous {
 			g.deny(cl, &auth.Denial{Reason: auth.ReasonAnonymous,
@@ -80,27 +87,61 @@ func (g *guard) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		g.principals.Store(cl, auth.Principal{Kind: auth.KindAnonymous})
 		return true
 	}
+	return g.admit(cl, "username "+user, func(ctx context.Context) (auth.Principal, error) {
+		return g.users.Authenticate(ctx, user, pass)
+	})
+}
+
+// admit asks the registry who a client is (who names the client in the
+// log) and remembers the answer; a client the registry does not know, or
+// cannot answer for, is refused. mochi's CONNACK then says bad
+// credentials either way: MQTT has no better code there.
+func (g *guard) admit(cl *mqtt.Client, who string, ask func(context.Context) (auth.Principal, error)) bool {
 	if g.users == nil {
-		g.deny(cl, &auth.Denial{Reason: auth.ReasonBadCredentials, Detail: "username " + user + ": no identity registry is configured"})
+		g.deny(cl, &auth.Denial{Reason: auth.ReasonBadCredentials, Detail: who + ": no identity registry is configured"})
 		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), authTimeout)
 	defer cancel()
-	p, err := g.users.Authenticate(ctx, user, pass)
+	p, err := ask(ctx)
 	if err != nil {
 		reason := auth.ReasonBadCredentials
 		if !errors.Is(err, auth.ErrUnknown) && !errors.Is(err, auth.ErrWrongPassword) {
-			// The registry could not answer: the client is refused
-			// (mochi's CONNACK says bad credentials, as MQTT has no
-			// better code for it here) and the log says why.
-			reason = auth.ReasonRegistryUnavailable
+			reason = auth.ReasonRegistryUnavailable // not the client's fault; logged
 		}
-		g.deny(cl, &auth.Denial{Reason: reason, Detail: "username " + user + ": " + err.Error()})
+		g.deny(cl, &auth.Denial{Reason: reason, Detail: who + ": " + err.Error()})
 		return false
 	}
 	g.principals.Store(cl, p)
-	g.log.Debug("client authenticated", zap.String("client", cl.ID), zap.Stringer("principal", p))
+	g.log.Debug("client authenticated", zap.String("client", cl.ID), zap.Stringer("principal", p), zap.String("by", who))
 	return true
+}
+
+// certName returns the common name of the client certificate cl
+// presented on a mutual-TLS listener (which verified it against
+// mqtt.tls_client_ca).
+func certName(cl *mqtt.Client) (string, bool) {
+	tc, ok := cl.Net.Conn.(*tls.Conn)
+	if !ok {
+		return "", false
+	}
+	st := tc.ConnectionState()
+	if len(st.VerifiedChains) == 0 || len(st.PeerCertificates) == 0 {
+		return "", false
+	}
+	return st.PeerCertificates[0].Subject.CommonName, true
+}
+
+// byCertificate admits a client whose verified certificate names a
+// registered identity; a username, if given, must be the same one.
+func (g *guard) byCertificate(cl *mqtt.Client, cn, user string) bool {
+	if user != "" && user != cn {
+		g.deny(cl, &auth.Denial{Reason: auth.ReasonBadCredentials, Detail: "certificate of " + cn + " with username " + user + ": they must name the same identity"})
+		return false
+	}
+	return g.admit(cl, "certificate of "+cn, func(ctx context.Context) (auth.Principal, error) {
+		return g.users.Identify(ctx, cn)
+	})
 }
 
 // principal is who cl is; ok is false for a client the guard did not

@@ -35,6 +35,14 @@ func (u users) Authenticate(_ context.Context, user string, pw []byte) (auth.Pri
 	return e.p, nil
 }
 
+func (u users) Identify(_ context.Context, user string) (auth.Principal, error) {
+	e, ok := u[user]
+	if !ok {
+		return auth.Principal{}, fmt.Errorf("%s: %w", user, auth.ErrUnknown)
+	}
+	return e.p, nil
+}
+
 var registry = users{
 	"L1":          {"password-of-L1-0001", auth.Principal{Kind: auth.KindDevice, ID: "L1", Org: "acme"}},
 	"L2":          {"password-of-L2-0001", auth.Principal{Kind: auth.KindDevice, ID: "L2", Org: "acme"}},
