@@ -2,8 +2,11 @@ package api
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -80,6 +83,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="coldchain"`)
 		}
+		if d.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(d.RetryAfter.Seconds())+1))
+		}
 		writeJSON(w, status, errorBody{Error: d.Detail})
 		return
 	}
@@ -96,8 +102,14 @@ func (s *Server) authorize(r *http.Request, rt route) (*auth.Scope, int, *auth.D
 	var scope *auth.Scope
 	switch {
 	case hasToken:
+		src := clientIP(r)
+		if blocked, wait := s.throttle.Blocked(src, time.Now()); blocked {
+			return nil, http.StatusTooManyRequests, &auth.Denial{Reason: auth.ReasonThrottled,
+				Detail: fmt.Sprintf("too many requests with invalid tokens from %s: try again in %v", src, wait.Round(time.Second)), RetryAfter: wait}
+		}
 		p, err := s.access.Tokens.AuthenticateToken(r.Context(), token)
 		if err != nil {
+			s.throttle.Fail(src, time.Now())
 			// Same answer for unknown, revoked and wrong tokens.
 			return nil, http.StatusUnauthorized, &auth.Denial{Reason: auth.ReasonBadToken,
 				Detail: "the bearer token is not valid (revoked, mistyped or from another registry): ask for a new one (coldchain tokens create)"}
@@ -137,6 +149,16 @@ func shipmentOf(r *http.Request) string {
 		return ""
 	}
 	return id
+}
+
+// clientIP is the address the throttle counts a caller's failures under.
+// It is the connection's peer: behind a proxy that is the proxy, which
+// then shares one budget (X-Forwarded-For is not trusted).
+func clientIP(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
 }
 
 func bearer(r *http.Request) (string, bool) {

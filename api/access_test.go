@@ -1,14 +1,20 @@
 package api
 
 import (
+	"bytes"
+	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/coldchain/coldchain/auth"
 	"github.com/coldchain/coldchain/metrics"
 )
 
@@ -50,5 +56,49 @@ func TestShipmentOf(t *testing.T) {
 		if got := shipmentOf(httptest.NewRequest("GET", path, nil)); got != want {
 			t.Errorf("shipmentOf(%s) = %q, want %q", path, got, want)
 		}
+	}
+}
+
+// tokens is a fake registry knowing one token.
+type tokens struct{}
+
+func (tokens) AuthenticateToken(_ context.Context, tok string) (auth.Principal, error) {
+	if tok == "cct_good" {
+		return auth.Principal{Kind: auth.KindToken, Role: auth.RoleAdmin, Name: "ops"}, nil
+	}
+	return auth.Principal{}, auth.ErrUnknown
+}
+
+// TestBadTokensThrottled: after Max invalid tokens from one address the
+// API answers 429 with Retry-After, even for a valid token, and counts it.
+func TestBadTokensThrottled(t *testing.T) {
+	reg := metrics.New()
+	s := New(Config{Listen: "127.0.0.1:0", IngestTimeout: time.Second}, nil, nil, reg, nil, 1<<20,
+		&Access{Tokens: tokens{}, Denied: auth.DeniedCounter(reg)}, zaptest.NewLogger(t))
+	get := func(tok string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		s.ServeHTTP(rec, req)
+		return rec
+	}
+	s.cfg.ProtectMetrics = true
+	if rec := get("cct_good"); rec.Code != 200 {
+		t.Fatalf("valid token: %d", rec.Code)
+	}
+	for i := range s.throttle.Max {
+		if rec := get(fmt.Sprintf("cct_bad%d", i)); rec.Code != 401 {
+			t.Fatalf("bad token %d: %d", i, rec.Code)
+		}
+	}
+	rec := get("cct_good")
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("after %d bad tokens: %d, Retry-After %q; want 429 with Retry-After", s.throttle.Max, rec.Code, rec.Header().Get("Retry-After"))
+	}
+	var buf bytes.Buffer
+	reg.Write(&buf)
+	if !strings.Contains(buf.String(), `coldchain_auth_denied_total{surface="http",reason="too_many_failures"} 1`) ||
+		!strings.Contains(buf.String(), `coldchain_auth_denied_total{surface="http",reason="bad_token"} `+strconv.Itoa(s.throttle.Max)) {
+		t.Fatalf("denials not counted:\n%s", buf.String())
 	}
 }

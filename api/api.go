@@ -91,6 +91,7 @@ type Server struct {
 	mux        *http.ServeMux
 	access     *Access
 	sample     *auth.Sampler
+	throttle   *auth.Throttle
 	registered []string
 }
 
@@ -98,7 +99,7 @@ type Server struct {
 // says who may use it (nil: anyone, for unit tests).
 func New(cfg Config, in Ingester, dead DeadLetters, reg *metrics.Registry, checks []Check, maxPayload int, access *Access, log *zap.Logger) *Server {
 	s := &Server{cfg: cfg, in: in, dead: dead, reg: reg, checks: checks, maxPayload: maxPayload, log: log, mux: http.NewServeMux(),
-		access: access, sample: auth.NewSampler(10 * time.Second)}
+		access: access, sample: auth.NewSampler(10 * time.Second), throttle: auth.NewThrottle(60)}
 	s.HandleFunc("POST /v1/readings", s.ingest(record.KindReading))
 	s.HandleFunc("POST /v1/handovers", s.ingest(record.KindHandover))
 	s.HandleFunc("GET /v1/deadletters", s.deadLetters)

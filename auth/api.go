@@ -91,7 +91,7 @@ func MayDo(p Principal, a Action) *Denial {
 	}
 	allowed, known := roles[a]
 	if !known {
-		return &Denial{ReasonRole, fmt.Sprintf("action %q has no rule: refused", a)}
+		return &Denial{Reason: ReasonRole, Detail: fmt.Sprintf("action %q has no rule: refused", a)}
 	}
 	for _, r := range allowed {
 		if p.Role == r {
@@ -99,9 +99,9 @@ func MayDo(p Principal, a Action) *Denial {
 		}
 	}
 	if p.Kind == KindAnonymous {
-		return &Denial{ReasonNoToken, "this endpoint needs a token: send Authorization: Bearer <token> (coldchain tokens create)"}
+		return &Denial{Reason: ReasonNoToken, Detail: "this endpoint needs a token: send Authorization: Bearer <token> (coldchain tokens create)"}
 	}
-	return &Denial{ReasonRole, fmt.Sprintf("%s may not %s", p, a)}
+	return &Denial{Reason: ReasonRole, Detail: fmt.Sprintf("%s may not %s", p, a)}
 }
 
 // Scope is what one request may see: every shipment (admin, or an API

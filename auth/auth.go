@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -72,6 +73,8 @@ func (p Principal) String() string {
 type Denial struct {
 	Reason string
 	Detail string
+	// RetryAfter, when set, is when the refused party may try again.
+	RetryAfter time.Duration
 }
 
 func (d *Denial) Error() string { return d.Reason + ": " + d.Detail }
@@ -120,7 +123,7 @@ func CanPublish(p Principal, t string) *Denial {
 	}
 	levels, ok := topic(t)
 	if ok && isAlerts(levels) {
-		return &Denial{ReasonGatewayOnly, fmt.Sprintf("%s may not publish on %s: alert topics are written by the gateway only", p, t)}
+		return &Denial{Reason: ReasonGatewayOnly, Detail: fmt.Sprintf("%s may not publish on %s: alert topics are written by the gateway only", p, t)}
 	}
 	switch p.Kind {
 	case KindAnonymous:
@@ -129,14 +132,14 @@ func CanPublish(p Principal, t string) *Denial {
 		if ok && len(levels) == 3 && levels[2] == "readings" && levels[1] == p.ID && levels[0] != "" && !wild(levels[0]) {
 			return nil
 		}
-		return &Denial{ReasonNotYourTopic, fmt.Sprintf("device %s may publish only on coldchain/v1/{shipment}/%s/readings, not %s", p.ID, p.ID, t)}
+		return &Denial{Reason: ReasonNotYourTopic, Detail: fmt.Sprintf("device %s may publish only on coldchain/v1/{shipment}/%s/readings, not %s", p.ID, p.ID, t)}
 	case KindSite:
 		if ok && len(levels) == 2 && levels[1] == "handovers" && levels[0] != "" && !wild(levels[0]) {
 			return nil
 		}
-		return &Denial{ReasonNotYourTopic, fmt.Sprintf("site %s may publish only on coldchain/v1/{shipment}/handovers, not %s", p.ID, t)}
+		return &Denial{Reason: ReasonNotYourTopic, Detail: fmt.Sprintf("site %s may publish only on coldchain/v1/{shipment}/handovers, not %s", p.ID, t)}
 	}
-	return &Denial{ReasonNotYourTopic, fmt.Sprintf("%s may not publish", p)}
+	return &Denial{Reason: ReasonNotYourTopic, Detail: fmt.Sprintf("%s may not publish", p)}
 }
 
 // CanPublishGranted is CanPublish with the shipment bound to the
@@ -152,10 +155,10 @@ func CanPublishGranted(p Principal, t string, granted func(shipment, org string)
 	}
 	levels, _ := topic(t)
 	if p.Org == "" {
-		return &Denial{ReasonNotGranted, fmt.Sprintf("%s belongs to no org, so no shipment is granted to it: register it with --org", p)}
+		return &Denial{Reason: ReasonNotGranted, Detail: fmt.Sprintf("%s belongs to no org, so no shipment is granted to it: register it with --org", p)}
 	}
 	if !granted(levels[0], p.Org) {
-		return &Denial{ReasonNotGranted, fmt.Sprintf("%s (org %s) may not publish for shipment %s: it is not granted to the org (coldchain shipments grant %s --org %s)", p, p.Org, levels[0], levels[0], p.Org)}
+		return &Denial{Reason: ReasonNotGranted, Detail: fmt.Sprintf("%s (org %s) may not publish for shipment %s: it is not granted to the org (coldchain shipments grant %s --org %s)", p, p.Org, levels[0], levels[0], p.Org)}
 	}
 	return nil
 }
@@ -179,9 +182,9 @@ func CanSubscribe(p Principal, filter string) *Denial {
 		if levels, ok := topic(filter); ok && isAlerts(levels) && levels[0] != "#" && levels[0] != "" {
 			return nil
 		}
-		return &Denial{ReasonNoSubscribe, fmt.Sprintf("anonymous clients may subscribe only to coldchain/v1/{shipment}/alerts or coldchain/v1/+/alerts, not %s", filter)}
+		return &Denial{Reason: ReasonNoSubscribe, Detail: fmt.Sprintf("anonymous clients may subscribe only to coldchain/v1/{shipment}/alerts or coldchain/v1/+/alerts, not %s", filter)}
 	}
-	return &Denial{ReasonNoSubscribe, fmt.Sprintf("%s may not subscribe to %s: devices and sites only publish", p, filter)}
+	return &Denial{Reason: ReasonNoSubscribe, Detail: fmt.Sprintf("%s may not subscribe to %s: devices and sites only publish", p, filter)}
 }
 
 // Credential is a registry entry: the principal and its password hash.

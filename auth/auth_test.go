@@ -246,3 +246,36 @@ func TestSampler(t *testing.T) {
 		}
 	}
 }
+
+func TestThrottle(t *testing.T) {
+	th := &Throttle{Max: 3, Window: time.Minute, Cap: 4}
+	t0 := time.Unix(5000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	for i := range 2 {
+		th.Fail("a", at(time.Duration(i)*time.Second))
+	}
+	if b, _ := th.Blocked("a", at(3*time.Second)); b {
+		t.Fatal("blocked after 2 failures, Max 3")
+	}
+	th.Fail("a", at(4*time.Second))
+	b, wait := th.Blocked("a", at(10*time.Second))
+	if !b || wait != 50*time.Second {
+		t.Fatalf("after 3 failures: blocked %v, retry in %v; want true, 50s", b, wait)
+	}
+	if b, _ := th.Blocked("b", at(10*time.Second)); b {
+		t.Fatal("another source is blocked")
+	}
+	if b, _ := th.Blocked("a", at(time.Minute)); b {
+		t.Fatal("still blocked once the window has passed")
+	}
+	// Tracking is bounded: many sources never grow the map past Cap.
+	for i := range 100 {
+		th.Fail(string(rune('A'+i)), at(2*time.Minute+time.Duration(i)*time.Millisecond))
+	}
+	th.mu.Lock()
+	n := len(th.sources)
+	th.mu.Unlock()
+	if n > th.Cap {
+		t.Fatalf("%d sources tracked, cap %d", n, th.Cap)
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -54,12 +56,16 @@ type guard struct {
 	granted    func(shipment, org string) bool
 	denied     *metrics.CounterVec
 	sample     *auth.Sampler
-	log        *zap.Logger
+	// perUser throttles failed logins per address and username, so a
+	// misconfigured device does not lock out the others behind the same
+	// NAT; perAddr bounds an address rotating usernames.
+	perUser, perAddr *auth.Throttle
+	log              *zap.Logger
 }
 
 func newGuard(sec *Security, cfg Config, ordered bool, log *zap.Logger) *guard {
 	return &guard{users: sec.Users, anonymous: cfg.AllowAnonymous, ordered: ordered, denied: sec.Denied, granted: sec.Granted,
-		sample: auth.NewSampler(10 * time.Second), log: log}
+		sample: auth.NewSampler(10 * time.Second), perUser: auth.NewThrottle(10), perAddr: auth.NewThrottle(300), log: log}
 }
 
 func (g *guard) ID() string { return "coldchain-auth" }
@@ -75,6 +81,17 @@ const authTimeout = 5 * time.Second
 // its password, or with neither when anonymous access is on.
 func (g *guard) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	user, pass := string(pk.Connect.Username), pk.Connect.Password
+	now := time.Now()
+	for _, th := range []struct {
+		t   *auth.Throttle
+		key string
+	}{{g.perUser, userKey(cl, user)}, {g.perAddr, source(cl)}} {
+		if blocked, wait := th.t.Blocked(th.key, now); blocked {
+			g.deny(cl, &auth.Denial{Reason: auth.ReasonThrottled,
+				Detail: fmt.Sprintf("%d failed logins from %s within %v: refused without checking for %v", th.t.Max, th.key, th.t.Window, wait.Round(time.Second))})
+			return false
+		}
+	}
 	if cn, ok := certName(cl); ok {
 		return g.byCertificate(cl, cn, user)
 	}
@@ -87,7 +104,7 @@ func (g *guard) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		g.principals.Store(cl, auth.Principal{Kind: auth.KindAnonymous})
 		return true
 	}
-	return g.admit(cl, "username "+user, func(ctx context.Context) (auth.Principal, error) {
+	return g.admit(cl, "username "+user, user, func(ctx context.Context) (auth.Principal, error) {
 		return g.users.Authenticate(ctx, user, pass)
 	})
 }
@@ -96,7 +113,7 @@ func (g *guard) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 // log) and remembers the answer; a client the registry does not know, or
 // cannot answer for, is refused. mochi's CONNACK then says bad
 // credentials either way: MQTT has no better code there.
-func (g *guard) admit(cl *mqtt.Client, who string, ask func(context.Context) (auth.Principal, error)) bool {
+func (g *guard) admit(cl *mqtt.Client, who, user string, ask func(context.Context) (auth.Principal, error)) bool {
 	if g.users == nil {
 		g.deny(cl, &auth.Denial{Reason: auth.ReasonBadCredentials, Detail: who + ": no identity registry is configured"})
 		return false
@@ -108,6 +125,10 @@ func (g *guard) admit(cl *mqtt.Client, who string, ask func(context.Context) (au
 		reason := auth.ReasonBadCredentials
 		if !errors.Is(err, auth.ErrUnknown) && !errors.Is(err, auth.ErrWrongPassword) {
 			reason = auth.ReasonRegistryUnavailable // not the client's fault; logged
+		} else {
+			now := time.Now()
+			g.perUser.Fail(userKey(cl, user), now)
+			g.perAddr.Fail(source(cl), now)
 		}
 		g.deny(cl, &auth.Denial{Reason: reason, Detail: who + ": " + err.Error()})
 		return false
@@ -116,6 +137,18 @@ func (g *guard) admit(cl *mqtt.Client, who string, ask func(context.Context) (au
 	g.log.Debug("client authenticated", zap.String("client", cl.ID), zap.Stringer("principal", p), zap.String("by", who))
 	return true
 }
+
+// source is what the throttle counts a client's failures under: its IP
+// address.
+func source(cl *mqtt.Client) string {
+	if host, _, err := net.SplitHostPort(cl.Net.Remote); err == nil {
+		return host
+	}
+	return cl.Net.Remote
+}
+
+// userKey is what perUser counts failures under.
+func userKey(cl *mqtt.Client, user string) string { return source(cl) + " as " + user }
 
 // certName returns the common name of the client certificate cl
 // presented on a mutual-TLS listener (which verified it against
@@ -139,7 +172,7 @@ func (g *guard) byCertificate(cl *mqtt.Client, cn, user string) bool {
 		g.deny(cl, &auth.Denial{Reason: auth.ReasonBadCredentials, Detail: "certificate of " + cn + " with username " + user + ": they must name the same identity"})
 		return false
 	}
-	return g.admit(cl, "certificate of "+cn, func(ctx context.Context) (auth.Principal, error) {
+	return g.admit(cl, "certificate of "+cn, cn, func(ctx context.Context) (auth.Principal, error) {
 		return g.users.Identify(ctx, cn)
 	})
 }

@@ -279,3 +279,24 @@ func TestSubscriptions(t *testing.T) {
 		t.Fatalf("denials %v, want %v", got, want)
 	}
 }
+
+// TestFailedLoginsThrottled: after ten bad passwords for one username from
+// one address, even the right one is refused without a check, and counted
+// as throttled; another device behind the same address still logs in.
+func TestFailedLoginsThrottled(t *testing.T) {
+	b, _, _, reg := startSecureBroker(t, false)
+	for i := range 10 {
+		if _, _, err := dial(t, b, fmt.Sprintf("guess-%d", i), "L1", fmt.Sprintf("wrong-password-%04d", i)); err == nil {
+			t.Fatal("a wrong password connected")
+		}
+	}
+	if _, _, err := dial(t, b, "dev-L1", "L1", "password-of-L1-0001"); err == nil {
+		t.Fatal("the right password was checked while the address is throttled")
+	}
+	if _, _, err := dial(t, b, "dev-L2", "L2", "password-of-L2-0001"); err != nil {
+		t.Fatalf("another device from the same address: %v", err)
+	}
+	if got, want := denied(reg), []string{"bad_credentials 10", "too_many_failures 1"}; !slices.Equal(got, want) {
+		t.Fatalf("denials %v, want %v", got, want)
+	}
+}
