@@ -57,7 +57,13 @@ func testConfig(dir string) config.Config {
 
 func startGateway(t *testing.T, cfg config.Config) *running {
 	t.Helper()
-	g, err := New(cfg, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+	return startGatewayLog(t, cfg, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+}
+
+// startGatewayLog is startGateway logging to log.
+func startGatewayLog(t *testing.T, cfg config.Config, log *zap.Logger) *running {
+	t.Helper()
+	g, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
