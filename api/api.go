@@ -66,7 +66,7 @@ type Ingester interface {
 
 // DeadLetters lists the latest dead letters.
 type DeadLetters interface {
-	DeadLetters(ctx context.Context, limit int, reason string) ([]journal.DeadLetterEntry, error)
+	DeadLetters(ctx context.Context, limit int, reason, org string) ([]journal.DeadLetterEntry, error)
 }
 
 // Check is one readiness condition: nil when ready.
@@ -221,6 +221,9 @@ func (s *Server) ingest(kind record.Kind) http.HandlerFunc {
 			// A provider writes only the shipments granted to its org.
 			msg.Granted = scope.Sees
 		}
+		if scope := auth.ScopeFrom(r.Context()); scope != nil {
+			msg.Org = scope.Principal.Org
+		}
 		sum, err := s.in.Ingest(ctx, msg)
 		if err != nil {
 			w.Header().Set("Retry-After", "5")
@@ -264,7 +267,17 @@ func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("reason: %q is not a rejection reason", reason)})
 		return
 	}
-	list, err := s.dead.DeadLetters(r.Context(), limit, reason)
+	// An admin (or the open demo API) sees every dead letter; a provider
+	// only its org's senders'.
+	org := ""
+	if scope := auth.ScopeFrom(r.Context()); scope == nil || !scope.All {
+		if scope == nil || scope.Principal.Org == "" {
+			writeJSON(w, http.StatusOK, map[string]any{"dead_letters": []journal.DeadLetterEntry{}})
+			return
+		}
+		org = scope.Principal.Org
+	}
+	list, err := s.dead.DeadLetters(r.Context(), limit, reason, org)
 	if err != nil {
 		s.log.Error("list dead letters", zap.Error(err))
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "dead letters are unavailable: " + err.Error()})

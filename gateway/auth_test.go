@@ -68,6 +68,20 @@ func TestMQTTCredentials(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// A logged-in device's dead letters carry its org, so its provider
+	// can list them.
+	bad, err := connect("reefer-1", "reefer-1", pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, bad, "coldchain/v1/SHP-1/reefer-1/readings", `{"seq":`)
+	var dead struct {
+		DeadLetters []struct{ Reason, Org string } `json:"dead_letters"`
+	}
+	getJSON(t, "http://"+gw.g.HTTPAddr()+"/v1/deadletters", &dead)
+	if len(dead.DeadLetters) != 1 || dead.DeadLetters[0].Reason != "malformed_json" || dead.DeadLetters[0].Org != "acme" {
+		t.Fatalf("dead letters %+v, want one malformed_json of org acme", dead.DeadLetters)
+	}
 	before := deniedCounts(t, gw.g.HTTPAddr())
 	// MQTT 3.1.1 has no negative PUBACK: the broker disconnects instead,
 	// and paho fails the publish's token.

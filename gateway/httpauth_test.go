@@ -41,6 +41,7 @@ func TestAPITokens(t *testing.T) {
 	shipper, _ := token(auth.RoleShipper, "acme", "qa@acme")
 	rival, _ := token(auth.RoleShipper, "beta", "qa@beta")
 	customs, _ := token(auth.RoleCustoms, "acme", "broker@customs")
+	rivalFeed, _ := token(auth.RoleProvider, "beta", "feed@beta")
 	admin, _ := token(auth.RoleAdmin, "", "ops")
 	if err := dir.Grant(ctx, "SHP-A", "acme"); err != nil {
 		t.Fatal(err)
@@ -103,7 +104,14 @@ func TestAPITokens(t *testing.T) {
 	}
 	expect("POST", "/v1/readings", shipper, readings, 403)
 	expect("GET", "/v1/deadletters", shipper, "", 403)
-	expect("GET", "/v1/deadletters", provider, "", 200)
+	// A provider lists its own org's dead letters only.
+	expect("POST", "/v1/readings", provider, `[{"shipment":"SHP-A","device":"reefer-1","seq":99,"ts":"`+t0.Format(time.RFC3339)+`","temp_c":NaN}]`, 400)
+	if body := expect("GET", "/v1/deadletters", provider, "", 200); !strings.Contains(body, `"org": "acme"`) || !strings.Contains(body, "not_finite") {
+		t.Fatalf("the provider does not see its dead letter: %s", body)
+	}
+	if body := expect("GET", "/v1/deadletters", rivalFeed, "", 200); strings.Contains(body, "not_finite") || strings.Contains(body, "acme") {
+		t.Fatalf("another org's provider sees acme's dead letters: %s", body)
+	}
 
 	// Reads: the org's shipment for its principals, a 404 for others.
 	waitFor(t, "SHP-A in the store", func() bool {

@@ -135,6 +135,8 @@ type Message struct {
 	// nothing is stored and every bad record is reported and dead-lettered.
 	// HTTP uses it, since its caller gets the answer and can resend.
 	AllOrNothing bool
+	// Org is the sender's org when it logged in; its dead letters carry it.
+	Org string
 	// Granted, when set, says which shipments the sender may write (an
 	// API token's org's grants); records of any other are refused as
 	// not_granted.
@@ -313,7 +315,7 @@ func (in *Ingester) Start(ctx context.Context, msg Message) (*Ticket, error) {
 // refuse records a rejected record (or message) and its dead letter.
 func (t *Ticket) refuse(err *record.Error, raw []byte) {
 	t.sum.Rejected = append(t.sum.Rejected, err)
-	t.dls = append(t.dls, journal.DeadLetter{Err: err, Source: t.msg.source(), Received: t.msg.Received, Raw: raw})
+	t.dls = append(t.dls, journal.DeadLetter{Err: err, Source: t.msg.source(), Org: t.msg.Org, Received: t.msg.Received, Raw: raw})
 }
 
 // Wait returns once every record of the message is durable somewhere, as

@@ -21,8 +21,11 @@ import (
 // DeadLetter is rejected input kept with its original bytes so a provider
 // can see exactly what was sent and why it was refused.
 type DeadLetter struct {
-	Err      *record.Error
-	Source   string // "mqtt:<topic>" or "http:<path>"
+	Err    *record.Error
+	Source string // "mqtt:<topic>" or "http:<path>"
+	// Org is the sender's org when it logged in (a device's, a token's):
+	// its providers may list the dead letter.
+	Org      string
 	Received time.Time
 	Raw      []byte
 }
@@ -48,6 +51,9 @@ func (j *Journal) DeadLetter(ctx context.Context, dls []DeadLetter) error {
 		}
 		if dl.Err.Field != "" {
 			h.Set(HeaderField, dl.Err.Field)
+		}
+		if dl.Org != "" {
+			h.Set(HeaderOrg, dl.Org)
 		}
 		if len(raw) > limit {
 			h.Set(HeaderTruncated, strconv.Itoa(len(raw)))
@@ -82,6 +88,7 @@ type DeadLetterEntry struct {
 	Index    int       `json:"index"`
 	Detail   string    `json:"detail"`
 	Source   string    `json:"source"`
+	Org      string    `json:"org,omitempty"`
 	// Payload is the original bytes when they are UTF-8 text;
 	// PayloadBase64 holds them otherwise.
 	Payload       string `json:"payload,omitempty"`
@@ -94,7 +101,8 @@ type DeadLetterEntry struct {
 
 // DeadLetters returns up to limit dead letters, newest first, optionally
 // only those of one reason.
-func (j *Journal) DeadLetters(ctx context.Context, limit int, reason string) ([]DeadLetterEntry, error) {
+// With org set, only the dead letters of senders of that org are listed.
+func (j *Journal) DeadLetters(ctx context.Context, limit int, reason, org string) ([]DeadLetterEntry, error) {
 	info, err := j.dead.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("dead letter stream: %w", err)
@@ -119,6 +127,9 @@ func (j *Journal) DeadLetters(ctx context.Context, limit int, reason string) ([]
 		if subject != "" && m.Subject != subject {
 			continue
 		}
+		if org != "" && m.Header.Get(HeaderOrg) != org {
+			continue
+		}
 		out = append(out, deadLetterEntry(m))
 	}
 	return out, nil
@@ -129,7 +140,7 @@ func deadLetterEntry(m *jetstream.RawStreamMsg) DeadLetterEntry {
 	e := DeadLetterEntry{
 		Seq: m.Sequence, Stored: m.Time.UTC(), Received: h.Get(HeaderReceived),
 		Reason: strings.TrimPrefix(m.Subject, "coldchain.deadletters."), Field: h.Get(HeaderField),
-		Detail: h.Get(HeaderDetail), Source: h.Get(HeaderSource), Size: len(m.Data),
+		Detail: h.Get(HeaderDetail), Source: h.Get(HeaderSource), Org: h.Get(HeaderOrg), Size: len(m.Data),
 	}
 	e.Index, _ = strconv.Atoi(h.Get(HeaderIndex))
 	if n, err := strconv.Atoi(h.Get(HeaderTruncated)); err == nil {

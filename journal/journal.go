@@ -32,6 +32,7 @@ const (
 	HeaderMsgID     = "Nats-Msg-Id"         // JetStream's message id: the record id
 	HeaderReceived  = "Coldchain-Received"  // gateway clock at receipt, RFC 3339
 	HeaderSource    = "Coldchain-Source"    // "mqtt:<topic>" or "http:<path>"
+	HeaderOrg       = "Coldchain-Org"       // dead letters: the sender's org, when it logged in
 	HeaderReason    = "Coldchain-Reason"    // dead letters: the reason token
 	HeaderField     = "Coldchain-Field"     // dead letters: the offending member
 	HeaderIndex     = "Coldchain-Index"     // dead letters: position in the batch

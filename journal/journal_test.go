@@ -150,7 +150,7 @@ func TestDeadLetters(t *testing.T) {
 	if err := e.j.DeadLetter(ctx, dls[:1]); err != nil {
 		t.Fatal(err)
 	}
-	got, err := e.j.DeadLetters(ctx, 10, "")
+	got, err := e.j.DeadLetters(ctx, 10, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestDeadLetters(t *testing.T) {
 	if g := got[2]; g.Reason != "out_of_range" || g.Field != "temp_c" || g.Index != 3 || g.Payload != `{"temp_c":500}` || g.Source != "mqtt:a/b" {
 		t.Fatalf("oldest: %+v", g)
 	}
-	only, err := e.j.DeadLetters(ctx, 10, "malformed_json")
+	only, err := e.j.DeadLetters(ctx, 10, "malformed_json", "")
 	if err != nil || len(only) != 1 {
 		t.Fatalf("filtered: %v %+v", err, only)
 	}

@@ -293,8 +293,13 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if cl.Net.Inline {
 		return pk, nil
 	}
-	if h.guard != nil && !h.guard.publish(cl, pk.TopicName) {
-		return pk, h.refuse(cl, pk)
+	var org string // the sender's, for its dead letters
+	if h.guard != nil {
+		p, ok := h.guard.publish(cl, pk.TopicName)
+		if !ok {
+			return pk, h.refuse(cl, pk)
+		}
+		org = p.Org
 	}
 	if !IsIngestTopic(pk.TopicName) {
 		if pk.FixedHeader.Qos == 0 {
@@ -310,7 +315,7 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if c.failed.Load() {
 		return pk, packets.ErrRejectPacket
 	}
-	t, err := h.in.Start(h.ctx, ingest.Message{Transport: "mqtt", Topic: pk.TopicName, Payload: pk.Payload, Received: time.Now()})
+	t, err := h.in.Start(h.ctx, ingest.Message{Transport: "mqtt", Topic: pk.TopicName, Payload: pk.Payload, Received: time.Now(), Org: org})
 	if err != nil {
 		// The broker is closing: the client sends the message again.
 		h.fail(c, pk, err)

@@ -213,18 +213,18 @@ func (g *guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	return true
 }
 
-// publish says whether cl may publish on topic, counting and logging a
-// refusal.
-func (g *guard) publish(cl *mqtt.Client, topic string) bool {
+// publish says whether cl may publish on topic, and who it is, counting
+// and logging a refusal.
+func (g *guard) publish(cl *mqtt.Client, topic string) (auth.Principal, bool) {
 	p, ok := g.principal(cl)
 	if !ok {
-		return false
+		return p, false
 	}
 	if d := g.canPublish(p, topic); d != nil {
 		g.deny(cl, d)
-		return false
+		return p, false
 	}
-	return true
+	return p, true
 }
 
 func (g *guard) canPublish(p auth.Principal, topic string) *auth.Denial {
