@@ -217,11 +217,12 @@ func (s *Server) ingest(kind record.Kind) http.HandlerFunc {
 		defer cancel()
 		msg := ingest.Message{Transport: "http", Topic: r.URL.Path, Kind: kind,
 			Payload: body, Received: received, AllOrNothing: true}
-		if scope := auth.ScopeFrom(r.Context()); scope == nil || !scope.All {
+		scope := auth.ScopeFrom(r.Context())
+		if scope == nil || !scope.All {
 			// A provider writes only the shipments granted to its org.
 			msg.Granted = scope.Sees
 		}
-		if scope := auth.ScopeFrom(r.Context()); scope != nil {
+		if scope != nil {
 			msg.Org = scope.Principal.Org
 		}
 		sum, err := s.in.Ingest(ctx, msg)

@@ -73,10 +73,7 @@ func devicesCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	usage := func(msg string) error {
-		fs.Usage()
-		return fmt.Errorf("%w: %s", errUsage, msg)
-	}
+	usage := func(msg string) error { return usageError(fs, msg) }
 	if len(pos) == 0 {
 		return usage("devices needs add, list or remove")
 	}
@@ -203,6 +200,12 @@ func exportMosquitto(ctx context.Context, reg *auth.Directory, dir, gwUser strin
 		fmt.Fprintln(stdout, " and the password you gave")
 	}
 	return nil
+}
+
+// usageError prints fs's usage and returns msg as a usage error (exit 2).
+func usageError(fs *flag.FlagSet, msg string) error {
+	fs.Usage()
+	return fmt.Errorf("%w: %s", errUsage, msg)
 }
 
 // registry is where the registry commands find the identity registry.

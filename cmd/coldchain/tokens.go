@@ -49,10 +49,7 @@ func tokensCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	usage := func(msg string) error {
-		fs.Usage()
-		return fmt.Errorf("%w: %s", errUsage, msg)
-	}
+	usage := func(msg string) error { return usageError(fs, msg) }
 	if len(pos) == 0 {
 		return usage("tokens needs create, list or revoke")
 	}
