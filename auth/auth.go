@@ -95,18 +95,40 @@ const (
 
 const prefix = "coldchain/v1/"
 
-// topic splits a coldchain topic into its levels after the prefix; ok is
-// false for any other topic.
-func topic(t string) (levels []string, ok bool) {
-	rest, ok := strings.CutPrefix(t, prefix)
-	if !ok {
-		return nil, false
-	}
-	return strings.Split(rest, "/"), true
+// levels are a coldchain topic's levels after the prefix: n of them, the
+// first three kept (no rule looks further). A value, not a slice, so
+// checking a publish allocates nothing.
+type levels struct {
+	v [3]string
+	n int
 }
 
-// isAlerts reports whether levels are {shipment}/alerts.
-func isAlerts(levels []string) bool { return len(levels) == 2 && levels[1] == "alerts" }
+// topic splits a coldchain topic into its levels after the prefix; ok is
+// false for any other topic.
+func topic(t string) (l levels, ok bool) {
+	rest, ok := strings.CutPrefix(t, prefix)
+	if !ok {
+		return l, false
+	}
+	for {
+		i := strings.IndexByte(rest, '/')
+		level := rest
+		if i >= 0 {
+			level = rest[:i]
+		}
+		if l.n < len(l.v) {
+			l.v[l.n] = level
+		}
+		l.n++
+		if i < 0 {
+			return l, true
+		}
+		rest = rest[i+1:]
+	}
+}
+
+// isAlerts reports whether l is {shipment}/alerts.
+func isAlerts(l levels) bool { return l.n == 2 && l.v[1] == "alerts" }
 
 // CanPublish says whether p may publish on topic:
 //
@@ -129,12 +151,12 @@ func CanPublish(p Principal, t string) *Denial {
 	case KindAnonymous:
 		return nil
 	case KindDevice:
-		if ok && len(levels) == 3 && levels[2] == "readings" && levels[1] == p.ID && levels[0] != "" && !wild(levels[0]) {
+		if ok && levels.n == 3 && levels.v[2] == "readings" && levels.v[1] == p.ID && levels.v[0] != "" && !wild(levels.v[0]) {
 			return nil
 		}
 		return &Denial{Reason: ReasonNotYourTopic, Detail: fmt.Sprintf("device %s may publish only on coldchain/v1/{shipment}/%s/readings, not %s", p.ID, p.ID, t)}
 	case KindSite:
-		if ok && len(levels) == 2 && levels[1] == "handovers" && levels[0] != "" && !wild(levels[0]) {
+		if ok && levels.n == 2 && levels.v[1] == "handovers" && levels.v[0] != "" && !wild(levels.v[0]) {
 			return nil
 		}
 		return &Denial{Reason: ReasonNotYourTopic, Detail: fmt.Sprintf("site %s may publish only on coldchain/v1/{shipment}/handovers, not %s", p.ID, t)}
@@ -157,8 +179,8 @@ func CanPublishGranted(p Principal, t string, granted func(shipment, org string)
 	if p.Org == "" {
 		return &Denial{Reason: ReasonNotGranted, Detail: fmt.Sprintf("%s belongs to no org, so no shipment is granted to it: register it with --org", p)}
 	}
-	if !granted(levels[0], p.Org) {
-		return &Denial{Reason: ReasonNotGranted, Detail: fmt.Sprintf("%s (org %s) may not publish for shipment %s: it is not granted to the org (coldchain shipments grant %s --org %s)", p, p.Org, levels[0], levels[0], p.Org)}
+	if ship := levels.v[0]; !granted(ship, p.Org) {
+		return &Denial{Reason: ReasonNotGranted, Detail: fmt.Sprintf("%s (org %s) may not publish for shipment %s: it is not granted to the org (coldchain shipments grant %s --org %s)", p, p.Org, ship, ship, p.Org)}
 	}
 	return nil
 }
@@ -179,7 +201,7 @@ func CanSubscribe(p Principal, filter string) *Denial {
 	case KindGateway:
 		return nil
 	case KindAnonymous:
-		if levels, ok := topic(filter); ok && isAlerts(levels) && levels[0] != "#" && levels[0] != "" {
+		if levels, ok := topic(filter); ok && isAlerts(levels) && levels.v[0] != "#" && levels.v[0] != "" {
 			return nil
 		}
 		return &Denial{Reason: ReasonNoSubscribe, Detail: fmt.Sprintf("anonymous clients may subscribe only to coldchain/v1/{shipment}/alerts or coldchain/v1/+/alerts, not %s", filter)}
