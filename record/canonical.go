@@ -2,6 +2,7 @@ package record
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"math"
 	"strconv"
 	"time"
@@ -20,7 +21,13 @@ import (
 //   - strings with the minimal escaping of RFC 8785 §3.2.2.2.
 
 // AppendCanonical appends the reading's canonical encoding to b.
-func (r *Reading) AppendCanonical(b []byte) []byte {
+func (r *Reading) AppendCanonical(b []byte) []byte { return r.appendCanonical(b, true) }
+
+// AppendSigned appends the bytes a signing device signs: the reading's
+// canonical encoding without the sig member (docs/RECORDS.md).
+func (r *Reading) AppendSigned(b []byte) []byte { return r.appendCanonical(b, false) }
+
+func (r *Reading) appendCanonical(b []byte, withSig bool) []byte {
 	b = append(b, '{')
 	if r.BatteryV.Set {
 		b = appendKey(b, "battery_v")
@@ -75,6 +82,12 @@ func (r *Reading) AppendCanonical(b []byte) []byte {
 	b = strconv.AppendUint(b, r.Seq, 10)
 	b = appendKey(b, "shipment")
 	b = AppendString(b, r.Shipment)
+	if withSig && r.Sig != nil {
+		b = appendKey(b, "sig")
+		b = append(b, '"')
+		b = base64.StdEncoding.AppendEncode(b, r.Sig)
+		b = append(b, '"')
+	}
 	b = appendKey(b, "temp_c")
 	b = AppendNumber(b, r.TempC)
 	b = appendKey(b, "ts")

@@ -1,6 +1,8 @@
 package record
 
 import (
+	"crypto/ed25519"
+	"encoding/base64"
 	"fmt"
 	"math"
 	"slices"
@@ -30,6 +32,12 @@ type Limits struct {
 	// KnownDevice, when set, reports whether a device is registered with
 	// the gateway; readings of other devices are rejected.
 	KnownDevice func(device string) bool
+	// DeviceKey, when set, returns a device's registered Ed25519 public
+	// key, or nil if it registered none. A device with a key must sign
+	// every reading (else ReasonUnsigned); a signature must verify (else
+	// ReasonBadSignature). When DeviceKey is nil, signatures are decoded
+	// and kept but not checked.
+	DeviceKey func(device string) ed25519.PublicKey
 }
 
 // DefaultLimits returns the limits the product promises: 10,000 records a
@@ -436,7 +444,7 @@ func (d *item) require(set seen, fields []string, required ...int) {
 	}
 }
 
-var readingFields = []string{"shipment", "device", "seq", "ts", "temp_c", "rh", "lat", "lon", "door_open", "battery_v", "probe", "reefer", "ext", "type", "v"}
+var readingFields = []string{"shipment", "device", "seq", "ts", "temp_c", "rh", "lat", "lon", "door_open", "battery_v", "probe", "reefer", "ext", "sig", "type", "v"}
 
 const (
 	rShipment = iota
@@ -452,6 +460,7 @@ const (
 	rProbe
 	rReefer
 	rExt
+	rSig
 	rType
 	rV
 )
@@ -498,6 +507,8 @@ func (d *item) reading(r *Reading, scope Scope) {
 			d.reefer(&r.Reefer)
 		case rExt:
 			r.Ext = d.ext()
+		case rSig:
+			r.Sig = d.sig()
 		case rType, rV:
 			d.header(fields[i], KindReading)
 		}
@@ -518,6 +529,47 @@ func (d *item) reading(r *Reading, scope Scope) {
 	d.require(set, fields, req...)
 	if d.err == nil && !d.canonical && d.lim.KnownDevice != nil && !d.lim.KnownDevice(r.Device) {
 		d.fail(ReasonUnknownDevice, "device", "%s is not registered with this gateway: ask the operator to add it to ingest.devices", quote(r.Device))
+	}
+	if d.err == nil && !d.canonical && d.lim.DeviceKey != nil {
+		d.checkSig(r, d.lim.DeviceKey(r.Device))
+	}
+}
+
+// SigSize is the size of a reading's Ed25519 signature.
+const SigSize = ed25519.SignatureSize
+
+// sig decodes a signature: base64 of SigSize bytes, standard (RFC 4648 §4,
+// padded, as the canonical encoding writes it) or URL-safe unpadded (§5).
+func (d *item) sig() []byte {
+	v, ok := d.str("sig")
+	if !ok {
+		return nil
+	}
+	b, err := base64.StdEncoding.Strict().DecodeString(v)
+	if err != nil && !d.canonical {
+		b, err = base64.RawURLEncoding.Strict().DecodeString(v)
+	}
+	if err != nil || len(b) != SigSize {
+		d.fail(ReasonBadSignature, "sig", "must be the base64 of a %d-byte Ed25519 signature, got %d characters", SigSize, len(v))
+		return nil
+	}
+	return b
+}
+
+// checkSig checks a decoded reading's signature against its device's
+// registered key (nil: the device registered none).
+func (d *item) checkSig(r *Reading, key ed25519.PublicKey) {
+	switch {
+	case key == nil && r.Sig == nil:
+	case key == nil:
+		d.fail(ReasonBadSignature, "sig", "device %s registered no signing key, so its signature cannot be checked: register the public key (coldchain devices add-key %s --pubkey FILE) or send readings without sig", r.Device, r.Device)
+	case r.Sig == nil:
+		d.fail(ReasonUnsigned, "sig", "device %s registered a signing key: every reading it sends must carry sig, the Ed25519 signature of its canonical bytes (docs/RECORDS.md)", r.Device)
+	default:
+		var buf [512]byte
+		if !ed25519.Verify(key, r.AppendSigned(buf[:0]), r.Sig) {
+			d.fail(ReasonBadSignature, "sig", "does not verify with device %s's registered key: the reading was altered after signing, or signed by another key or over other bytes than its canonical encoding without sig (docs/RECORDS.md)", r.Device)
+		}
 	}
 }
 

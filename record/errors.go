@@ -36,6 +36,13 @@ const (
 	// ReasonNotGranted is a record for a shipment the sender's org was
 	// not granted (an API token's org; see coldchain shipments grant).
 	ReasonNotGranted
+	// ReasonBadSignature is a reading whose sig does not verify with its
+	// device's registered Ed25519 key, or a signed reading of a device
+	// with no registered key.
+	ReasonBadSignature
+	// ReasonUnsigned is an unsigned reading of a device that registered a
+	// signing key: it must sign every reading.
+	ReasonUnsigned
 )
 
 var reasonNames = [...]string{
@@ -58,6 +65,8 @@ var reasonNames = [...]string{
 	ReasonConflict:        "conflict",
 	ReasonStoreRejected:   "store_rejected",
 	ReasonNotGranted:      "not_granted",
+	ReasonBadSignature:    "bad_signature",
+	ReasonUnsigned:        "unsigned",
 }
 
 // Reasons lists every reason, in order, for metrics that pre-register labels.

@@ -1,6 +1,7 @@
 package record
 
 import (
+	"encoding/base64"
 	"strconv"
 	"unsafe"
 )
@@ -59,6 +60,18 @@ func fastReading(b []byte, r *Reading) bool {
 	}
 	if !p.member("shipment") || !p.id(&r.Shipment) {
 		return false
+	}
+	if p.member("sig") {
+		v, ok := p.str()
+		if !ok || len(v) != base64.StdEncoding.EncodedLen(SigSize) {
+			return false
+		}
+		sig := make([]byte, base64.StdEncoding.DecodedLen(len(v)))
+		n, err := base64.StdEncoding.Strict().Decode(sig, v)
+		if err != nil || n != SigSize {
+			return false
+		}
+		r.Sig = sig[:n:n]
 	}
 	if !p.member("temp_c") || !p.float(&r.TempC, -100, 100) {
 		return false

@@ -65,6 +65,12 @@ func randomReading(rng *rand.Rand) Reading {
 	if rng.IntN(5) == 0 {
 		r.Ext = []Ext{{Key: "fw", Type: ExtString, Str: "1.2"}}
 	}
+	if rng.IntN(3) == 0 {
+		r.Sig = make([]byte, SigSize)
+		for i := range r.Sig {
+			r.Sig[i] = byte(rng.Uint32())
+		}
+	}
 	return r
 }
 

@@ -164,6 +164,9 @@ type Reading struct {
 	Reefer   Reefer
 	// Ext holds vendor-specific scalars sorted by key.
 	Ext []Ext
+	// Sig, when set, is the device's Ed25519 signature (SigSize bytes) over
+	// the reading's SignedBytes: the canonical encoding without sig.
+	Sig []byte
 }
 
 // ID returns the reading's identity "device:seq", used as the JetStream
