@@ -275,68 +275,85 @@ func (d *Directory) Revoke(ctx context.Context, shipment, org string) error {
 // Grants is an in-memory copy of the registry's grants, kept current by a
 // KV watch, so checking one costs no round trip.
 type Grants struct {
-	mu    sync.RWMutex
-	m     map[Grant]bool
-	ready chan struct{}
-	stop  context.CancelFunc
-	done  chan struct{}
+	mu sync.RWMutex
+	m  map[Grant]bool
+	*watch
 }
 
 // WatchGrants starts following the grants until Stop. Granted answers
 // false for everything until the current grants have been read (Ready is
 // closed then).
 func (d *Directory) WatchGrants(ctx context.Context) (*Grants, error) {
-	ctx, stop := context.WithCancel(ctx)
-	w, err := d.kv.Watch(ctx, "grant.>")
+	g := &Grants{m: map[Grant]bool{}}
+	w, err := d.follow(ctx, "grant.>", func(e jetstream.KeyValueEntry) {
+		k, ok := parseGrantKey(e.Key())
+		if !ok {
+			return
+		}
+		g.mu.Lock()
+		if e.Operation() == jetstream.KeyValuePut {
+			g.m[k] = true
+		} else {
+			delete(g.m, k)
+		}
+		g.mu.Unlock()
+	})
 	if err != nil {
-		stop()
 		return nil, fmt.Errorf("watching grants: %w", err)
 	}
-	g := &Grants{m: map[Grant]bool{}, ready: make(chan struct{}), stop: stop, done: make(chan struct{})}
+	g.watch = w
+	return g, nil
+}
+
+// watch follows keys of the registry, applying each change in order.
+type watch struct {
+	ready chan struct{}
+	stop  context.CancelFunc
+	done  chan struct{}
+}
+
+func (d *Directory) follow(ctx context.Context, filter string, apply func(jetstream.KeyValueEntry)) (*watch, error) {
+	ctx, stop := context.WithCancel(ctx)
+	kw, err := d.kv.Watch(ctx, filter)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	w := &watch{ready: make(chan struct{}), stop: stop, done: make(chan struct{})}
 	go func() {
-		defer close(g.done)
-		defer func() { _ = w.Stop() }()
+		defer close(w.done)
+		defer func() { _ = kw.Stop() }()
 		initial := true
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case e, ok := <-w.Updates():
+			case e, ok := <-kw.Updates():
 				if !ok {
 					return
 				}
 				if e == nil { // the current values have all been sent
 					if initial {
 						initial = false
-						close(g.ready)
+						close(w.ready)
 					}
 					continue
 				}
-				k, ok := parseGrantKey(e.Key())
-				if !ok {
-					continue
-				}
-				g.mu.Lock()
-				if e.Operation() == jetstream.KeyValuePut {
-					g.m[k] = true
-				} else {
-					delete(g.m, k)
-				}
-				g.mu.Unlock()
+				apply(e)
 			}
 		}
 	}()
-	return g, nil
+	return w, nil
 }
 
 // Stop ends the watch and waits for it.
-func (g *Grants) Stop() {
-	g.stop()
-	<-g.done
+func (w *watch) Stop() {
+	w.stop()
+	<-w.done
 }
 
-// Ready is closed once the grants that existed at the start are loaded.
-func (g *Grants) Ready() <-chan struct{} { return g.ready }
+// Ready is closed once the entries that existed at the start are loaded.
+func (w *watch) Ready() <-chan struct{} { return w.ready }
 
 // Granted reports whether shipment is granted to org.
 func (g *Grants) Granted(shipment, org string) bool {
