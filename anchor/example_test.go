@@ -2,6 +2,7 @@ package anchor
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"flag"
 	"os"
 	"path/filepath"
@@ -47,17 +48,55 @@ func exampleService(t *testing.T) (*Service, *fakeChain) {
 	return s, chain
 }
 
+// signedExample is the key of the signed example's device logger-9.
+var signedExample = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))
+
+// signedExampleService logs shipment SHP-2026-0050 of device logger-9,
+// which signs its readings: two signed, then one sent before its key was
+// registered (unsigned), anchored in epoch 1.
+func signedExampleService(t *testing.T) (*Service, *fakeChain) {
+	clk, chain := newClock(), newFakeChain()
+	s := openService(t, t.TempDir(), testConfig(), chain, clk)
+	t.Cleanup(func() { _ = s.Close() })
+	pub := signedExample.Public().(ed25519.PublicKey)
+	s.SetDeviceKeys(func(device string) []bundle.DeviceKey {
+		if device != "logger-9" {
+			return nil
+		}
+		return []bundle.DeviceKey{{Device: device, PublicKey: pub, Added: time.Date(2026, 2, 20, 0, 0, 0, 0, time.UTC)}}
+	})
+	var msgs []journal.Msg
+	for i, temp := range []float64{5.1, 5.3, 5.2} {
+		r := record.Reading{Shipment: "SHP-2026-0050", Device: "logger-9", Seq: uint64(i + 1), Time: time.Date(2026, 3, 2, 8, i, 0, 0, time.UTC), TempC: temp}
+		if i < 2 {
+			r.Sig = ed25519.Sign(signedExample, r.AppendSigned(nil))
+		}
+		msgs = append(msgs, journal.Msg{Kind: record.KindReading, Seq: uint64(i + 1), ID: r.ID(),
+			Subject: journal.SubjectReading(r.Shipment, r.Device), Data: r.AppendCanonical(nil)})
+	}
+	must(t, s.apply(record.KindReading, msgs))
+	anchorNow(t, s, clk)
+	return s, chain
+}
+
 // TestExampleBundles pins the bundles of the worked example byte for byte;
 // anchor/bundle's tests read them as known answers. Regenerate with
 //
 //	go test ./anchor/ -run '^TestExampleBundles$' -update
 func TestExampleBundles(t *testing.T) {
 	s, chain := exampleService(t)
-	for name, opts := range map[string]ProofOptions{
-		"full.json":   {Since: 2},
-		"record.json": {Record: "HO-SIN-0001"},
+	signed, signedChain := signedExampleService(t)
+	for name, c := range map[string]struct {
+		s     *Service
+		chain *fakeChain
+		ship  string
+		opts  ProofOptions
+	}{
+		"full.json":   {s, chain, "SHP-2026-0042", ProofOptions{Since: 2}},
+		"record.json": {s, chain, "SHP-2026-0042", ProofOptions{Record: "HO-SIN-0001"}},
+		"signed.json": {signed, signedChain, "SHP-2026-0050", ProofOptions{}},
 	} {
-		b := verified(t, s, chain, "SHP-2026-0042", opts)
+		b := verified(t, c.s, c.chain, c.ship, c.opts)
 		var buf bytes.Buffer
 		must(t, bundle.Encode(&buf, b))
 		path := filepath.Join("bundle", "testdata", name)

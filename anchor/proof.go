@@ -3,9 +3,12 @@ package anchor
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/coldchain/coldchain/anchor/bundle"
 	"github.com/coldchain/coldchain/merkle"
+	"github.com/coldchain/coldchain/record"
 )
 
 // ProofOptions select what a bundle discloses.
@@ -183,12 +186,14 @@ func (s *Service) Proof(shipment string, opts ProofOptions) (*bundle.Bundle, err
 	}
 	if opts.Record == "" {
 		b.Records = records
+		b.DeviceKeys = s.deviceKeys(records...)
 	} else {
 		path, err := merkle.InclusionProof(leaves, index, ref.size)
 		if err != nil {
 			return nil, err
 		}
 		b.Record = &bundle.Record{Index: index, Data: string(disclosed), Path: nonNil(path)}
+		b.DeviceKeys = s.deviceKeys(string(disclosed))
 	}
 	if since != nil {
 		path, err := merkle.ConsistencyProof(leaves, since.size, ref.size)
@@ -198,6 +203,33 @@ func (s *Service) Proof(shipment string, opts ProofOptions) (*bundle.Bundle, err
 		b.Consistency = &bundle.Consistency{FromSize: since.size, FromRoot: since.root, Path: nonNil(path)}
 	}
 	return b, nil
+}
+
+// deviceKeys returns the signing keys of the devices of the signed
+// readings among records, sorted by device.
+func (s *Service) deviceKeys(records ...string) []bundle.DeviceKey {
+	if s.keys == nil {
+		return nil
+	}
+	var devices []string
+	seen := map[string]bool{}
+	for _, data := range records {
+		if !strings.Contains(data, `"sig":"`) {
+			continue
+		}
+		r, err := record.ParseReading([]byte(data))
+		if err != nil || r.Sig == nil || seen[r.Device] {
+			continue
+		}
+		seen[r.Device] = true
+		devices = append(devices, r.Device)
+	}
+	slices.Sort(devices)
+	var out []bundle.DeviceKey
+	for _, d := range devices {
+		out = append(out, s.keys(d)...)
+	}
+	return out
 }
 
 func nonNil(p []merkle.Hash) []merkle.Hash {

@@ -30,6 +30,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/coldchain/coldchain/anchor/bundle"
 	"github.com/coldchain/coldchain/internal/pebblelog"
 	"github.com/coldchain/coldchain/journal"
 	"github.com/coldchain/coldchain/merkle"
@@ -78,7 +79,14 @@ type Service struct {
 	unfinished []*epochState // epochs not final, in epoch order
 	lastCut    time.Time
 	chainErr   string // last chain error logged, to log each once
+
+	keys func(device string) []bundle.DeviceKey // set before Run; nil: bundles carry no keys
 }
+
+// SetDeviceKeys gives the service the registered signing keys of devices,
+// which proof bundles carry for their signed readings. Call it before the
+// first Proof.
+func (s *Service) SetDeviceKeys(keys func(device string) []bundle.DeviceKey) { s.keys = keys }
 
 type shipLog struct {
 	tree     *merkle.Tree

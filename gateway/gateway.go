@@ -21,6 +21,7 @@ import (
 
 	"github.com/coldchain/coldchain/alert"
 	"github.com/coldchain/coldchain/anchor"
+	"github.com/coldchain/coldchain/anchor/bundle"
 	"github.com/coldchain/coldchain/api"
 	"github.com/coldchain/coldchain/auth"
 	"github.com/coldchain/coldchain/config"
@@ -187,11 +188,21 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return err
 	}
 	defer grants.Stop()
-	select {
-	case <-grants.Ready():
-	case <-ctx.Done():
-		return nil
+	keys, err := dir.WatchKeys(ctx)
+	if err != nil {
+		return err
 	}
+	defer keys.Stop()
+	// Until both are loaded a grant would look absent and a signing
+	// device's unsigned readings would pass: nothing is ingested before.
+	for _, ready := range []<-chan struct{}{grants.Ready(), keys.Ready()} {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	in.CheckSignatures(keys.Current)
 	denied := auth.DeniedCounter(g.reg)
 	if cfg.HTTP.AllowAnonymous {
 		log.Warn("anonymous HTTP access is on (http.allow_anonymous): anyone who reaches the API may post readings, read every shipment and ack alarms; turn it off outside a demo")
@@ -294,6 +305,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 		stopChain()
 		chain.close(log)
 	}()
+	anchors.SetDeviceKeys(func(device string) []bundle.DeviceKey {
+		var out []bundle.DeviceKey
+		for _, k := range keys.Of(device) {
+			out = append(out, bundle.DeviceKey{Device: device, PublicKey: k.PublicKey, Added: k.Added})
+		}
+		return out
+	})
 	srv.Mount(func(r api.Router) { anchors.Routes(r) })
 	srv.EnableHistory(st)
 	// Every route has an access rule (HandleFunc panics otherwise); every

@@ -18,6 +18,7 @@ package ingest
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"strings"
@@ -209,6 +210,13 @@ func New(cfg Config, j Journal, reg *metrics.Registry, log *zap.Logger, now func
 		in.limits.KnownDevice = func(d string) bool { _, ok := in.devices[d]; return ok }
 	}
 	return in, nil
+}
+
+// CheckSignatures makes the ingester check readings' Ed25519 signatures
+// against key, which returns a device's registered public key or nil
+// (record.Limits.DeviceKey). Call it before the first message.
+func (in *Ingester) CheckSignatures(key func(device string) ed25519.PublicKey) {
+	in.limits.DeviceKey = key
 }
 
 // ParseTopic maps an MQTT topic to the record kind and scope it carries:

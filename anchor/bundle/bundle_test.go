@@ -2,6 +2,7 @@ package bundle_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"os"
@@ -232,7 +233,7 @@ func TestDecode(t *testing.T) {
 // FuzzDecodeVerify: no input makes Decode or Verify panic, and whatever
 // verifies re-encodes to a bundle that verifies.
 func FuzzDecodeVerify(f *testing.F) {
-	for _, name := range []string{"full.json", "record.json"} {
+	for _, name := range []string{"full.json", "record.json", "signed.json"} {
 		raw, err := os.ReadFile("testdata/" + name)
 		if err != nil {
 			f.Fatal(err)
@@ -259,4 +260,58 @@ func FuzzDecodeVerify(f *testing.F) {
 			t.Fatalf("re-encoded bundle fails: %v", err)
 		}
 	})
+}
+
+// TestSignedReadings: a bundle whose device signed its readings proves
+// each was signed by the device's key; every change to a signed reading,
+// its sig or the key is refused as a signature failure, before the Merkle
+// checks even run.
+func TestSignedReadings(t *testing.T) {
+	s, err := bundle.Verify(load(t, "signed.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Signed != 2 || s.Unsigned != 1 || s.NoKey != 0 {
+		t.Fatalf("signed %d, unsigned %d, no key %d; want 2, 1, 0", s.Signed, s.Unsigned, s.NoKey)
+	}
+	other := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)).Public().(ed25519.PublicKey)
+	for _, tc := range []struct {
+		name   string
+		mutate func(b *bundle.Bundle)
+		want   error
+		detail string
+	}{
+		{"signed-temperature-changed", func(b *bundle.Bundle) { b.Records[0] = setTemp(b.Records[0], "5.1", "4.1") }, bundle.ErrSignature, "record 0 (reading logger-9:1)"},
+		{"sig-of-another-reading", func(b *bundle.Bundle) {
+			sig := func(r string) string { i := strings.Index(r, `"sig":"`); return r[i : i+7+88] }
+			b.Records[1] = strings.Replace(b.Records[1], sig(b.Records[1]), sig(b.Records[0]), 1)
+		}, bundle.ErrSignature, "record 1"},
+		{"key-replaced", func(b *bundle.Bundle) { b.DeviceKeys[0].PublicKey = other }, bundle.ErrSignature, "1 key(s)"},
+		{"key-malformed", func(b *bundle.Bundle) { b.DeviceKeys[0].PublicKey = other[:16] }, bundle.ErrMalformed, "device_keys[0]"},
+		{"sig-added-to-unsigned", func(b *bundle.Bundle) {
+			i := strings.Index(b.Records[0], `"sig":"`)
+			b.Records[2] = strings.Replace(b.Records[2], `"temp_c"`, b.Records[0][i:i+7+88]+`","temp_c"`, 1)
+		}, bundle.ErrSignature, "record 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := load(t, "signed.json")
+			tc.mutate(b)
+			if _, err := bundle.Verify(b); !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.detail) {
+				t.Fatalf("got %v, want %v with %q", err, tc.want, tc.detail)
+			}
+		})
+	}
+	// Without the keys the bundle still verifies, but nothing vouches for
+	// the signatures: the summary says so.
+	b := load(t, "signed.json")
+	b.DeviceKeys = nil
+	if s, err := bundle.Verify(b); err != nil || s.Signed != 0 || s.NoKey != 2 {
+		t.Fatalf("without keys: %+v, %v; want 2 signed readings without a key", s, err)
+	}
+	// A rotated key: the bundle gives both, and the old one still verifies.
+	b = load(t, "signed.json")
+	b.DeviceKeys = append([]bundle.DeviceKey{{Device: "logger-9", PublicKey: other}}, b.DeviceKeys...)
+	if s, err := bundle.Verify(b); err != nil || s.Signed != 2 {
+		t.Fatalf("with a second key: %+v, %v", s, err)
+	}
 }

@@ -3,6 +3,7 @@ package bundle
 import (
 	"crypto/sha256"
 	"strconv"
+	"time"
 
 	"github.com/coldchain/coldchain/merkle"
 	"github.com/coldchain/coldchain/record"
@@ -37,6 +38,21 @@ type Bundle struct {
 	Consistency *Consistency `json:"consistency,omitempty"`
 	Epoch       Epoch        `json:"epoch"`
 	Anchor      Anchor       `json:"anchor"`
+	// DeviceKeys holds the registered Ed25519 keys of the devices whose
+	// disclosed readings carry a sig: Verify checks each such reading was
+	// signed by its device's key. Not covered by the anchor: compare a
+	// key's fingerprint with the one its device's maker or owner gives.
+	DeviceKeys []DeviceKey `json:"device_keys,omitempty"`
+}
+
+// DeviceKey is one signing key of one device. A device that replaced its
+// key has one entry per key; a reading verifies with any of them.
+type DeviceKey struct {
+	Device string `json:"device"`
+	// PublicKey is the 32-byte Ed25519 public key (base64 in JSON).
+	PublicKey []byte `json:"public_key"`
+	// Added is when the key was registered with the gateway.
+	Added time.Time `json:"added"`
 }
 
 // Record is one disclosed record.

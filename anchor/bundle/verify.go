@@ -3,6 +3,7 @@ package bundle
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,10 @@ var (
 	// ErrRecord means a record is not the canonical encoding of a record of
 	// this shipment.
 	ErrRecord = errors.New("record")
+	// ErrSignature means a signed reading's sig does not verify with any
+	// key the bundle gives for its device: it was altered after its device
+	// signed it, or not signed by that device.
+	ErrSignature = errors.New("signature")
 	// ErrTreeSize means a full bundle holds more or fewer records than its
 	// tree size.
 	ErrTreeSize = errors.New("tree size")
@@ -94,6 +99,13 @@ type Summary struct {
 	// EpochRoot is the value anchored on chain.
 	EpochRoot merkle.Hash
 	Anchor    Anchor
+	// Signed counts the disclosed readings whose sig verified with their
+	// device's key in the bundle; Unsigned those without sig; NoKey those
+	// with a sig but no key for their device in the bundle, which nothing
+	// here can check.
+	Signed, Unsigned, NoKey int
+
+	keys map[string][]ed25519.PublicKey
 }
 
 // Verify checks everything a bundle proves without the outside world: each
@@ -119,7 +131,11 @@ func Verify(b *Bundle) (Summary, error) {
 	if (b.Records == nil) == (b.Record == nil) {
 		return s, fmt.Errorf("%w: a bundle holds either records (all of them) or record (one), not both or neither", ErrMalformed)
 	}
-	var err error
+	keys, err := deviceKeys(b.DeviceKeys)
+	if err != nil {
+		return s, err
+	}
+	s.keys = keys
 	if b.Record != nil {
 		err = verifyOne(b, &s)
 	} else {
@@ -277,6 +293,9 @@ func checkRecord(s *Summary, i uint64, data []byte, shipment string) error {
 		if s.Kinds["reading"] == 0 || r.TempC > s.MaxTempC {
 			s.MaxTempC = r.TempC
 		}
+		if err := s.checkSig(i, &r); err != nil {
+			return err
+		}
 	case "handover":
 		hv, err := record.ParseHandover(data)
 		if err != nil {
@@ -297,6 +316,38 @@ func checkRecord(s *Summary, i uint64, data []byte, shipment string) error {
 		}
 	}
 	return nil
+}
+
+// deviceKeys indexes a bundle's device keys, refusing malformed ones.
+func deviceKeys(list []DeviceKey) (map[string][]ed25519.PublicKey, error) {
+	m := make(map[string][]ed25519.PublicKey, len(list))
+	for i, k := range list {
+		if !record.ValidID(k.Device) || len(k.PublicKey) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("%w: device_keys[%d]: want a valid device id and a %d-byte Ed25519 public key", ErrMalformed, i, ed25519.PublicKeySize)
+		}
+		m[k.Device] = append(m[k.Device], k.PublicKey)
+	}
+	return m, nil
+}
+
+// checkSig checks a disclosed reading's signature, if it has one.
+func (s *Summary) checkSig(i uint64, r *record.Reading) error {
+	if r.Sig == nil {
+		s.Unsigned++
+		return nil
+	}
+	keys := s.keys[r.Device]
+	if len(keys) == 0 {
+		s.NoKey++
+		return nil
+	}
+	for _, k := range keys {
+		if r.VerifySig(k) {
+			s.Signed++
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: record %d (reading %s): its sig does not verify with any of the %d key(s) the bundle gives for device %s: the reading is not what its device signed", ErrSignature, i, r.ID(), len(keys), r.Device)
 }
 
 // AnchorChecker checks on chain that the epoch root was anchored where a

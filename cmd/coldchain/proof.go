@@ -19,6 +19,7 @@ import (
 	"github.com/coldchain/coldchain/anchor"
 	"github.com/coldchain/coldchain/anchor/bundle"
 	"github.com/coldchain/coldchain/anchor/evm"
+	"github.com/coldchain/coldchain/auth"
 	"github.com/coldchain/coldchain/merkle"
 )
 
@@ -166,7 +167,7 @@ func verifyBundle(ctx context.Context, raw []byte, rpc string, stdout io.Writer)
 		fmt.Fprintf(stdout, "FAIL %v\n", err)
 		return errVerify
 	}
-	writeSummary(stdout, s)
+	writeSummary(stdout, s, b.DeviceKeys)
 	if rpc == "" {
 		fmt.Fprintln(stdout, "on chain   not checked: pass --rpc URL to check the anchor transaction")
 		fmt.Fprintln(stdout, "OK (offline)")
@@ -196,7 +197,7 @@ func onChain(rpcURL string) bundle.AnchorChecker {
 	})
 }
 
-func writeSummary(w io.Writer, s bundle.Summary) {
+func writeSummary(w io.Writer, s bundle.Summary, keys []bundle.DeviceKey) {
 	kinds := make([]string, 0, len(s.Kinds))
 	for k, n := range s.Kinds {
 		kinds = append(kinds, fmt.Sprintf("%d %s", n, k))
@@ -216,6 +217,9 @@ func writeSummary(w io.Writer, s bundle.Summary) {
 		}
 		fmt.Fprintln(w)
 	}
+	if n := s.Kinds["reading"]; n > 0 {
+		writeSigned(w, s, n, keys)
+	}
 	if s.FromSize > 0 {
 		fmt.Fprintf(w, "grew       from %d records: the earlier log is a prefix of this one\n", s.FromSize)
 	}
@@ -223,6 +227,28 @@ func writeSummary(w io.Writer, s bundle.Summary) {
 	a := s.Anchor
 	fmt.Fprintf(w, "anchor     chain %d, contract %s, tx %s, block %d (%s), %s when the bundle was written\n",
 		a.ChainID, a.Contract, a.Tx, a.Block, time.Unix(a.BlockTime, 0).UTC().Format(time.RFC3339), a.State)
+}
+
+// writeSigned says what the readings' device signatures prove.
+func writeSigned(w io.Writer, s bundle.Summary, readings int, keys []bundle.DeviceKey) {
+	if s.Signed == 0 && s.NoKey == 0 {
+		fmt.Fprintf(w, "signed     none of the %d readings is device-signed: they are proven from the gateway on, not from the sensor\n", readings)
+		return
+	}
+	if s.Signed > 0 {
+		var who []string
+		for _, k := range keys {
+			who = append(who, fmt.Sprintf("%s key %s", k.Device, auth.Fingerprint(k.PublicKey)))
+		}
+		fmt.Fprintf(w, "signed     %d of %d readings verified as signed by their device (Ed25519; %s)", s.Signed, readings, strings.Join(who, ", "))
+		if s.Unsigned > 0 {
+			fmt.Fprintf(w, "; %d unsigned", s.Unsigned)
+		}
+		fmt.Fprintln(w)
+	}
+	if s.NoKey > 0 {
+		fmt.Fprintf(w, "signed     %d readings carry a signature but the bundle gives no key for their device: not checked\n", s.NoKey)
+	}
 }
 
 // parseInterleaved parses flags that may come before or after the

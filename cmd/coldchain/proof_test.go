@@ -26,6 +26,10 @@ func TestVerifyCmd(t *testing.T) {
 		}
 		return p
 	}
+	signed, err := os.ReadFile("../../anchor/bundle/testdata/signed.json")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -33,6 +37,10 @@ func TestVerifyCmd(t *testing.T) {
 		out  string
 	}{
 		{"valid", []string{exampleBundle}, nil, "OK (offline)"},
+		{"valid-unsigned-says-so", []string{exampleBundle}, nil, "none of the 2 readings is device-signed"},
+		{"valid-signed", []string{write("s.json", string(signed))}, nil, "2 of 3 readings verified as signed by their device (Ed25519; logger-9 key dbc298251c51321b); 1 unsigned"},
+		{"signed-temperature-changed", []string{write("st.json", strings.Replace(string(signed), `\"temp_c\":5.3`, `\"temp_c\":4.3`, 1))},
+			errVerify, "FAIL signature: record 1 (reading logger-9:2)"},
 		{"one-temperature-changed", []string{write("t.json", strings.Replace(string(raw), `\"temp_c\":4.9`, `\"temp_c\":2.9`, 1))},
 			errVerify, "FAIL shipment root: the 3 records hash to"},
 		{"wrong-epoch-root", []string{write("e.json", strings.Replace(string(raw), "891a7ff75f73", "891a7ff75f74", 1))},
