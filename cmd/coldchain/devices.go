@@ -20,9 +20,12 @@ import (
 
 	"github.com/coldchain/coldchain/auth"
 	"github.com/coldchain/coldchain/config"
+	"github.com/coldchain/coldchain/record"
 )
 
-const devicesHelp = `Usage: coldchain devices add ID --org ORG [--kind device|site] [--password-stdin]
+const devicesHelp = `Usage: coldchain devices add ID --org ORG [--kind device|site] [--password-stdin] [--pubkey FILE]
+       coldchain devices add-key ID --pubkey FILE
+       coldchain devices keygen ID [--dir DIR]
        coldchain devices list
        coldchain devices remove ID [--kind device|site]
        coldchain devices export-mosquitto [--dir DIR] [--gateway-user NAME] [--password-stdin]
@@ -42,6 +45,17 @@ add generates a random password and prints it once, unless
 --password-stdin gives one (16 to 72 bytes, one line). Only its bcrypt
 hash is stored: a lost password cannot be shown again; remove the
 identity and add it with a new one.
+
+Device-signed readings: keygen makes an Ed25519 key pair, DIR/ID.key (the
+private key, PKCS #8 PEM, mode 0600: it belongs on the device and nowhere
+else) and DIR/ID.pub; it needs no gateway. add --pubkey, or add-key for a
+registered device, registers the public key (PEM, or the base64 or hex of
+its 32 bytes). From then on the gateway accepts only readings of that
+device that carry "sig", the Ed25519 signature of the reading's canonical
+bytes (docs/RECORDS.md): unsigned ones are refused as unsigned, altered or
+forged ones as bad_signature. add-key with a new key replaces the current
+one; old keys are kept, so readings signed with them still verify in proof
+bundles.
 
 export-mosquitto writes DIR/passwd (a Mosquitto 2 password_file) and
 DIR/acl (an acl_file) with the same rules, for a gateway behind an
@@ -66,7 +80,8 @@ func devicesCmd(args []string, stdout, stderr io.Writer) error {
 	kind := fs.String("kind", "device", "identity `kind`: device or site")
 	org := fs.String("org", "", "the `organisation` the identity belongs to (add; required)")
 	fromStdin := fs.Bool("password-stdin", false, "read the password (add) or the gateway user's (export-mosquitto) from standard input instead of generating one")
-	outDir := fs.String("dir", ".", "where export-mosquitto writes passwd and acl")
+	outDir := fs.String("dir", ".", "where export-mosquitto writes passwd and acl, and keygen the key pair")
+	pubFile := fs.String("pubkey", "", "the device's Ed25519 public key `file` (add, add-key)")
 	gwUser := fs.String("gateway-user", "coldchain-gateway", "the gateway's MQTT `username` on Mosquitto (export-mosquitto)")
 	fs.Usage = func() { fmt.Fprint(stderr, devicesHelp); fs.PrintDefaults() }
 	pos, err := parseInterleaved(fs, args)
@@ -82,9 +97,32 @@ func devicesCmd(args []string, stdout, stderr io.Writer) error {
 		return usage(err.Error())
 	}
 	verb, pos := pos[0], pos[1:]
+	var pub []byte
+	if *pubFile != "" {
+		if verb != "add" && verb != "add-key" {
+			return usage("--pubkey goes with add or add-key")
+		}
+		if k != auth.KindDevice {
+			return usage("only devices sign readings: --pubkey does not go with --kind site")
+		}
+		raw, err := os.ReadFile(*pubFile)
+		if err != nil {
+			return err
+		}
+		if pub, err = auth.ParsePublicKey(raw); err != nil {
+			return fmt.Errorf("%s: %w", *pubFile, err)
+		}
+	}
 	switch {
-	case verb != "add" && verb != "list" && verb != "remove" && verb != "export-mosquitto":
-		return usage(fmt.Sprintf("unknown devices command %q (add, list, remove or export-mosquitto)", verb))
+	case verb == "keygen":
+		if len(pos) != 1 {
+			return usage("devices keygen takes one device ID")
+		}
+		return keygen(pos[0], *outDir, stdout)
+	case verb == "add-key" && (len(pos) != 1 || pub == nil):
+		return usage("devices add-key takes one device ID and --pubkey FILE")
+	case verb != "add" && verb != "add-key" && verb != "list" && verb != "remove" && verb != "export-mosquitto":
+		return usage(fmt.Sprintf("unknown devices command %q (add, add-key, keygen, list, remove or export-mosquitto)", verb))
 	case (verb == "list" || verb == "export-mosquitto") && len(pos) != 0:
 		return usage("devices " + verb + " takes no arguments")
 	case verb != "list" && verb != "export-mosquitto" && len(pos) != 1:
@@ -105,8 +143,21 @@ func devicesCmd(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return table(stdout, "no devices or sites registered", ids, "KIND\tID\tORG\tMQTT USERNAME",
-			func(p auth.Principal) []any { return []any{p.Kind, p.ID, p.Org, auth.Username(p)} })
+		return table(stdout, "no devices or sites registered", ids, "KIND\tID\tORG\tMQTT USERNAME\tSIGNING KEY",
+			func(p auth.Principal) []any {
+				key := "-"
+				if p.Kind == auth.KindDevice {
+					if dk, err := dir.Keys(ctx, p.ID); err == nil {
+						key = auth.Fingerprint(dk.Current())
+					}
+				}
+				return []any{p.Kind, p.ID, p.Org, auth.Username(p), key}
+			})
+	case "add-key":
+		if _, err := dir.Lookup(ctx, auth.KindDevice, pos[0]); err != nil {
+			return fmt.Errorf("%w: register the device first (coldchain devices add %s --org ORG --pubkey FILE)", err, pos[0])
+		}
+		return addKey(ctx, dir, pos[0], pub, stdout)
 	case "remove":
 		if err := dir.Remove(ctx, k, pos[0]); err != nil {
 			return err
@@ -137,6 +188,47 @@ func devicesCmd(args []string, stdout, stderr io.Writer) error {
 	if !*fromStdin {
 		fmt.Fprintf(stdout, "MQTT password: %s\n(shown once: only its hash is stored; put it on the device now)\n", pw)
 	}
+	if pub != nil {
+		return addKey(ctx, dir, p.ID, pub, stdout)
+	}
+	return nil
+}
+
+func addKey(ctx context.Context, dir *auth.Directory, device string, pub []byte, stdout io.Writer) error {
+	if err := dir.AddKey(ctx, device, pub, time.Now()); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "signing key %s registered for %s: from now on its readings must carry sig (unsigned or altered ones are refused)\n", auth.Fingerprint(pub), device)
+	return nil
+}
+
+// keygen writes a device key pair: dir/ID.key (0600) and dir/ID.pub.
+func keygen(id, dir string, stdout io.Writer) error {
+	if !record.ValidID(id) {
+		return fmt.Errorf("device id %q must be 1–64 characters of A–Z, a–z, 0–9, '_' or '-'", id)
+	}
+	priv, pub, err := auth.GenerateKey()
+	if err != nil {
+		return err
+	}
+	kp, pp := filepath.Join(dir, id+".key"), filepath.Join(dir, id+".pub")
+	// O_EXCL: never overwrite a device's key by accident.
+	f, err := os.OpenFile(kp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("%w (keygen never overwrites a key: move it away first)", err)
+	}
+	if _, err := f.Write(priv); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.WriteFile(pp, pub, 0o644); err != nil {
+		return err
+	}
+	k, _ := auth.ParsePublicKey(pub)
+	fmt.Fprintf(stdout, "wrote %s (private: put it on the device, keep no copy) and %s\nfingerprint %s\nnext: coldchain devices add %s --org ORG --pubkey %s\n", kp, pp, auth.Fingerprint(k), id, pp)
 	return nil
 }
 

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -60,7 +63,7 @@ func TestDevicesCommand(t *testing.T) {
 	}
 
 	code, out, _ = devices("", "list")
-	if code != 0 || !regexp.MustCompile(`device\s+L1\s+acme\s+L1\n`).MatchString(out) || !regexp.MustCompile(`site\s+SG-WH1\s+acme\s+site.SG-WH1\n`).MatchString(out) {
+	if code != 0 || !regexp.MustCompile(`device\s+L1\s+acme\s+L1\s+-\n`).MatchString(out) || !regexp.MustCompile(`site\s+SG-WH1\s+acme\s+site.SG-WH1\s+-\n`).MatchString(out) {
 		t.Fatalf("list: exit %d:\n%s", code, out)
 	}
 	if strings.Contains(out, "$2a$") {
@@ -83,6 +86,70 @@ func TestDevicesCommand(t *testing.T) {
 // TestTokensCommand creates a token and a grant through the CLI against a
 // real NATS server and checks the registry answers for them, then revokes
 // both.
+// TestDeviceKeysCommand: keygen writes a key pair the registry takes,
+// add --pubkey and add-key register it, list shows its fingerprint, and a
+// rotation keeps the old key.
+func TestDeviceKeysCommand(t *testing.T) {
+	url, dir := authtest.Start(t)
+	keys := t.TempDir()
+	devices := func(args ...string) (code int, stdout, stderr string) {
+		t.Helper()
+		var o, e bytes.Buffer
+		code = run(append([]string{"devices"}, append(args, "--nats", url)...), &o, &e)
+		return code, o.String(), e.String()
+	}
+	code, out, errOut := devices("keygen", "L1", "--dir", keys)
+	if code != 0 || !strings.Contains(out, "fingerprint ") {
+		t.Fatalf("keygen: exit %d: %s%s", code, out, errOut)
+	}
+	fp := regexp.MustCompile(`fingerprint (\S+)`).FindStringSubmatch(out)[1]
+	if st, err := os.Stat(filepath.Join(keys, "L1.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("private key: %v, %v; want mode 0600", st, err)
+	}
+	if code, _, errOut := devices("keygen", "L1", "--dir", keys); code != 1 || !strings.Contains(errOut, "never overwrites") {
+		t.Fatalf("second keygen: exit %d: %s", code, errOut)
+	}
+	if code, out, errOut := devices("add", "L1", "--org", "acme", "--pubkey", filepath.Join(keys, "L1.pub")); code != 0 || !strings.Contains(out, "signing key "+fp) {
+		t.Fatalf("add --pubkey: exit %d: %s%s", code, out, errOut)
+	}
+	if code, out, _ := devices("list"); code != 0 || !regexp.MustCompile(`device\s+L1\s+acme\s+L1\s+`+fp+`\n`).MatchString(out) {
+		t.Fatalf("list:\n%s", out)
+	}
+	// Rotation.
+	if code, _, errOut := devices("keygen", "L1-next", "--dir", keys); code != 0 {
+		t.Fatal(errOut)
+	}
+	if code, _, errOut := devices("add-key", "L1", "--pubkey", filepath.Join(keys, "L1-next.pub")); code != 0 {
+		t.Fatalf("add-key: exit %d: %s", code, errOut)
+	}
+	dk, err := dir.Keys(context.Background(), "L1")
+	if err != nil || len(dk.Keys) != 2 || auth.Fingerprint(dk.Keys[0].PublicKey) != fp {
+		t.Fatalf("keys after rotation: %+v, %v", dk, err)
+	}
+	priv, err := os.ReadFile(filepath.Join(keys, "L1-next.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, err := auth.ParsePrivateKey(priv); err != nil || !k.Public().(ed25519.PublicKey).Equal(dk.Current()) {
+		t.Fatalf("the current key is not keygen's pair: %v", err)
+	}
+	for _, bad := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"add-key", "L9", "--pubkey", filepath.Join(keys, "L1.pub")}, 1, "register the device first"},
+		{[]string{"add-key", "L1", "--pubkey", filepath.Join(keys, "L1.pub")}, 1, "already registered"},
+		{[]string{"add-key", "L1"}, 2, "--pubkey"},
+		{[]string{"add", "W1", "--kind", "site", "--org", "acme", "--pubkey", filepath.Join(keys, "L1.pub")}, 2, "only devices sign"},
+		{[]string{"add", "L2", "--org", "acme", "--pubkey", filepath.Join(keys, "L1.key")}, 1, "not a public key"},
+	} {
+		if code, _, errOut := devices(bad.args...); code != bad.code || !strings.Contains(errOut, bad.msg) {
+			t.Errorf("%v: exit %d: %q; want %d with %q", bad.args, code, errOut, bad.code, bad.msg)
+		}
+	}
+}
+
 func TestTokensCommand(t *testing.T) {
 	url, dir := authtest.Start(t)
 	cli := func(args ...string) (int, string, string) {

@@ -100,6 +100,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, errUsage):
+		// The usage was printed; say what was wrong with this call after it.
+		if err != errUsage {
+			fmt.Fprintf(stderr, "\ncoldchain: %v\n", err)
+		}
 		return 2
 	default:
 		fmt.Fprintf(stderr, "coldchain: %v\n", err)
