@@ -14,6 +14,7 @@
 package simulator
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"slices"
@@ -179,6 +180,10 @@ type Config struct {
 	Scenarios []Scenario
 	// Transport decides the few transport-specific faults.
 	Transport Transport
+	// Sign, when set, returns a device's Ed25519 signing key, or nil: the
+	// device then signs each valid reading it sends (record.SignReading),
+	// as a device that registered its public key must.
+	Sign func(device string) ed25519.PrivateKey
 }
 
 // DefaultConfig returns 3 shipments of 3 devices reading every 5 minutes.

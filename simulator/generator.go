@@ -526,6 +526,15 @@ func (s *shipment) sample(cfg Config, d *device, at time.Time, w where, f forcin
 		r.tempC = math.Round(r.tempC*p) / p
 	}
 	it.json = s.encode(d, &r)
+	if cfg.Sign != nil && it.reject == nil {
+		if key := cfg.Sign(d.id); key != nil {
+			signed, err := record.SignReading(it.json, record.Scope{Shipment: s.id, Device: d.id}, key)
+			if err != nil {
+				panic(fmt.Sprintf("simulator: signing a valid reading of %s: %v", d.id, err))
+			}
+			it.json = signed
+		}
+	}
 	it.seq, it.ts, it.tempC, it.scenario = r.seq, r.ts, r.tempC, scenario
 	it.defrost = d.reefer && r.mode == record.ModeDefrost
 	it.door = d.reefer && f.door

@@ -2,6 +2,8 @@ package simulator
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"fmt"
 	"math"
 	"slices"
@@ -411,14 +413,41 @@ func TestDeterministic(t *testing.T) {
 // each valid record decodes, and each one the ground truth says must be
 // rejected is rejected with the named reason and field.
 func TestGatewayAgrees(t *testing.T) {
-	for _, tr := range []Transport{TransportMQTT, TransportHTTP} {
-		t.Run(tr.String(), func(t *testing.T) {
+	for _, tc := range []struct {
+		tr     Transport
+		signed bool
+	}{{TransportMQTT, false}, {TransportHTTP, false}, {TransportMQTT, true}, {TransportHTTP, true}} {
+		tr := tc.tr
+		name := tr.String()
+		if tc.signed {
+			name += "-signed"
+		}
+		t.Run(name, func(t *testing.T) {
 			cfg := DefaultConfig()
 			cfg.Start, cfg.Span, cfg.Shipments, cfg.Transport = t0, 3*24*time.Hour, 13, tr
 			cfg.Scenarios = Scenarios()
+			lim := record.DefaultLimits()
+			if tc.signed {
+				// Every device signs with a key of its own, and the
+				// gateway knows each: every valid reading must verify.
+				key := func(device string) ed25519.PrivateKey {
+					seed := sha256.Sum256([]byte(device))
+					return ed25519.NewKeyFromSeed(seed[:])
+				}
+				cfg.Sign = key
+				lim.DeviceKey = func(device string) ed25519.PublicKey { return key(device).Public().(ed25519.PublicKey) }
+			}
 			r := generate(t, cfg)
 			now := r.g.End().Add(time.Minute)
-			lim := record.DefaultLimits()
+			signedMsgs := 0
+			for _, m := range r.msgs {
+				if bytes.Contains(m.Payload(), []byte(`"sig":"`)) {
+					signedMsgs++
+				}
+			}
+			if tc.signed != (signedMsgs > 0) {
+				t.Fatalf("%d of %d messages carry a signature, signing %v", signedMsgs, len(r.msgs), tc.signed)
+			}
 			decode := func(kind record.Kind, payload []byte, scope record.Scope) (int, []record.Reject, *record.Error) {
 				if kind == record.KindHandover {
 					hs, rj, err := record.DecodeHandovers(payload, scope, lim, now)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -9,10 +10,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/coldchain/coldchain/auth"
 	"github.com/coldchain/coldchain/simulator"
 )
 
@@ -74,6 +77,7 @@ func simulateCmd(args []string, stdout, stderr io.Writer) error {
 		connections = fs.Int("connections", 16, "load mode: MQTT connections or concurrent HTTP requests; fleet mode: MQTT connections (devices are spread over them)")
 		scenarios   = fs.String("scenarios", "", "comma-separated scenarios to inject (see above), or all")
 		truthPath   = fs.String("truth", "", "write the ground truth as JSON to `file` when the run ends")
+		keysDir     = fs.String("keys", "", "sign the readings of each device that has a private key `DIR`/ID.key (coldchain devices keygen ID --dir DIR), as a device that registered its key must")
 		seed        = fs.Int64("seed", 1, "seed: the same seed, start and flags give byte-identical messages")
 		inFlight    = fs.Int("in-flight", 1024, "messages awaiting acknowledgement at once (MQTT PUBACKs, HTTP requests)")
 	)
@@ -168,6 +172,9 @@ func simulateCmd(args []string, stdout, stderr io.Writer) error {
 	if *accelerate > 1 {
 		cfg.Start = now.Add(-cfg.Span)
 	}
+	if *keysDir != "" {
+		cfg.Sign = deviceKeys(*keysDir, stderr)
+	}
 	g, err := simulator.NewGenerator(cfg)
 	if err != nil {
 		return usageErr("%v", err)
@@ -234,4 +241,26 @@ func writeTruth(path string, t simulator.Truth) error {
 		return fmt.Errorf("ground truth: %w", err)
 	}
 	return nil
+}
+
+// deviceKeys returns the signing key of each device that has DIR/ID.key,
+// read once; a device without one sends unsigned readings.
+func deviceKeys(dir string, stderr io.Writer) func(string) ed25519.PrivateKey {
+	keys := map[string]ed25519.PrivateKey{}
+	return func(device string) ed25519.PrivateKey {
+		if k, ok := keys[device]; ok {
+			return k
+		}
+		var k ed25519.PrivateKey
+		raw, err := os.ReadFile(filepath.Join(dir, device+".key"))
+		if err == nil {
+			if k, err = auth.ParsePrivateKey(raw); err != nil {
+				fmt.Fprintf(stderr, "simulate: %s: %v; %s sends unsigned readings\n", filepath.Join(dir, device+".key"), err, device)
+			} else {
+				fmt.Fprintf(stderr, "simulate: %s signs its readings with key %s\n", device, auth.Fingerprint(k.Public().(ed25519.PublicKey)))
+			}
+		}
+		keys[device] = k
+		return k
+	}
 }
