@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -108,6 +109,11 @@ func (s *Server) authorize(r *http.Request, rt route) (*auth.Scope, int, *auth.D
 				Detail: fmt.Sprintf("too many requests with invalid tokens from %s: try again in %v", src, wait.Round(time.Second)), RetryAfter: wait}
 		}
 		p, err := s.access.Tokens.AuthenticateToken(r.Context(), token)
+		if errors.Is(err, auth.ErrExpired) {
+			// The secret was right: its holder may know, and nobody is guessing.
+			return nil, http.StatusUnauthorized, &auth.Denial{Reason: auth.ReasonExpired,
+				Detail: err.Error() + ": ask the gateway's operator for a new one (coldchain tokens create)"}
+		}
 		if err != nil {
 			s.throttle.Fail(src, time.Now())
 			// Same answer for unknown, revoked and wrong tokens.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // KindToken is an HTTP API principal: a bearer token with a role and an
@@ -79,6 +80,7 @@ var roles = map[Action][]Role{
 const (
 	ReasonNoToken    = "no_token"
 	ReasonBadToken   = "bad_token"
+	ReasonExpired    = "token_expired"
 	ReasonRole       = "role_not_allowed"
 	ReasonNotGranted = "shipment_not_granted"
 )
@@ -166,7 +168,10 @@ func ScopeFrom(ctx context.Context) *Scope {
 const tokenPrefix = "cct_"
 
 // NewToken returns a fresh token string and its registry entry for p.
-func NewToken(p Principal) (token string, c Credential, err error) {
+//
+// A token with a non-zero expires is refused from that instant on
+// (ErrExpired).
+func NewToken(p Principal, expires time.Time) (token string, c Credential, err error) {
 	var id [8]byte
 	var secret [32]byte
 	if _, err := rand.Read(id[:]); err != nil {
@@ -178,7 +183,10 @@ func NewToken(p Principal) (token string, c Credential, err error) {
 	p.Kind, p.ID = KindToken, hex.EncodeToString(id[:])
 	s := base64.RawURLEncoding.EncodeToString(secret[:])
 	sum := sha256.Sum256([]byte(s))
-	return tokenPrefix + p.ID + "_" + s, Credential{Principal: p, Hash: sum[:]}, nil
+	if !expires.IsZero() {
+		expires = expires.UTC().Truncate(time.Second)
+	}
+	return tokenPrefix + p.ID + "_" + s, Credential{Principal: p, Hash: sum[:], Expires: expires}, nil
 }
 
 // errMalformedToken is a bearer value that is not a coldchain token.

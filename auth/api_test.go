@@ -83,6 +83,40 @@ func TestScope(t *testing.T) {
 	}
 }
 
+// TestTokenExpiry: a token is accepted until its expiry, refused from then
+// on with ErrExpired, and only for its right secret.
+func TestTokenExpiry(t *testing.T) {
+	js := startJetStream(t)
+	ctx := context.Background()
+	d, err := OpenDirectory(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	d.now = func() time.Time { return now }
+	token, c, err := NewToken(Principal{Org: "acme", Role: RoleCustoms, Name: "broker"}, now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Add(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.AuthenticateToken(ctx, token); err != nil {
+		t.Fatalf("before expiry: %v", err)
+	}
+	now = now.Add(time.Hour)
+	if _, err := d.AuthenticateToken(ctx, token); !errors.Is(err, ErrExpired) {
+		t.Fatalf("at expiry: %v, want ErrExpired", err)
+	}
+	if _, err := d.AuthenticateToken(ctx, token+"x"); !errors.Is(err, ErrWrongPassword) {
+		t.Fatalf("a wrong secret of an expired token: %v, want ErrWrongPassword (expiry is told only to the holder)", err)
+	}
+	list, err := d.Tokens(ctx)
+	if err != nil || len(list) != 1 || !list[0].Expires.Equal(now) || list[0].Hash != nil {
+		t.Fatalf("tokens: %+v, %v; want one expiring at %v, without its hash", list, err, now)
+	}
+}
+
 func TestTokensAndGrants(t *testing.T) {
 	js := startJetStream(t)
 	ctx := context.Background()
@@ -90,7 +124,7 @@ func TestTokensAndGrants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	token, c, err := NewToken(Principal{Org: "acme", Role: RoleShipper, Name: "qa@acme"})
+	token, c, err := NewToken(Principal{Org: "acme", Role: RoleShipper, Name: "qa@acme"}, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -218,6 +218,9 @@ type Credential struct {
 	// MosquittoHash is the same password hashed for a Mosquitto
 	// password_file (MosquittoHash), for devices and sites.
 	MosquittoHash string `json:"mosquitto_hash,omitempty"`
+	// Expires, for an API token, is when it stops being accepted; zero
+	// for never.
+	Expires time.Time `json:"expires,omitzero"`
 }
 
 // MinPassword is the shortest password the registry takes.

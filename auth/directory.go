@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -19,7 +20,11 @@ const Bucket = "coldchain_identities"
 
 // Directory is the identity registry in JetStream KV: one key per
 // identity, "<kind>.<id>", holding a Credential as JSON.
-type Directory struct{ kv jetstream.KeyValue }
+type Directory struct {
+	kv jetstream.KeyValue
+	// now is the clock token expiry is checked on; tests set it.
+	now func() time.Time
+}
 
 // OpenDirectory opens the registry bucket, creating it (file storage,
 // replicas copies, full history of 5 revisions so a change can be traced).
@@ -31,7 +36,7 @@ func OpenDirectory(ctx context.Context, js jetstream.JetStream, replicas int) (*
 	if err != nil {
 		return nil, fmt.Errorf("opening the identity registry (KV bucket %s): %w", Bucket, err)
 	}
-	return &Directory{kv: kv}, nil
+	return &Directory{kv: kv, now: time.Now}, nil
 }
 
 func key(k Kind, id string) string { return string(k) + "." + id }
@@ -72,6 +77,9 @@ func (d *Directory) Remove(ctx context.Context, k Kind, id string) error {
 // ErrWrongPassword is returned by Authenticate for a registered identity
 // and a password that is not its.
 var ErrWrongPassword = errors.New("wrong password")
+
+// ErrExpired is returned by AuthenticateToken for a token past its expiry.
+var ErrExpired = errors.New("token expired")
 
 // ErrUnknown is returned by Lookup for an identity not registered.
 var ErrUnknown = errors.New("not registered")
@@ -151,9 +159,25 @@ func (d *Directory) GrantList(ctx context.Context) ([]Grant, error) {
 	return out, nil
 }
 
-// Tokens returns every API token's principal, without hashes.
-func (d *Directory) Tokens(ctx context.Context) ([]Principal, error) {
-	return d.list(ctx, "token.>")
+// Tokens returns every API token, without hashes.
+func (d *Directory) Tokens(ctx context.Context) ([]Credential, error) {
+	keys, err := d.kv.ListKeysFiltered(ctx, "token.>")
+	if err != nil {
+		return nil, err
+	}
+	var out []Credential
+	for k := range keys.Keys() {
+		e, err := d.kv.Get(ctx, k)
+		if err != nil {
+			continue // revoked between listing and reading
+		}
+		var c Credential
+		if json.Unmarshal(e.Value(), &c) == nil {
+			c.Hash = nil
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
 
 func (d *Directory) list(ctx context.Context, filters ...string) ([]Principal, error) {
@@ -234,6 +258,10 @@ func (d *Directory) AuthenticateToken(ctx context.Context, token string) (Princi
 	}
 	if !c.checkToken(secret) {
 		return Principal{}, fmt.Errorf("token %s: %w", id, ErrWrongPassword)
+	}
+	// Checked after the secret: only the token's holder learns it expired.
+	if !c.Expires.IsZero() && !d.now().Before(c.Expires) {
+		return Principal{}, fmt.Errorf("%w at %s", ErrExpired, c.Expires.Format(time.RFC3339))
 	}
 	return c.Principal, nil
 }

@@ -28,7 +28,7 @@ func TestAPITokens(t *testing.T) {
 	ctx := context.Background()
 	dir := authtest.Open(t, gw.g.NATSURL())
 	token := func(role auth.Role, org, name string) (string, string) {
-		tok, c, err := auth.NewToken(auth.Principal{Role: role, Org: org, Name: name})
+		tok, c, err := auth.NewToken(auth.Principal{Role: role, Org: org, Name: name}, time.Now().Add(time.Hour))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,8 +163,20 @@ func TestAPITokens(t *testing.T) {
 	}
 	expect("POST", "/v1/readings", provider, readings, 401)
 
+	// An expired token is refused and says so.
+	expired, c, err := auth.NewToken(auth.Principal{Role: auth.RoleShipper, Org: "acme", Name: "old@acme"}, time.Now().Add(-time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dir.Add(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if body := expect("GET", "/v1/shipments/SHP-A/status", expired, "", 401); !strings.Contains(body, "token expired at") {
+		t.Fatalf("expired token answered %s", body)
+	}
+
 	m := metricsText(t, gw.g.HTTPAddr())
-	for _, reason := range []string{auth.ReasonNoToken, auth.ReasonBadToken, auth.ReasonRole, auth.ReasonNotGranted} {
+	for _, reason := range []string{auth.ReasonNoToken, auth.ReasonBadToken, auth.ReasonExpired, auth.ReasonRole, auth.ReasonNotGranted} {
 		if !strings.Contains(m, `coldchain_auth_denied_total{surface="http",reason="`+reason+`"}`) {
 			t.Errorf("no http denial counted for %s", reason)
 		}

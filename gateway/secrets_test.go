@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"go.uber.org/zap"
@@ -47,7 +48,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	if err := reg.Grant(ctx, "SHP-1", "acme"); err != nil {
 		t.Fatal(err)
 	}
-	token, tc, err := auth.NewToken(auth.Principal{Role: auth.RoleAdmin, Name: "ops"})
+	token, tc, err := auth.NewToken(auth.Principal{Role: auth.RoleAdmin, Name: "ops"}, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}

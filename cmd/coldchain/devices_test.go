@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coldchain/coldchain/auth"
 	"github.com/coldchain/coldchain/auth/authtest"
@@ -172,6 +173,17 @@ func TestTokensCommand(t *testing.T) {
 	if m == nil {
 		t.Fatalf("create printed no token: %q", out)
 	}
+	// 90 days by default.
+	until := regexp.MustCompile(`valid until (\S+)\n`).FindStringSubmatch(out)
+	if until == nil {
+		t.Fatalf("create did not say until when the token is valid: %q", out)
+	}
+	if exp, err := time.Parse(time.RFC3339, until[1]); err != nil || exp.Sub(time.Now()) < 89*24*time.Hour || exp.Sub(time.Now()) > 91*24*time.Hour {
+		t.Fatalf("token valid until %s, want in 90 days", until[1])
+	}
+	if code, out, _ := cli("tokens", "create", "--role", "admin", "--name", "ops", "--expires", "0"); code != 0 || !strings.Contains(out, "never expires") {
+		t.Fatalf("--expires 0: exit %d: %q", code, out)
+	}
 	if code, _, errOut := cli("shipments", "grant", "SHP-A", "--org", "acme"); code != 0 {
 		t.Fatalf("grant: exit %d: %s", code, errOut)
 	}
@@ -191,7 +203,7 @@ func TestTokensCommand(t *testing.T) {
 		t.Fatal("the grant is not in the registry")
 	}
 	code, out, _ = cli("tokens", "list")
-	if code != 0 || !regexp.MustCompile(p.ID+`\s+shipper\s+acme\s+qa@acme`).MatchString(out) || strings.Contains(out, m[1]) {
+	if code != 0 || !regexp.MustCompile(p.ID+`\s+shipper\s+acme\s+qa@acme\s+`+until[1]+`\n`).MatchString(out) || !strings.Contains(out, "never") || strings.Contains(out, m[1]) {
 		t.Fatalf("list: exit %d:\n%s", code, out)
 	}
 	if code, _, errOut := cli("tokens", "revoke", p.ID); code != 0 {

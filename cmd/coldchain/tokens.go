@@ -5,11 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/coldchain/coldchain/auth"
 )
 
-const tokensHelp = `Usage: coldchain tokens create --role ROLE --org ORG --name NAME
+const tokensHelp = `Usage: coldchain tokens create --role ROLE --org ORG --name NAME [--expires 2160h]
        coldchain tokens list
        coldchain tokens revoke ID
 
@@ -31,7 +32,9 @@ A principal sees only the shipments granted to its org (coldchain
 shipments grant); any other answers 404, as if it did not exist.
 
 create prints the token once; only its SHA-256 is stored. NAME says who
-holds it ("qa@shipper.example") and is recorded with what it does.
+holds it ("qa@shipper.example") and is recorded with what it does. A
+token expires after --expires (90 days by default; 0 for never): the
+gateway then answers 401 token_expired, and its holder needs a new one.
 
 Flags:
 `
@@ -44,6 +47,7 @@ func tokensCmd(args []string, stdout, stderr io.Writer) error {
 	role := fs.String("role", "", "the token's `role`: provider, shipper, customs or admin (create)")
 	org := fs.String("org", "", "the `organisation` whose shipments it sees (create; not needed for admin)")
 	name := fs.String("name", "", "who holds it, e.g. qa@shipper.example (create)")
+	expires := fs.Duration("expires", 90*24*time.Hour, "how long the token is valid (create); 0 for never")
 	fs.Usage = func() { fmt.Fprint(stderr, tokensHelp); fs.PrintDefaults() }
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -94,8 +98,17 @@ func tokensCmd(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return table(stdout, "no tokens", list, "ID\tROLE\tORG\tNAME",
-			func(t auth.Principal) []any { return []any{t.ID, t.Role, t.Org, t.Name} })
+		return table(stdout, "no tokens", list, "ID\tROLE\tORG\tNAME\tEXPIRES",
+			func(t auth.Credential) []any {
+				exp := "never"
+				if !t.Expires.IsZero() {
+					exp = t.Expires.Format(time.RFC3339)
+					if !time.Now().Before(t.Expires) {
+						exp += " (expired)"
+					}
+				}
+				return []any{t.ID, t.Role, t.Org, t.Name, exp}
+			})
 	case "revoke":
 		if err := dir.Remove(ctx, auth.KindToken, pos[0]); err != nil {
 			if errors.Is(err, auth.ErrUnknown) {
@@ -106,7 +119,14 @@ func tokensCmd(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "revoked token %s: the next request with it is refused\n", pos[0])
 		return nil
 	}
-	token, c, err := auth.NewToken(p)
+	if *expires < 0 {
+		return usage("--expires: a duration ≥ 0, e.g. 720h; 0 for never")
+	}
+	var until time.Time
+	if *expires > 0 {
+		until = time.Now().Add(*expires)
+	}
+	token, c, err := auth.NewToken(p, until)
 	if err != nil {
 		return err
 	}
@@ -116,6 +136,11 @@ func tokensCmd(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "created %s token %s for %s", p.Role, c.ID, p.Name)
 	if p.Org != "" {
 		fmt.Fprintf(stdout, " (org %s)", p.Org)
+	}
+	if until.IsZero() {
+		fmt.Fprint(stdout, ", never expires")
+	} else {
+		fmt.Fprintf(stdout, ", valid until %s", c.Expires.Format(time.RFC3339))
 	}
 	fmt.Fprintf(stdout, "\ntoken: %s\n(shown once: only its hash is stored)\n", token)
 	return nil
