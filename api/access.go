@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -85,9 +86,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="coldchain"`)
 		}
 		if d.RetryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int(d.RetryAfter.Seconds())+1))
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.RetryAfter.Seconds()))))
 		}
-		writeJSON(w, status, errorBody{Error: d.Detail})
+		writeJSON(w, status, errorBody{Error: d.Detail, Reason: d.Reason})
 		return
 	}
 	s.mux.ServeHTTP(w, r.WithContext(auth.WithScope(r.Context(), scope)))
@@ -119,6 +120,9 @@ func (s *Server) authorize(r *http.Request, rt route) (*auth.Scope, int, *auth.D
 			// Same answer for unknown, revoked and wrong tokens.
 			return nil, http.StatusUnauthorized, &auth.Denial{Reason: auth.ReasonBadToken,
 				Detail: "the bearer token is not valid (revoked, mistyped or from another registry): ask for a new one (coldchain tokens create)"}
+		}
+		if ok, wait := s.rate.Take(p.ID, time.Now()); !ok {
+			return nil, http.StatusTooManyRequests, auth.RateLimited("token "+p.ID, s.rate, "requests", wait)
 		}
 		scope = auth.NewScope(p, s.access.Granted)
 	case s.cfg.AllowAnonymous:

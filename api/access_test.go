@@ -59,12 +59,15 @@ func TestShipmentOf(t *testing.T) {
 	}
 }
 
-// tokens is a fake registry knowing one token.
+// tokens is a fake registry knowing two tokens.
 type tokens struct{}
 
 func (tokens) AuthenticateToken(_ context.Context, tok string) (auth.Principal, error) {
-	if tok == "cct_good" {
-		return auth.Principal{Kind: auth.KindToken, Role: auth.RoleAdmin, Name: "ops"}, nil
+	switch tok {
+	case "cct_good":
+		return auth.Principal{Kind: auth.KindToken, ID: "tok-ops", Role: auth.RoleAdmin, Name: "ops"}, nil
+	case "cct_other":
+		return auth.Principal{Kind: auth.KindToken, ID: "tok-qa", Role: auth.RoleAdmin, Name: "qa"}, nil
 	}
 	return auth.Principal{}, auth.ErrUnknown
 }
@@ -100,5 +103,48 @@ func TestBadTokensThrottled(t *testing.T) {
 	if !strings.Contains(buf.String(), `coldchain_auth_denied_total{surface="http",reason="too_many_failures"} 1`) ||
 		!strings.Contains(buf.String(), `coldchain_auth_denied_total{surface="http",reason="bad_token"} `+strconv.Itoa(s.throttle.Max)) {
 		t.Fatalf("denials not counted:\n%s", buf.String())
+	}
+}
+
+// TestTokenRateLimit: a token over http.token_rate is answered 429 with a
+// Retry-After in whole seconds, rounded up, and a reason; the refusal is
+// counted; another token has its own budget.
+func TestTokenRateLimit(t *testing.T) {
+	reg := metrics.New()
+	// 2 at once, then one per 1,000 s: no token comes back during the test.
+	cfg := Config{Listen: "127.0.0.1:0", IngestTimeout: time.Second, TokenRate: 0.001, TokenBurst: 2}
+	s := New(cfg, nil, nil, reg, nil, 1<<20, &Access{Tokens: tokens{}, Denied: auth.DeniedCounter(reg)}, zaptest.NewLogger(t))
+	get := func(tok string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/healthz", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		s.ServeHTTP(rec, req)
+		return rec
+	}
+	for i := range 2 {
+		if rec := get("cct_good"); rec.Code != 200 {
+			t.Fatalf("request %d of a burst of 2: %d", i+1, rec.Code)
+		}
+	}
+	rec := get("cct_good")
+	if rec.Code != http.StatusTooManyRequests {
+		t.Fatalf("third request: %d, want 429", rec.Code)
+	}
+	if ra := rec.Header().Get("Retry-After"); ra != "1000" {
+		t.Errorf("Retry-After %q, want 1000 (one request per 1,000 s)", ra)
+	}
+	body := rec.Body.String()
+	for _, want := range []string{`"reason": "rate_limited"`, "token tok-ops", "0.001 a second, 2 at once"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("body %s lacks %s", body, want)
+		}
+	}
+	if rec := get("cct_other"); rec.Code != 200 {
+		t.Fatalf("another token: %d", rec.Code)
+	}
+	var buf bytes.Buffer
+	reg.Write(&buf)
+	if !strings.Contains(buf.String(), `coldchain_auth_denied_total{surface="http",reason="rate_limited"} 1`) {
+		t.Fatalf("refusal not counted:\n%s", buf.String())
 	}
 }

@@ -43,6 +43,11 @@ type Config struct {
 	// TLSCert and TLSKey, PEM files, make the API HTTPS only, on Listen.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
+	// TokenRate is how many requests a second one API token may make once
+	// TokenBurst is spent; 0 is no limit. Over it a request is answered
+	// 429 with Retry-After. Anonymous requests (the demo) are not limited.
+	TokenRate  float64 `yaml:"token_rate"`
+	TokenBurst int     `yaml:"token_burst"`
 }
 
 // Validate reports the first invalid setting, naming its key.
@@ -55,6 +60,12 @@ func (c Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("http.tls_cert and http.tls_key: set both for HTTPS, or neither")
+	}
+	if c.TokenRate < 0 {
+		return fmt.Errorf("http.token_rate: must be 0 (no limit) or more, got %g", c.TokenRate)
+	}
+	if c.TokenRate > 0 && c.TokenBurst < 1 {
+		return fmt.Errorf("http.token_burst: must be at least 1 with http.token_rate set")
 	}
 	return nil
 }
@@ -92,6 +103,7 @@ type Server struct {
 	access     *Access
 	sample     *auth.Sampler
 	throttle   *auth.Throttle
+	rate       *auth.Limiter
 	registered []string
 }
 
@@ -99,7 +111,8 @@ type Server struct {
 // says who may use it (nil: anyone, for unit tests).
 func New(cfg Config, in Ingester, dead DeadLetters, reg *metrics.Registry, checks []Check, maxPayload int, access *Access, log *zap.Logger) *Server {
 	s := &Server{cfg: cfg, in: in, dead: dead, reg: reg, checks: checks, maxPayload: maxPayload, log: log, mux: http.NewServeMux(),
-		access: access, sample: auth.NewSampler(10 * time.Second), throttle: auth.NewThrottle(60)}
+		access: access, sample: auth.NewSampler(10 * time.Second), throttle: auth.NewThrottle(60),
+		rate: auth.NewLimiter(cfg.TokenRate, cfg.TokenBurst)}
 	s.HandleFunc("POST /v1/readings", s.ingest(record.KindReading))
 	s.HandleFunc("POST /v1/handovers", s.ingest(record.KindHandover))
 	s.HandleFunc("GET /v1/deadletters", s.deadLetters)
@@ -179,7 +192,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, drain time.Duration)
 // errorBody is every error response: what went wrong, and for validation
 // errors each refused record with its field and reason.
 type errorBody struct {
-	Error    string         `json:"error"`
+	Error string `json:"error"`
+	// Reason is a refusal's machine-readable reason (rate_limited,
+	// bad_token, ...), the label it is counted under.
+	Reason   string         `json:"reason,omitempty"`
 	Rejected []*recordError `json:"rejected,omitempty"`
 }
 

@@ -101,9 +101,9 @@ func Default() Config {
 	return Config{
 		DataDir: "data",
 		Log:     Log{Level: "info", Format: "console"},
-		HTTP:    api.Config{Listen: "127.0.0.1:8080", IngestTimeout: 30 * time.Second},
+		HTTP:    api.Config{Listen: "127.0.0.1:8080", IngestTimeout: 30 * time.Second, TokenRate: 50, TokenBurst: 200},
 		MQTT: MQTT{
-			Broker: mqttbroker.Config{Listen: "127.0.0.1:1883", MaxPacketSize: 16 << 20},
+			Broker: mqttbroker.Config{Listen: "127.0.0.1:1883", MaxPacketSize: 16 << 20, DeviceRate: 50, DeviceBurst: 5000},
 			Client: ingestmqtt.Config{ClientID: "coldchain-gateway"},
 		},
 		NATS:            NATS{Listen: "127.0.0.1:4222", Streams: journal.DefaultConfig()},
@@ -318,6 +318,12 @@ func (c Config) Validate() error {
 			}
 		} else if b.TLSClientCA != "" {
 			return errors.New("mqtt.tls_client_ca: needs mqtt.tls_listen")
+		}
+		if b.DeviceRate < 0 {
+			return fmt.Errorf("mqtt.device_rate: must be 0 (no limit) or more, got %g", b.DeviceRate)
+		}
+		if b.DeviceRate > 0 && b.DeviceBurst < 1 {
+			return errors.New("mqtt.device_burst: must be at least 1 with mqtt.device_rate set")
 		}
 		if c.MQTT.Broker.MaxPacketSize <= c.Ingest.MaxPayload {
 			return fmt.Errorf("mqtt.max_packet_size: must exceed ingest.max_payload (%d) so oversize payloads are dead-lettered, not dropped", c.Ingest.MaxPayload)

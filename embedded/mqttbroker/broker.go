@@ -55,6 +55,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"go.uber.org/zap"
 
+	"github.com/coldchain/coldchain/auth"
 	"github.com/coldchain/coldchain/ingest"
 	"github.com/coldchain/coldchain/pki"
 )
@@ -85,6 +86,15 @@ type Config struct {
 	// turns it on; anonymous clients may publish on ingest topics and
 	// watch alert topics, never '#' (auth.CanPublish, auth.CanSubscribe).
 	AllowAnonymous bool `yaml:"allow_anonymous"`
+	// DeviceRate is how many messages a second one device or site may
+	// publish, over all its connections, once DeviceBurst is spent (a
+	// logger flushing what it kept offline); 0 is no limit. A publish
+	// over the limit is not acknowledged and the client is disconnected
+	// with reason 0x96, "message rate too high" (MQTT 5), so it sends
+	// again later and nothing is lost. Anonymous clients (the demo) are
+	// not limited.
+	DeviceRate  float64 `yaml:"device_rate"`
+	DeviceBurst int     `yaml:"device_burst"`
 }
 
 // ingester is what the broker hands publishes to: Start runs in the
@@ -273,6 +283,10 @@ type pending struct {
 	// denied is a publish the client was not allowed to make: the acker
 	// answers it "not authorized" in its turn and nothing is ingested.
 	denied bool
+	// limited is a publish over the sender's rate limit: in its turn the
+	// acker disconnects the client, answering neither it nor anything
+	// after it, and nothing of it is ingested.
+	limited *auth.Denial
 }
 
 // errAbandoned is the outcome of a publish queued after one that failed.
@@ -280,6 +294,9 @@ var errAbandoned = errors.New("an earlier publish of the connection was not ackn
 
 // errDenied is the outcome of a publish the client may not make.
 var errDenied = errors.New("not authorized")
+
+// errLimited is the outcome of a publish over the sender's rate limit.
+var errLimited = errors.New("message rate too high")
 
 func (h *ingestHook) ID() string { return "coldchain-ingest" }
 
@@ -297,7 +314,10 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if h.guard != nil {
 		p, ok := h.guard.publish(cl, pk.TopicName)
 		if !ok {
-			return pk, h.refuse(cl, pk)
+			return pk, h.refuse(cl, pk, pending{pk: pk, denied: true})
+		}
+		if d := h.guard.limit(p); d != nil {
+			return pk, h.refuse(cl, pk, pending{pk: pk, limited: d})
 		}
 		org = p.Org
 	}
@@ -330,19 +350,19 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	return pk, packets.ErrRejectPacket
 }
 
-// refuse answers a publish the client may not make: a QoS 0 one is
-// dropped; a QoS 1 or 2 one is answered "not authorized" in its turn (MQTT
-// 5), or the client disconnected (3.1.1 has no negative acknowledgement).
-// Nothing of it is ingested or forwarded.
-func (h *ingestHook) refuse(cl *mqtt.Client, pk packets.Packet) error {
-	if pk.FixedHeader.Qos == 0 {
+// refuse answers a publish the client may not make (p, denied or
+// limited) in its turn. A denied QoS 0 one is dropped; a denied QoS 1 or 2
+// one is answered "not authorized" (MQTT 5), or the client disconnected
+// (3.1.1 has no negative acknowledgement). A limited one of any QoS
+// disconnects the client. Nothing of it is ingested or forwarded.
+func (h *ingestHook) refuse(cl *mqtt.Client, pk packets.Packet, p pending) error {
+	if pk.FixedHeader.Qos == 0 && p.limited == nil {
 		return packets.ErrRejectPacket
 	}
 	c := h.conn(cl)
 	if c.failed.Load() {
 		return packets.ErrRejectPacket
 	}
-	p := pending{pk: pk, denied: true}
 	if pk.FixedHeader.Qos == 2 {
 		p.turn = make(chan error, 1)
 		_ = h.await(c, p)
@@ -404,6 +424,11 @@ func (h *ingestHook) ack(c *conn) {
 		case p.denied:
 			err = errDenied
 			h.notAuthorized(c, p.pk)
+		case p.limited != nil:
+			err = errLimited
+			c.failed.Store(true)
+			h.guard.deny(c.cl, p.limited)
+			_ = h.srv.DisconnectClient(c.cl, packets.Code{Code: packets.ErrMessageRateTooHigh.Code, Reason: p.limited.Detail})
 		case err != nil:
 			h.fail(c, p.pk, err)
 		}

@@ -100,6 +100,8 @@ type wire struct {
 	mu   sync.Mutex
 	read map[string][]uint16
 	sent map[string][]string
+	// gone is the DISCONNECT the broker sent a client: code and reason.
+	gone map[string]string
 }
 
 func (w *wire) ID() string { return "test-wire" }
@@ -122,6 +124,11 @@ func (w *wire) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 		kind = "puback"
 	case packets.Pubrec:
 		kind = "pubrec"
+	case packets.Disconnect:
+		w.mu.Lock()
+		w.gone[cl.ID] = fmt.Sprintf("0x%02x %s", pk.ReasonCode, pk.Properties.ReasonString)
+		w.mu.Unlock()
+		return
 	default:
 		return
 	}
@@ -149,6 +156,20 @@ func (w *wire) waitAcks(t *testing.T, id string, n int) []string {
 	return w.acks(id)
 }
 
+// disconnected waits for the DISCONNECT the broker sent client id and
+// returns its reason code and string.
+func (w *wire) disconnected(t *testing.T, id string) string {
+	t.Helper()
+	var got string
+	eventually(t, "a DISCONNECT sent to "+id, func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		got = w.gone[id]
+		return got != ""
+	})
+	return got
+}
+
 // publishes returns the ids of the PUBLISH packets client id sent.
 func (w *wire) publishes(id string) []uint16 {
 	w.mu.Lock()
@@ -172,7 +193,7 @@ func serve(t *testing.T, cfg Config, sec *Security) (*Broker, *fakeIngester, *wi
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &wire{read: map[string][]uint16{}, sent: map[string][]string{}}
+	w := &wire{read: map[string][]uint16{}, sent: map[string][]string{}, gone: map[string]string{}}
 	if err := b.srv.AddHook(w, nil); err != nil {
 		t.Fatal(err)
 	}

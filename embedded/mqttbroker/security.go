@@ -60,12 +60,15 @@ type guard struct {
 	// misconfigured device does not lock out the others behind the same
 	// NAT; perAddr bounds an address rotating usernames.
 	perUser, perAddr *auth.Throttle
-	log              *zap.Logger
+	// rate limits each device's and site's publishes (mqtt.device_rate).
+	rate *auth.Limiter
+	log  *zap.Logger
 }
 
 func newGuard(sec *Security, cfg Config, ordered bool, log *zap.Logger) *guard {
 	return &guard{users: sec.Users, anonymous: cfg.AllowAnonymous, ordered: ordered, denied: sec.Denied, granted: sec.Granted,
-		sample: auth.NewSampler(10 * time.Second), perUser: auth.NewThrottle(10), perAddr: auth.NewThrottle(300), log: log}
+		sample: auth.NewSampler(10 * time.Second), perUser: auth.NewThrottle(10), perAddr: auth.NewThrottle(300),
+		rate: auth.NewLimiter(cfg.DeviceRate, cfg.DeviceBurst), log: log}
 }
 
 func (g *guard) ID() string { return "coldchain-auth" }
@@ -225,6 +228,21 @@ func (g *guard) publish(cl *mqtt.Client, topic string) (auth.Principal, bool) {
 		return p, false
 	}
 	return p, true
+}
+
+// limit takes one message of p's rate limit, returning the denial when p
+// is over it (counted and logged by the acker, once, as it disconnects). Devices and sites are limited by their
+// id, over all their connections; anonymous clients and the gateway are
+// not limited.
+func (g *guard) limit(p auth.Principal) *auth.Denial {
+	if p.Kind != auth.KindDevice && p.Kind != auth.KindSite {
+		return nil
+	}
+	ok, wait := g.rate.Take(p.ID, time.Now())
+	if ok {
+		return nil
+	}
+	return auth.RateLimited(p.String(), g.rate, "messages", wait)
 }
 
 func (g *guard) canPublish(p auth.Principal, topic string) *auth.Denial {

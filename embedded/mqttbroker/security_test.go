@@ -300,3 +300,122 @@ func TestFailedLoginsThrottled(t *testing.T) {
 		t.Fatalf("denials %v, want %v", got, want)
 	}
 }
+
+// rawV5 is an MQTT 5 connection written packet by packet, to see the
+// broker's answers exactly (paho.mqtt.golang speaks 3.1.1 only).
+type rawV5 struct {
+	t    *testing.T
+	conn net.Conn
+}
+
+func dialV5(t *testing.T, b *Broker, id, user, pw string) *rawV5 {
+	t.Helper()
+	conn, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	r := &rawV5{t: t, conn: conn}
+	r.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: id,
+			UsernameFlag: true, Username: []byte(user), PasswordFlag: true, Password: []byte(pw)}})
+	return r
+}
+
+func (r *rawV5) send(pk packets.Packet) {
+	r.t.Helper()
+	var buf bytes.Buffer
+	var err error
+	if pk.FixedHeader.Type == packets.Connect {
+		err = pk.ConnectEncode(&buf)
+	} else {
+		err = pk.PublishEncode(&buf)
+	}
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if _, err := r.conn.Write(buf.Bytes()); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rawV5) publish(id uint16, topic string) {
+	r.t.Helper()
+	r.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 5,
+		PacketID: id, TopicName: topic, Payload: []byte(`{}`)})
+}
+
+// TestDeviceRateLimit: a device over mqtt.device_rate is disconnected
+// with 0x96 "message rate too high" in the publish's turn, saying its
+// limit; what came before is acknowledged, the publish over the limit
+// and what follows are neither answered nor ingested (the device sends
+// them again later: nothing is lost). The limit is the device's over all
+// its connections; another device is not affected.
+func TestDeviceRateLimit(t *testing.T) {
+	reg := metrics.New()
+	// 3 at once, then one per 1,000 s: no token comes back during the test.
+	cfg := Config{Listen: "127.0.0.1:0", MaxPacketSize: 1 << 20, DeviceRate: 0.001, DeviceBurst: 3}
+	b, f, w := serve(t, cfg, &Security{Users: registry, Denied: auth.DeniedCounter(reg)})
+
+	c := dialV5(t, b, "v5-L1", "L1", "password-of-L1-0001")
+	for id := uint16(1); id <= 5; id++ {
+		c.publish(id, readingTopic("L1"))
+	}
+	eventually(t, "the burst started", func() bool { return len(f.started()) == 3 })
+	for _, tk := range f.started() {
+		tk.finish(nil)
+	}
+	if got, want := w.waitAcks(t, "v5-L1", 3), []string{"puback 1", "puback 2", "puback 3"}; !slices.Equal(got, want) {
+		t.Fatalf("answers %v, want %v", got, want)
+	}
+	if got := w.disconnected(t, "v5-L1"); !strings.HasPrefix(got, "0x96 ") || !strings.Contains(got, "device L1") || !strings.Contains(got, "0.001 a second, 3 at once") {
+		t.Fatalf("disconnect %q, want 0x96 naming the device and its limit", got)
+	}
+	still(t, "nothing more answered or ingested", func() bool { return len(w.acks("v5-L1")) == 3 && len(f.started()) == 3 })
+
+	// Reconnecting does not refill the bucket.
+	again := dialV5(t, b, "v5-L1-again", "L1", "password-of-L1-0001")
+	again.publish(1, readingTopic("L1"))
+	if got := w.disconnected(t, "v5-L1-again"); !strings.HasPrefix(got, "0x96 ") {
+		t.Fatalf("after reconnecting: disconnect %q, want 0x96", got)
+	}
+	// Another device has its own budget.
+	other := dialV5(t, b, "v5-L2", "L2", "password-of-L2-0001")
+	other.publish(1, readingTopic("L2"))
+	eventually(t, "L2's reading started", func() bool { return len(f.started()) == 4 })
+	f.started()[3].finish(nil)
+	if got := w.waitAcks(t, "v5-L2", 1); !slices.Equal(got, []string{"puback 1"}) {
+		t.Fatalf("L2: %v, want puback 1", got)
+	}
+	if got, want := denied(reg), []string{"rate_limited 2"}; !slices.Equal(got, want) {
+		t.Fatalf("denials %v, want %v", got, want)
+	}
+}
+
+// TestDeviceRateLimitV3: an MQTT 3.1.1 device over its limit, with QoS 0
+// or 1, loses its connection; the publish over the limit is not ingested.
+func TestDeviceRateLimitV3(t *testing.T) {
+	cfg := Config{Listen: "127.0.0.1:0", MaxPacketSize: 1 << 20, DeviceRate: 0.001, DeviceBurst: 1}
+	b, f, _ := serve(t, cfg, &Security{Users: registry})
+	for _, qos := range []byte{0, 1} {
+		before := len(f.started())
+		c, lost, err := dial(t, b, fmt.Sprintf("v3-qos%d", qos), "L1", "password-of-L1-0001")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if qos == 0 {
+			publish(c, readingTopic("L1"), 0, "{}") // the burst of 1
+			eventually(t, "the first reading started", func() bool { return len(f.started()) == 1 })
+			f.started()[0].finish(nil)
+		}
+		publish(c, readingTopic("L1"), qos, "{}")
+		select {
+		case <-lost:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("QoS %d over the limit: still connected", qos)
+		}
+		if n := len(f.started()); n != max(before, 1) {
+			t.Fatalf("QoS %d: %d publishes ingested, want only the burst", qos, n)
+		}
+	}
+}
