@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/coldchain/coldchain/alert"
@@ -27,6 +29,7 @@ import (
 	"github.com/coldchain/coldchain/ingest"
 	ingestmqtt "github.com/coldchain/coldchain/ingest/mqtt"
 	"github.com/coldchain/coldchain/journal"
+	"github.com/coldchain/coldchain/pki"
 	"github.com/coldchain/coldchain/store"
 	"github.com/coldchain/coldchain/store/influx"
 )
@@ -81,7 +84,10 @@ type NATS struct {
 	// disables the embedded server.
 	URL string `yaml:"url"`
 	// Token authenticates to an external server.
-	Token   string         `yaml:"token"`
+	Token string `yaml:"token"`
+	// TLS checks an external NATS (tls:// URL) against a CA of its own
+	// and presents a client certificate to one that verifies clients.
+	TLS     pki.ClientTLS  `yaml:"tls"`
 	Streams journal.Config `yaml:",inline"`
 }
 
@@ -274,6 +280,12 @@ func setFromString(v reflect.Value, s string) error {
 			return errors.New("want an integer")
 		}
 		v.SetInt(n)
+	case v.CanFloat():
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return errors.New("want a number such as 50 or 2.5")
+		}
+		v.SetFloat(f)
 	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
 		var parts []string
 		for p := range strings.SplitSeq(s, ",") {
@@ -325,12 +337,18 @@ func (c Config) Validate() error {
 		if b.DeviceRate > 0 && b.DeviceBurst < 1 {
 			return errors.New("mqtt.device_burst: must be at least 1 with mqtt.device_rate set")
 		}
+		if c.MQTT.Client.TLS.IsSet() {
+			return errors.New("mqtt.client_tls: applies to an external broker (mqtt.url); the embedded broker's own TLS is mqtt.tls_listen, tls_cert and tls_key")
+		}
 		if c.MQTT.Broker.MaxPacketSize <= c.Ingest.MaxPayload {
 			return fmt.Errorf("mqtt.max_packet_size: must exceed ingest.max_payload (%d) so oversize payloads are dead-lettered, not dropped", c.Ingest.MaxPayload)
 		}
 	} else {
 		if !strings.Contains(c.MQTT.Client.URL, "://") {
 			return fmt.Errorf("mqtt.url: %q must be a URL such as tcp://host:1883 or ssl://host:8883", c.MQTT.Client.URL)
+		}
+		if err := c.MQTT.Client.TLS.Validate("mqtt.client_tls"); err != nil {
+			return err
 		}
 		if c.MQTT.Client.ClientID == "" {
 			return errors.New("mqtt.client_id: must not be empty with an external broker (the session is kept under it)")
@@ -340,6 +358,11 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.NATS.Listen); err != nil {
 			return fmt.Errorf("nats.listen: %q is not host:port", c.NATS.Listen)
 		}
+		if c.NATS.TLS.IsSet() {
+			return errors.New("nats.tls: applies to an external NATS (nats.url); the embedded one listens on loopback without TLS")
+		}
+	} else if err := c.NATS.TLS.Validate("nats.tls"); err != nil {
+		return err
 	}
 	if err := c.NATS.Streams.Validate(); err != nil {
 		return err
@@ -375,3 +398,20 @@ func (c Config) NATSStoreDir() string { return filepath.Join(c.DataDir, "nats") 
 
 // StoreDir is where the embedded time-series store keeps its data.
 func (c Config) StoreDir() string { return filepath.Join(c.DataDir, "store") }
+
+// ClientOptions are the options every connection to an external NATS
+// needs: its token and TLS (nats.token, nats.tls).
+func (n NATS) ClientOptions() ([]nats.Option, error) {
+	var opts []nats.Option
+	if n.Token != "" {
+		opts = append(opts, nats.Token(n.Token))
+	}
+	tc, err := n.TLS.Config("nats.tls")
+	if err != nil {
+		return nil, err
+	}
+	if tc != nil {
+		opts = append(opts, nats.Secure(tc))
+	}
+	return opts, nil
+}

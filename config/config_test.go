@@ -79,6 +79,10 @@ func TestEnvOverrides(t *testing.T) {
 		"COLDCHAIN_NATS_REPLICAS":         "3",
 		"COLDCHAIN_NATS_DUPLICATE_WINDOW": "1h",
 		"COLDCHAIN_INGEST_DEVICES":        "d1, d2",
+		"COLDCHAIN_NATS_TLS_CA":           "/etc/coldchain/ca.crt",
+		"COLDCHAIN_MQTT_CLIENT_TLS_CERT":  "gw.crt",
+		"COLDCHAIN_MQTT_CLIENT_TLS_KEY":   "gw.key",
+		"COLDCHAIN_MQTT_DEVICE_RATE":      "2.5",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -94,6 +98,9 @@ func TestEnvOverrides(t *testing.T) {
 		"replicas":    cfg.NATS.Streams.Replicas == 3,
 		"window":      cfg.NATS.Streams.DuplicateWindow == time.Hour,
 		"devices":     reflect.DeepEqual(cfg.Ingest.Devices, []string{"d1", "d2"}),
+		"nats.tls":    cfg.NATS.TLS.CA == "/etc/coldchain/ca.crt",
+		"client_tls":  cfg.MQTT.Client.TLS.Cert == "gw.crt" && cfg.MQTT.Client.TLS.Key == "gw.key",
+		"device_rate": cfg.MQTT.Broker.DeviceRate == 2.5,
 	} {
 		if !ok {
 			t.Errorf("%s not overridden: %+v", name, cfg)
@@ -125,6 +132,14 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"tls listen without a cert", "", map[string]string{"COLDCHAIN_MQTT_TLS_LISTEN": "127.0.0.1:8883"}, "mqtt.tls_listen"},
 		{"client ca without tls", "", map[string]string{"COLDCHAIN_MQTT_TLS_CLIENT_CA": "ca.crt"}, "mqtt.tls_client_ca"},
 		{"https cert without key", "", map[string]string{"COLDCHAIN_HTTP_TLS_CERT": "server.crt"}, "http.tls_key"},
+		{"nats tls on the embedded server", "", map[string]string{"COLDCHAIN_NATS_TLS_CA": "ca.crt"}, "nats.tls: applies to an external NATS"},
+		{"nats client cert without key", "", map[string]string{"COLDCHAIN_NATS_URL": "tls://n:4222", "COLDCHAIN_NATS_TLS_CERT": "gw.crt"}, "nats.tls.cert and nats.tls.key"},
+		{"mqtt client tls on the embedded broker", "", map[string]string{"COLDCHAIN_MQTT_CLIENT_TLS_CA": "ca.crt"}, "mqtt.client_tls: applies to an external broker"},
+		{"mqtt client key without cert", "", map[string]string{"COLDCHAIN_MQTT_URL": "ssl://m:8883", "COLDCHAIN_MQTT_CLIENT_TLS_KEY": "gw.key"}, "mqtt.client_tls.cert"},
+		{"influx tls over http", "store:\n  kind: influx\n  influx: {url: \"http://i:8086\", org: o, bucket: b, tls: {ca: ca.crt}}\n", nil, "store.influx.tls: applies to an https:// url"},
+		{"chain tls over http", "chain:\n  kind: rpc\n  rpc_url: http://c:8545\n  key: \"0x" + strings.Repeat("11", 32) + "\"\n  tls: {ca: ca.crt}\n", nil, "chain.tls: applies to an https:// rpc_url"},
+		{"device rate", "", map[string]string{"COLDCHAIN_MQTT_DEVICE_RATE": "-1"}, "mqtt.device_rate"},
+		{"token burst", "http:\n  token_burst: 0\n", nil, "http.token_burst"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := ""

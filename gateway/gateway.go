@@ -230,7 +230,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 		mqttReady = func(context.Context) error { return nil }
 		publisher = broker
 	} else {
-		sub := ingestmqtt.New(cfg.MQTT.Client, in, log.Named("mqtt"))
+		sub, err := ingestmqtt.New(cfg.MQTT.Client, in, log.Named("mqtt"))
+		if err != nil {
+			return err
+		}
 		url := cfg.MQTT.Client.URL
 		g.mqttAddr.Store(&url)
 		grp.Go(func() error { return sub.Run(gctx, cfg.ShutdownTimeout) })
@@ -388,9 +391,11 @@ func (g *Gateway) connectNATS(ctx context.Context) (*nats.Conn, func(), error) {
 		log.Info("embedded NATS JetStream listening", zap.String("url", url), zap.String("store", dir))
 		return nc, func() { nc.Close(); ns.Shutdown() }, nil
 	}
-	if cfg.NATS.Token != "" {
-		opts = append(opts, nats.Token(cfg.NATS.Token))
+	peer, err := cfg.NATS.ClientOptions()
+	if err != nil {
+		return nil, nil, err
 	}
+	opts = append(opts, peer...)
 	opts = append(opts, nats.RetryOnFailedConnect(true))
 	nc, err := nats.Connect(cfg.NATS.URL, opts...)
 	if err != nil {

@@ -168,3 +168,57 @@ func LoadPool(file string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// ClientTLS is how the gateway checks an external peer's certificate (NATS,
+// InfluxDB, the chain RPC, an external MQTT broker) and, optionally,
+// proves itself to the peer with a certificate of its own (mutual TLS).
+// The zero value is "no extra TLS settings": a tls:// or https:// URL is
+// then checked against the system roots.
+type ClientTLS struct {
+	// CA is a PEM file of the CA certificates the peer's certificate must
+	// chain to, instead of the system roots.
+	CA string `yaml:"ca"`
+	// Cert and Key, PEM files, are the gateway's client certificate for a
+	// peer that asks for one.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// IsSet reports whether any file is named.
+func (c ClientTLS) IsSet() bool { return c.CA != "" || c.Cert != "" || c.Key != "" }
+
+// Validate reports a half-set client certificate, naming key (e.g.
+// "nats.tls").
+func (c ClientTLS) Validate(key string) error {
+	if (c.Cert == "") != (c.Key == "") {
+		return fmt.Errorf("%s.cert and %s.key: set both for a client certificate, or neither", key, key)
+	}
+	return nil
+}
+
+// Config loads the files into a client TLS configuration; nil without
+// error when none is named. key names the setting in errors.
+func (c ClientTLS) Config(key string) (*tls.Config, error) {
+	if !c.IsSet() {
+		return nil, nil
+	}
+	if err := c.Validate(key); err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CA != "" {
+		pool, err := LoadPool(c.CA)
+		if err != nil {
+			return nil, fmt.Errorf("%s.ca: %w", key, err)
+		}
+		cfg.RootCAs = pool
+	}
+	if c.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+		if err != nil {
+			return nil, fmt.Errorf("%s.cert and %s.key: loading %s and %s: %w", key, key, c.Cert, c.Key, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}

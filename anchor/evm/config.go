@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/coldchain/coldchain/pki"
 )
 
 // Chain kinds.
@@ -54,6 +56,9 @@ type Config struct {
 	// RPCTimeout bounds each JSON-RPC call; failed calls are retried with
 	// backoff for as long as the caller's context allows.
 	RPCTimeout time.Duration `yaml:"rpc_timeout"`
+	// TLS checks an https:// RPC endpoint against a CA of its own and
+	// presents a client certificate to one that asks for it (kind rpc).
+	TLS pki.ClientTLS `yaml:"tls"`
 }
 
 // DefaultConfig returns the defaults: the embedded chain on 127.0.0.1:8545.
@@ -98,6 +103,12 @@ func (c Config) Validate() error {
 		}
 		if c.ChainID < 0 {
 			return fmt.Errorf("chain.chain_id: must not be negative, got %d", c.ChainID)
+		}
+		if err := c.TLS.Validate("chain.tls"); err != nil {
+			return err
+		}
+		if c.TLS.IsSet() && !strings.HasPrefix(c.RPCURL, "https://") {
+			return fmt.Errorf("chain.tls: applies to an https:// rpc_url, not %q", c.RPCURL)
 		}
 	default:
 		return fmt.Errorf("chain.kind: must be embedded or rpc, got %q", c.Kind)

@@ -5,15 +5,19 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/coldchain/coldchain/embedded/geth"
 	"github.com/ethereum/go-ethereum/accounts/keystore"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/ethereum/go-ethereum/rpc"
 	"go.uber.org/zap"
+
+	"github.com/coldchain/coldchain/embedded/geth"
+	"github.com/coldchain/coldchain/pki"
 )
 
 // Directories under the gateway's data dir.
@@ -105,4 +109,24 @@ func loadKey(cfg Config) (*ecdsa.PrivateKey, error) {
 
 func parseKey(s string) (*ecdsa.PrivateKey, error) {
 	return crypto.HexToECDSA(strings.TrimPrefix(strings.TrimSpace(s), "0x"))
+}
+
+// Dial connects to an EVM JSON-RPC endpoint, over TLS with t's CA and
+// client certificate when set (an https:// URL).
+func Dial(ctx context.Context, url string, t pki.ClientTLS) (*ethclient.Client, error) {
+	tc, err := t.Config("chain.tls")
+	if err != nil {
+		return nil, err
+	}
+	var opts []rpc.ClientOption
+	if tc != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tc
+		opts = append(opts, rpc.WithHTTPClient(&http.Client{Transport: tr}))
+	}
+	c, err := rpc.DialOptions(ctx, url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("chain.rpc_url: dial %s: %w", url, err)
+	}
+	return ethclient.NewClient(c), nil
 }

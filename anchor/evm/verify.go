@@ -9,10 +9,10 @@ import (
 
 	"github.com/coldchain/coldchain/anchor"
 	"github.com/coldchain/coldchain/anchor/evm/contract"
+	"github.com/coldchain/coldchain/pki"
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
-	"github.com/ethereum/go-ethereum/ethclient"
 )
 
 // verifyBackend is the JSON-RPC surface VerifyAnchor reads.
@@ -42,9 +42,15 @@ type verifyBackend interface {
 //
 // It does not judge depth: want.State is not checked.
 func VerifyAnchor(ctx context.Context, rpcURL string, want anchor.Receipt, root [32]byte) error {
-	c, err := ethclient.DialContext(ctx, rpcURL)
+	return VerifyAnchorTLS(ctx, rpcURL, pki.ClientTLS{}, want, root)
+}
+
+// VerifyAnchorTLS is VerifyAnchor through an https:// endpoint checked
+// against tls's CA (and presenting its client certificate if set).
+func VerifyAnchorTLS(ctx context.Context, rpcURL string, tls pki.ClientTLS, want anchor.Receipt, root [32]byte) error {
+	c, err := Dial(ctx, rpcURL, tls)
 	if err != nil {
-		return fmt.Errorf("dial %s: %w", rpcURL, err)
+		return err
 	}
 	defer c.Close()
 	return verify(ctx, c, want, root)

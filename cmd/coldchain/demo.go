@@ -19,6 +19,7 @@ import (
 
 	"github.com/coldchain/coldchain/config"
 	"github.com/coldchain/coldchain/gateway"
+	"github.com/coldchain/coldchain/pki"
 	"github.com/coldchain/coldchain/record"
 	"github.com/coldchain/coldchain/simulator"
 )
@@ -202,7 +203,7 @@ simulating:
 	} else {
 		say("proof bundle of %s fetched (%d bytes); verifying offline and on chain at %s:", hot, len(raw), g.ChainRPC())
 		vctx, cancel := context.WithTimeout(ctx, time.Minute)
-		err := verifyBundle(vctx, raw, g.ChainRPC(), stdout)
+		err := verifyBundle(vctx, raw, g.ChainRPC(), pki.ClientTLS{}, stdout)
 		cancel()
 		if err != nil {
 			say("verification failed")

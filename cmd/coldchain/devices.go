@@ -327,9 +327,11 @@ func (r registry) open() (*auth.Directory, context.Context, func(), error) {
 		url = "nats://" + cfg.NATS.Listen
 	}
 	opts := []nats.Option{nats.Name("coldchain registry"), nats.Timeout(5 * time.Second)}
-	if cfg.NATS.Token != "" {
-		opts = append(opts, nats.Token(cfg.NATS.Token))
+	peer, err := cfg.NATS.ClientOptions() // nats.token and nats.tls
+	if err != nil {
+		return nil, nil, nil, err
 	}
+	opts = append(opts, peer...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("cannot reach NATS at %s: %w (start the gateway, coldchain serve, or pass --nats URL)", url, err)

@@ -21,6 +21,7 @@ import (
 	"github.com/coldchain/coldchain/anchor/evm"
 	"github.com/coldchain/coldchain/auth"
 	"github.com/coldchain/coldchain/merkle"
+	"github.com/coldchain/coldchain/pki"
 )
 
 const proofHelp = `Usage: coldchain proof SHIPMENT [--api URL] [-o FILE] [--record ID] [--since SIZE]
@@ -113,7 +114,7 @@ func proofCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-const verifyHelp = `Usage: coldchain verify BUNDLE [--rpc URL]
+const verifyHelp = `Usage: coldchain verify BUNDLE [--rpc URL [--rpc-ca FILE]]
 
 Checks a proof bundle with nothing but the file: every record is canonical
 and of the shipment, the records hash to the shipment root (or the one
@@ -133,6 +134,7 @@ func verifyCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	rpc := fs.String("rpc", "", "also check the anchor on chain through this JSON-RPC `URL`")
+	rpcCA := fs.String("rpc-ca", "", "PEM `FILE` of the CA an https:// --rpc endpoint's certificate chains to (default: the system roots)")
 	timeout := fs.Duration("timeout", time.Minute, "give up on the chain after this long")
 	fs.Usage = func() { fmt.Fprint(stderr, verifyHelp); fs.PrintDefaults() }
 	pos, err := parseInterleaved(fs, args)
@@ -151,12 +153,12 @@ func verifyCmd(args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 	ctx, cancelT := context.WithTimeout(ctx, *timeout)
 	defer cancelT()
-	return verifyBundle(ctx, raw, *rpc, stdout)
+	return verifyBundle(ctx, raw, *rpc, pki.ClientTLS{CA: *rpcCA}, stdout)
 }
 
 // verifyBundle checks a bundle offline and, with rpc set, on chain, and
 // prints the summary or the first failing check.
-func verifyBundle(ctx context.Context, raw []byte, rpc string, stdout io.Writer) error {
+func verifyBundle(ctx context.Context, raw []byte, rpc string, tls pki.ClientTLS, stdout io.Writer) error {
 	b, err := bundle.Decode(raw)
 	if err != nil {
 		fmt.Fprintf(stdout, "FAIL %v\n", err)
@@ -173,7 +175,7 @@ func verifyBundle(ctx context.Context, raw []byte, rpc string, stdout io.Writer)
 		fmt.Fprintln(stdout, "OK (offline)")
 		return nil
 	}
-	if err := bundle.CheckAnchor(ctx, b, onChain(rpc)); err != nil {
+	if err := bundle.CheckAnchor(ctx, b, onChain(rpc, tls)); err != nil {
 		fmt.Fprintf(stdout, "FAIL %v\n", err)
 		return errVerify
 	}
@@ -189,9 +191,9 @@ var errVerify = errors.New("verification failed")
 // onChain returns the on-chain checker over rpcURL: the chain id, the
 // transaction in the stated block of the canonical chain, its Anchored
 // log, and an eth_call of the contract (evm.VerifyAnchor).
-func onChain(rpcURL string) bundle.AnchorChecker {
+func onChain(rpcURL string, tls pki.ClientTLS) bundle.AnchorChecker {
 	return bundle.AnchorCheckerFunc(func(ctx context.Context, a bundle.Anchor, root merkle.Hash) error {
-		return evm.VerifyAnchor(ctx, rpcURL, anchor.Receipt{
+		return evm.VerifyAnchorTLS(ctx, rpcURL, tls, anchor.Receipt{
 			ChainID: a.ChainID, Contract: a.Contract, TxHash: a.Tx, Block: a.Block, BlockTime: a.BlockTime,
 		}, root)
 	})

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/coldchain/coldchain/ingest"
+	"github.com/coldchain/coldchain/pki"
 )
 
 // Config is the external broker's part of the mqtt configuration.
@@ -31,6 +32,9 @@ type Config struct {
 	// SharedGroup, when set, subscribes as $share/<group>/... so several
 	// gateways split the load (MQTT 5 shared subscriptions).
 	SharedGroup string `yaml:"shared_group"`
+	// TLS checks an ssl:// broker against a CA of its own and presents
+	// a client certificate to one that asks for it.
+	TLS pki.ClientTLS `yaml:"client_tls"`
 }
 
 // Topics are the subscriptions of the ingest subscriber.
@@ -67,8 +71,13 @@ type Subscriber struct {
 	inflight sync.WaitGroup
 }
 
-// New returns a subscriber for cfg; Run connects it.
-func New(cfg Config, in Ingester, log *zap.Logger) *Subscriber {
+// New returns a subscriber for cfg; Run connects it. It fails only on
+// unreadable TLS files (mqtt.client_tls).
+func New(cfg Config, in Ingester, log *zap.Logger) (*Subscriber, error) {
+	tc, err := cfg.TLS.Config("mqtt.client_tls")
+	if err != nil {
+		return nil, err
+	}
 	s := &Subscriber{cfg: cfg, in: in, log: log}
 	s.work, s.stopWork = context.WithCancel(context.Background())
 	opts := paho.NewClientOptions().
@@ -98,8 +107,11 @@ func New(cfg Config, in Ingester, log *zap.Logger) *Subscriber {
 		SetReconnectingHandler(func(paho.Client, *paho.ClientOptions) {
 			log.Info("mqtt reconnecting", zap.String("broker", cfg.URL))
 		})
+	if tc != nil {
+		opts.SetTLSConfig(tc)
+	}
 	s.client = paho.NewClient(opts)
-	return s
+	return s, nil
 }
 
 // Publish publishes from the gateway (alerts) over the subscriber's

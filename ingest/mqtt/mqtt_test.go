@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/coldchain/coldchain/embedded/mqttbroker"
 	"github.com/coldchain/coldchain/ingest"
+	"github.com/coldchain/coldchain/pki"
+	"github.com/coldchain/coldchain/pki/pkitest"
 )
 
 func TestMain(m *testing.M) {
@@ -64,7 +67,10 @@ func TestSubscriberPersistentSession(t *testing.T) {
 	cfg := Config{URL: "tcp://" + b.Addr(), ClientID: "gw-test"}
 
 	run := func() (context.CancelFunc, chan error, *Subscriber) {
-		s := New(cfg, rec, log)
+		s, err := New(cfg, rec, log)
+		if err != nil {
+			t.Fatal(err)
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		stopped := make(chan struct{})
@@ -121,5 +127,53 @@ func TestSubscriberPersistentSession(t *testing.T) {
 	}
 	if len(rec.topics) != 150 {
 		t.Errorf("%d distinct messages ingested, want the 150 readings (not the alert)", len(rec.topics))
+	}
+}
+
+// TestSubscriberOverTLS: with mqtt.client_tls the subscriber connects to
+// an ssl:// broker that requires a client certificate, and ingests what
+// is published there.
+func TestSubscriberOverTLS(t *testing.T) {
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	files := pkitest.New(t, "coldchain-gateway")
+	b, err := mqttbroker.Start(mqttbroker.Config{TLSListen: "127.0.0.1:0", TLSCert: files.ServerCert, TLSKey: files.ServerKey,
+		TLSClientCA: files.CA, MaxPacketSize: 1 << 20}, nil, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(time.Second)
+	rec := &recorder{topics: map[string]int{}}
+	s, err := New(Config{URL: "ssl://" + b.TLSAddr(), ClientID: "gw-tls", TLS: files.Client()}, rec, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, time.Second) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	eventually(t, "subscribed over TLS", s.Connected)
+
+	tc, err := pki.ClientTLS{CA: files.CA, Cert: files.ClientCert, Key: files.ClientKey}.Config("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := paho.NewClient(paho.NewClientOptions().AddBroker("ssl://" + b.TLSAddr()).SetClientID("pub").SetTLSConfig(tc))
+	if tok := pub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer pub.Disconnect(100)
+	if tok := pub.Publish("coldchain/v1/S1/D1/readings", 1, false, "over tls"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	eventually(t, "the reading ingested", func() bool { return rec.count() == 1 })
+
+	if _, err := New(Config{URL: "ssl://" + b.TLSAddr(), ClientID: "x", TLS: pki.ClientTLS{Cert: files.ClientCert}}, rec, log); err == nil ||
+		!strings.Contains(err.Error(), "mqtt.client_tls.cert and mqtt.client_tls.key") {
+		t.Fatalf("half a client certificate: %v", err)
 	}
 }

@@ -53,6 +53,7 @@ import (
 	ihttp "github.com/influxdata/influxdb-client-go/v2/api/http"
 	"go.uber.org/zap"
 
+	"github.com/coldchain/coldchain/pki"
 	"github.com/coldchain/coldchain/record"
 	"github.com/coldchain/coldchain/store"
 )
@@ -86,6 +87,9 @@ type Config struct {
 	Token Token `yaml:"token"`
 	// Timeout bounds one write or query.
 	Timeout time.Duration `yaml:"timeout"`
+	// TLS checks an https:// InfluxDB against a CA of its own and
+	// presents a client certificate to one that asks for it.
+	TLS pki.ClientTLS `yaml:"tls"`
 }
 
 // DefaultConfig returns the defaults: nothing to connect to, 10 s timeout.
@@ -105,8 +109,10 @@ func (c Config) Validate() error {
 		return errors.New("store.influx.bucket: must be set, e.g. coldchain or, on 1.8, coldchain/autogen (COLDCHAIN_STORE_INFLUX_BUCKET)")
 	case c.Timeout < time.Second:
 		return fmt.Errorf("store.influx.timeout: must be at least 1s, got %s", c.Timeout)
+	case c.TLS.IsSet() && u.Scheme != "https":
+		return fmt.Errorf("store.influx.tls: applies to an https:// url, not %q", c.URL)
 	}
-	return nil
+	return c.TLS.Validate("store.influx.tls")
 }
 
 // Store is the InfluxDB store. It is safe for concurrent use.
@@ -131,6 +137,13 @@ func New(cfg Config, opts store.Options, log *zap.Logger) (*Store, error) {
 		SetHTTPRequestTimeout(uint(cfg.Timeout.Seconds())).
 		SetLogLevel(0).
 		SetApplicationName("coldchain")
+	tc, err := cfg.TLS.Config("store.influx.tls")
+	if err != nil {
+		return nil, err
+	}
+	if tc != nil {
+		o.SetTLSConfig(tc)
+	}
 	c := influxdb2.NewClientWithOptions(cfg.URL, string(cfg.Token), o)
 	return &Store{cfg: cfg, opts: opts, client: c, write: c.WriteAPIBlocking(cfg.Org, cfg.Bucket),
 		query: c.QueryAPI(cfg.Org), log: log}, nil

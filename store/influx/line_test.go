@@ -4,15 +4,20 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/coldchain/coldchain/pki"
+	"github.com/coldchain/coldchain/pki/pkitest"
 	"github.com/coldchain/coldchain/record"
 	"github.com/coldchain/coldchain/store"
 )
@@ -161,5 +166,57 @@ func TestFluxString(t *testing.T) {
 		if got := fluxString(in); got != want {
 			t.Errorf("fluxString(%q) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+// TestTLS: with store.influx.tls an https:// InfluxDB that requires a
+// client certificate receives the write and sees the gateway's
+// certificate; without the CA or the certificate nothing is written.
+func TestTLS(t *testing.T) {
+	files := pkitest.New(t, "coldchain-gateway")
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.URL.Path+" "+r.TLS.PeerCertificates[0].Subject.CommonName)
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.TLS = files.Server(t, true)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes below
+	srv.StartTLS()
+	defer srv.Close()
+	batch := store.Batch{Readings: []record.Reading{{Shipment: "S", Device: "d", Seq: 1, Time: time.Unix(1, 0), TempC: 4}}}
+	write := func(tls pki.ClientTLS) error {
+		s, err := New(Config{URL: srv.URL, Org: "o", Bucket: "b", Timeout: 5 * time.Second, TLS: tls}, store.Options{}, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		return s.Write(context.Background(), batch)
+	}
+	if err := write(files.Client()); err != nil {
+		t.Fatalf("write over mutual TLS: %v", err)
+	}
+	saw := func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(seen) }
+	if got, want := saw(), []string{"/api/v2/write coldchain-gateway"}; !slices.Equal(got, want) {
+		t.Fatalf("server saw %v, want %v", got, want)
+	}
+	for name, tls := range map[string]pki.ClientTLS{
+		"system roots":          {},
+		"no client certificate": {CA: files.CA},
+	} {
+		err := write(tls)
+		var we *store.WriteError
+		if !errors.As(err, &we) || we.Permanent {
+			t.Errorf("%s: %v, want a transient write error", name, err)
+		}
+	}
+	if got := saw(); len(got) != 1 {
+		t.Fatalf("server saw %v", got)
+	}
+	if _, err := New(Config{URL: srv.URL, Org: "o", Bucket: "b", Timeout: time.Second, TLS: pki.ClientTLS{CA: files.ClientKey}}, store.Options{}, zaptest.NewLogger(t)); err == nil ||
+		!strings.Contains(err.Error(), "store.influx.tls.ca") {
+		t.Fatalf("unreadable CA: %v, want an error naming store.influx.tls.ca", err)
 	}
 }
