@@ -597,7 +597,11 @@ env_peer() {
 		kv=(COLDCHAIN_TEST_MQTT_URL "tcp://$HOST:$PEER_MOSQUITTO_PORT"
 			COLDCHAIN_TEST_MOSQUITTO_BIN "$(find_sbin mosquitto)")
 		;;
-	nats) kv=(COLDCHAIN_TEST_NATS_URL "nats://$HOST:$PEER_NATS_PORT") ;;
+	nats)
+		# The binary too: the TLS test starts a nats-server of its own.
+		kv=(COLDCHAIN_TEST_NATS_URL "nats://$HOST:$PEER_NATS_PORT"
+			COLDCHAIN_TEST_NATS_BIN "$(find_sbin nats-server)")
+		;;
 	influxdb)
 		# InfluxDB 1.8 with auth disabled: the v2-compatibility API
 		# (/api/v2/write, /api/v2/query) ignores the token and the org; the
@@ -606,7 +610,8 @@ env_peer() {
 		kv=(COLDCHAIN_TEST_INFLUX_URL "http://$HOST:$PEER_INFLUX_PORT"
 			COLDCHAIN_TEST_INFLUX_TOKEN ""
 			COLDCHAIN_TEST_INFLUX_ORG "$INFLUX_DB"
-			COLDCHAIN_TEST_INFLUX_BUCKET "$INFLUX_DB/$INFLUX_RP")
+			COLDCHAIN_TEST_INFLUX_BUCKET "$INFLUX_DB/$INFLUX_RP"
+			COLDCHAIN_TEST_INFLUXD_BIN "$INFLUX_BIN")
 		;;
 	hardhat)
 		kv=(COLDCHAIN_TEST_EVM_RPC_URL "http://$HOST:$PEER_HARDHAT_PORT"

@@ -2,14 +2,20 @@ package evm
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"io"
 	"log"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/rpc"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/coldchain/coldchain/pki"
 	"github.com/coldchain/coldchain/pki/pkitest"
@@ -60,5 +66,33 @@ func TestDialTLS(t *testing.T) {
 			t.Errorf("%s: error %v does not say it is TLS", name, err)
 		}
 		c.Close()
+	}
+}
+
+// TestCallWarnsWhileTheNodeStaysDown: retries of an unreachable node are
+// logged at debug level at first, then as a warning, with a hint when the
+// node's certificate is not trusted.
+func TestCallWarnsWhileTheNodeStaysDown(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	a := &Anchorer{cfg: Config{RPCTimeout: time.Second}, log: zap.New(core)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	attempts := 0
+	untrusted := &url.Error{Op: "Post", URL: "https://node:8545", Err: &tls.CertificateVerificationError{Err: errors.New("x509: certificate signed by unknown authority")}}
+	err := a.call(ctx, "chain id", func(context.Context) error {
+		if attempts++; attempts == 6 {
+			cancel()
+		}
+		return untrusted
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("call: %v, want it to give up when its context ends", err)
+	}
+	warned := logs.FilterLevelExact(zap.WarnLevel).All()
+	if len(warned) != 1 || logs.FilterLevelExact(zap.DebugLevel).Len() != 4 {
+		t.Fatalf("%d warnings and %d debug lines over 5 retries, want 1 warning (the fifth) and 4 debug lines", len(warned), logs.FilterLevelExact(zap.DebugLevel).Len())
+	}
+	if hint, _ := warned[0].ContextMap()["hint"].(string); !strings.Contains(hint, "chain.tls.ca") {
+		t.Fatalf("warning %v has no hint naming chain.tls.ca", warned[0].ContextMap())
 	}
 }

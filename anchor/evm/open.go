@@ -66,9 +66,9 @@ func Open(ctx context.Context, cfg Config, dataDir string, log *zap.Logger) (*An
 		if err != nil {
 			return nil, err
 		}
-		client, err := ethclient.DialContext(ctx, cfg.RPCURL)
+		client, err := Dial(ctx, cfg.RPCURL, cfg.TLS)
 		if err != nil {
-			return nil, fmt.Errorf("chain.rpc_url: dial: %w", err)
+			return nil, err
 		}
 		a, err := New(ctx, cfg, client, key, stateDir, log)
 		if err != nil {

@@ -2,6 +2,7 @@ package evm
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/big"
@@ -299,7 +300,18 @@ func (a *Anchorer) call(ctx context.Context, what string, fn func(ctx context.Co
 			}
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		a.log.Debug("rpc retry", zap.String("call", what), zap.Int("attempt", attempt), zap.Error(err))
+		// A node that stays unreachable is worth a warning (after about 3 s,
+		// then about every 100 s), not a line per attempt.
+		logf := a.log.Debug
+		if attempt == 5 || attempt%20 == 0 {
+			logf = a.log.Warn
+		}
+		fields := []zap.Field{zap.String("call", what), zap.Int("attempt", attempt), zap.Error(err)}
+		var certErr *tls.CertificateVerificationError
+		if errors.As(err, &certErr) {
+			fields = append(fields, zap.String("hint", "the node's certificate is not trusted: set chain.tls.ca to the CA that signed it"))
+		}
+		logf("rpc call failed; retrying", fields...)
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
