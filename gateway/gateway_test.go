@@ -30,6 +30,10 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
 		// go-ethereum starts a package-level sender cache when it loads.
 		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/core.(*txSenderCacher).cache"),
+		// The embedded geth node's p2p database (goleveldb) stops its
+		// mpool drain goroutine a moment after Close returns; seen
+		// intermittently under -race, it is not ours to wait for.
+		goleak.IgnoreTopFunction("github.com/syndtr/goleveldb/leveldb.(*DB).mpoolDrain"),
 	)
 }
 

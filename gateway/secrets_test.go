@@ -81,7 +81,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 		get("/v1/shipments", tok)
 	}
 	waitFor(t, "the anchorer to retry the chain", func() bool {
-		return logs.FilterMessageSnippet("rpc retry").Len() > 0
+		return logs.FilterMessageSnippet("rpc call failed; retrying").Len() > 0
 	})
 	get("/metrics", "")
 	get("/readyz", "")
