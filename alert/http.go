@@ -175,7 +175,7 @@ func (s *Service) ack(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	s.mu.Lock()
 	v, ok := s.alerts[id]
-	if ok && !scope.Sees(v.last().Shipment) {
+	if ok && !scope.Check(v.last().Shipment) {
 		ok = false // answered as an unknown alert: ids do not leak
 	}
 	var a record.Alert
@@ -209,7 +209,7 @@ func (s *Service) stream(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "shipment: not a valid shipment id"})
 			return
 		}
-		if !scope.Sees(ship) {
+		if !scope.Check(ship) {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no shipment " + ship})
 			return
 		}

@@ -91,6 +91,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, status, errorBody{Error: d.Detail, Reason: d.Reason})
 		return
 	}
+	scope.OnDenied(func(d *auth.Denial) { s.deny(r, d) })
 	s.mux.ServeHTTP(w, r.WithContext(auth.WithScope(r.Context(), scope)))
 }
 
@@ -137,7 +138,7 @@ func (s *Server) authorize(r *http.Request, rt route) (*auth.Scope, int, *auth.D
 		return nil, http.StatusForbidden, d
 	}
 	if rt.shipment {
-		if id := shipmentOf(r); !scope.Sees(id) {
+		if id := shipmentOf(r); !scope.Sees(id) { // counted by ServeHTTP
 			// 404, the answer for a shipment that does not exist: a
 			// principal learns nothing of other orgs' shipment ids.
 			return nil, http.StatusNotFound, &auth.Denial{Reason: auth.ReasonNotGranted, Detail: "no shipment " + id}

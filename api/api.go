@@ -247,6 +247,13 @@ func (s *Server) ingest(kind record.Kind) http.HandlerFunc {
 			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the journal did not confirm in time; nothing was acknowledged: retry the same request (it is idempotent)"})
 			return
 		}
+		for _, rej := range sum.Rejected {
+			if rej.Reason == record.ReasonNotGranted && scope != nil {
+				scope.Refuse(&auth.Denial{Reason: auth.ReasonNotGranted,
+					Detail: fmt.Sprintf("%s wrote records of a shipment not granted to its org: %s", scope.Principal, rej.Error())})
+				break // one refusal per request
+			}
+		}
 		if sum.Accepted+sum.Duplicates == 0 && len(sum.Rejected) > 0 {
 			status := http.StatusBadRequest
 			msg := fmt.Sprintf("%d of %d records are invalid; nothing was stored: fix them and send the batch again", len(sum.Rejected), sum.Records)

@@ -112,6 +112,39 @@ type Scope struct {
 	Principal Principal
 	All       bool
 	granted   func(shipment, org string) bool
+	// denied counts and logs a refusal as the API's guard does.
+	denied func(*Denial)
+}
+
+// OnDenied sets what Refuse and Check do with a refusal: the API counts
+// and logs it like its own.
+func (s *Scope) OnDenied(f func(*Denial)) {
+	if s != nil {
+		s.denied = f
+	}
+}
+
+// Refuse reports a refusal a handler made itself (the guard cannot: it is
+// decided by what the request names, an alert or the records of a batch).
+func (s *Scope) Refuse(d *Denial) {
+	if s != nil && s.denied != nil {
+		s.denied(d)
+	}
+}
+
+// Check is Sees for a shipment a request asks for by name: when the scope
+// does not include it, the refusal is reported (shipment_not_granted),
+// and the handler answers as for a shipment that does not exist.
+func (s *Scope) Check(shipment string) bool {
+	if s.Sees(shipment) {
+		return true
+	}
+	who := "an unauthenticated request"
+	if s != nil {
+		who = s.Principal.String()
+	}
+	s.Refuse(&Denial{Reason: ReasonNotGranted, Detail: fmt.Sprintf("%s asked for shipment %s, which is not granted to its org", who, shipment)})
+	return false
 }
 
 // NewScope returns the scope of p: admins see everything; everyone else

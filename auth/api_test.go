@@ -197,3 +197,24 @@ func TestTokensAndGrants(t *testing.T) {
 		t.Fatalf("revoked token: %v", err)
 	}
 }
+
+// TestScopeCheckReportsRefusals: Check passes what the scope sees and
+// reports the rest once each, as shipment_not_granted; a nil scope
+// refuses without panicking.
+func TestScopeCheckReportsRefusals(t *testing.T) {
+	granted := func(ship, org string) bool { return ship == "SHP-A" && org == "acme" }
+	s := NewScope(Principal{Kind: KindToken, ID: "t1", Org: "acme", Role: RoleShipper}, granted)
+	var got []*Denial
+	s.OnDenied(func(d *Denial) { got = append(got, d) })
+	if !s.Check("SHP-A") || s.Check("SHP-Y") {
+		t.Fatal("Check does not follow the grants")
+	}
+	if len(got) != 1 || got[0].Reason != ReasonNotGranted || !strings.Contains(got[0].Detail, "SHP-Y") {
+		t.Fatalf("refusals reported %+v, want one shipment_not_granted naming SHP-Y", got)
+	}
+	var none *Scope
+	if none.Check("SHP-A") {
+		t.Fatal("a nil scope sees a shipment")
+	}
+	none.Refuse(&Denial{})
+}
