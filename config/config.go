@@ -83,7 +83,9 @@ type NATS struct {
 	// URL of an external server or cluster (comma-separated); setting it
 	// disables the embedded server.
 	URL string `yaml:"url"`
-	// Token authenticates to an external server.
+	// Token authenticates to an external server. With the embedded server
+	// it is the token that server requires; empty, the gateway makes a
+	// random one and keeps it in data_dir/nats.token (NATSTokenFile).
 	Token string `yaml:"token"`
 	// TLS checks an external NATS (tls:// URL) against a CA of its own
 	// and presents a client certificate to one that verifies clients.
@@ -392,6 +394,10 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// NATSTokenFile is where the gateway keeps its embedded NATS server's
+// token when nats.token is empty; the registry commands read it there.
+func (c Config) NATSTokenFile() string { return filepath.Join(c.DataDir, "nats.token") }
 
 // NATSStoreDir is where the embedded server keeps JetStream.
 func (c Config) NATSStoreDir() string { return filepath.Join(c.DataDir, "nats") }

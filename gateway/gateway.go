@@ -85,7 +85,8 @@ func (g *Gateway) ChainRPC() string {
 	return g.chain.RPC()
 }
 
-// NATSURL returns the NATS URL the gateway uses.
+// NATSURL returns the NATS URL the gateway uses; for the embedded server
+// it carries the token (nats://TOKEN@host:port), so never log it.
 func (g *Gateway) NATSURL() string { return *g.natsURL.Load() }
 
 // Run runs the gateway until ctx ends, then shuts down in order: stop
@@ -377,7 +378,17 @@ func (g *Gateway) connectNATS(ctx context.Context) (*nats.Conn, func(), error) {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, nil, fmt.Errorf("data dir: %w", err)
 		}
-		ns, err := natsserver.Start(natsserver.Config{Listen: cfg.NATS.Listen, StoreDir: dir, MaxPayload: 8 << 20}, log.Named("nats"))
+		// Every client needs the token, so no other local process writes
+		// to the streams or the identity registry.
+		token, tokenFrom := cfg.NATS.Token, "nats.token"
+		if token == "" {
+			tokenFrom = cfg.NATSTokenFile()
+			var err error
+			if token, err = natsserver.TokenFile(tokenFrom); err != nil {
+				return nil, nil, fmt.Errorf("%w (the embedded NATS server needs a token; check the data dir's permissions or set nats.token)", err)
+			}
+		}
+		ns, err := natsserver.Start(natsserver.Config{Listen: cfg.NATS.Listen, StoreDir: dir, MaxPayload: 8 << 20, Token: token}, log.Named("nats"))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -386,9 +397,9 @@ func (g *Gateway) connectNATS(ctx context.Context) (*nats.Conn, func(), error) {
 			ns.Shutdown()
 			return nil, nil, fmt.Errorf("nats connect: %w", err)
 		}
-		url := ns.ClientURL()
+		url := ns.AuthURL()
 		g.natsURL.Store(&url)
-		log.Info("embedded NATS JetStream listening", zap.String("url", url), zap.String("store", dir))
+		log.Info("embedded NATS JetStream listening", zap.String("url", ns.ClientURL()), zap.String("store", dir), zap.String("token_from", tokenFrom))
 		return nc, func() { nc.Close(); ns.Shutdown() }, nil
 	}
 	peer, err := cfg.NATS.ClientOptions()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -87,9 +88,15 @@ func TestSecretsNeverLogged(t *testing.T) {
 	get("/readyz", "")
 	get("/v1/deadletters", token)
 
+	nu, err := url.Parse(gw.g.NATSURL())
+	if err != nil || nu.User.Username() == "" {
+		t.Fatalf("the embedded NATS URL %q carries no token", gw.g.NATSURL())
+	}
+	natsToken := nu.User.Username()
+
 	refusals := 0
 	secret := tc.ID // the token's id may be logged; its secret part may not
-	secrets := []string{pw, wrongPW, token, wrongToken, strings.TrimPrefix(token, "cct_"+secret+"_"), strings.TrimPrefix(wrongToken, "cct_"+secret+"_"), anchorKey}
+	secrets := []string{pw, wrongPW, token, wrongToken, strings.TrimPrefix(token, "cct_"+secret+"_"), strings.TrimPrefix(wrongToken, "cct_"+secret+"_"), anchorKey, natsToken}
 	for _, a := range answers {
 		for _, s := range secrets {
 			if strings.Contains(a, s) {

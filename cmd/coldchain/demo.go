@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -90,7 +91,7 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	say := func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
 	api := "http://" + g.HTTPAddr()
-	say("coldchain demo — gateway up: MQTT tcp://%s, HTTP %s, NATS %s, data in %s", g.MQTTAddr(), api, g.NATSURL(), cfg.DataDir)
+	say("coldchain demo — gateway up: MQTT tcp://%s, HTTP %s, NATS %s, data in %s", g.MQTTAddr(), api, withoutUser(g.NATSURL()), cfg.DataDir)
 
 	// Narrate alerts as the gateway publishes them.
 	nc, err := nats.Connect(g.NATSURL())
@@ -296,4 +297,15 @@ func httpGet(ctx context.Context, url string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %d %s", url, resp.StatusCode, strings.TrimSpace(string(body)))
 	}
 	return body, nil
+}
+
+// withoutUser drops the credentials from a URL (the embedded NATS token
+// rides in its user part), so what the demo prints gives nothing away.
+func withoutUser(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unprintable URL)"
+	}
+	u.User = nil
+	return u.String()
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/coldchain/coldchain/auth"
 	"github.com/coldchain/coldchain/config"
+	"github.com/coldchain/coldchain/embedded/natsserver"
 	"github.com/coldchain/coldchain/record"
 )
 
@@ -332,6 +333,19 @@ func (r registry) open() (*auth.Directory, context.Context, func(), error) {
 		return nil, nil, nil, err
 	}
 	opts = append(opts, peer...)
+	if cfg.NATS.Embedded() && cfg.NATS.Token == "" {
+		// The gateway's embedded server requires the token it keeps in
+		// the data dir; this command runs on the same machine as it.
+		tok, err := natsserver.ReadToken(cfg.NATSTokenFile())
+		switch {
+		case err == nil:
+			opts = append(opts, nats.Token(tok))
+		case !errors.Is(err, os.ErrNotExist):
+			return nil, nil, nil, err
+		case *r.url == "":
+			return nil, nil, nil, fmt.Errorf("%w: start the gateway with this configuration first (coldchain serve writes the embedded NATS token there), or set nats.token", err)
+		}
+	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("cannot reach NATS at %s: %w (start the gateway, coldchain serve, or pass --nats URL)", url, err)

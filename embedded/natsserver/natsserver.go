@@ -3,10 +3,16 @@
 package natsserver
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -23,11 +29,17 @@ type Config struct {
 	// MaxPayload is the largest message in bytes. A 10,000-reading burst
 	// that is dead-lettered whole is kept in one message.
 	MaxPayload int32
+	// Token, when set, is required of every client, in-process or over
+	// TCP: without it any local process could write to the streams the
+	// gateway treats as the source of truth, the identity registry
+	// included.
+	Token string
 }
 
 // Server is a running embedded nats-server.
 type Server struct {
-	ns *server.Server
+	ns    *server.Server
+	token string
 }
 
 // Start starts the server and waits until it accepts connections.
@@ -51,7 +63,8 @@ func Start(cfg Config, log *zap.Logger) (*Server, error) {
 		StoreDir:   cfg.StoreDir,
 		MaxPayload: cfg.MaxPayload,
 		// The gateway handles signals itself.
-		NoSigs: true,
+		NoSigs:        true,
+		Authorization: cfg.Token,
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -63,15 +76,28 @@ func Start(cfg Config, log *zap.Logger) (*Server, error) {
 		ns.Shutdown()
 		return nil, errors.New("embedded nats server did not become ready within 30s: is " + cfg.Listen + " in use?")
 	}
-	return &Server{ns: ns}, nil
+	return &Server{ns: ns, token: cfg.Token}, nil
 }
 
-// ClientURL returns the URL other processes connect to.
+// ClientURL returns the URL other processes connect to, without the
+// token: it is what the gateway logs.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// AuthURL is ClientURL with the token in it (nats://TOKEN@host:port), for
+// the gateway's own tools and tests. Never log it.
+func (s *Server) AuthURL() string {
+	if s.token == "" {
+		return s.ns.ClientURL()
+	}
+	return strings.Replace(s.ns.ClientURL(), "://", "://"+url.User(s.token).String()+"@", 1)
+}
 
 // Connect opens an in-process connection (no TCP) with the given options.
 func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	opts = append([]nats.Option{nats.InProcessServer(s.ns)}, opts...)
+	if s.token != "" {
+		opts = append(opts, nats.Token(s.token))
+	}
 	return nats.Connect(s.ns.ClientURL(), opts...)
 }
 
@@ -91,3 +117,51 @@ func (l zapLogger) Fatalf(format string, v ...any)  { l.s.Errorf(format, v...) }
 func (l zapLogger) Errorf(format string, v ...any)  { l.s.Errorf(format, v...) }
 func (l zapLogger) Debugf(format string, v ...any)  { l.s.Debugf(format, v...) }
 func (l zapLogger) Tracef(format string, v ...any)  {}
+
+// TokenFile returns the token kept in path, making a random one (32
+// bytes, base64url) and writing it there, readable by its owner only,
+// when the file does not exist yet. The gateway keeps its embedded
+// server's token this way, so the registry commands on the same machine
+// (coldchain devices, tokens) read it and nobody else can connect.
+func TokenFile(path string) (string, error) {
+	if tok, err := ReadToken(path); err == nil || !errors.Is(err, os.ErrNotExist) {
+		return tok, err
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	tok := base64.RawURLEncoding.EncodeToString(b)
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return "", fmt.Errorf("nats token: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) { // another process made it first
+			return ReadToken(path)
+		}
+		return "", fmt.Errorf("nats token: %w", err)
+	}
+	if _, err := f.WriteString(tok + "\n"); err != nil {
+		f.Close()
+		return "", fmt.Errorf("nats token %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("nats token %s: %w", path, err)
+	}
+	return tok, nil
+}
+
+// ReadToken reads a token TokenFile wrote; the error wraps os.ErrNotExist
+// when there is none.
+func ReadToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("nats token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("nats token: %s is empty: delete it and restart the gateway to make a new one", path)
+	}
+	return tok, nil
+}
