@@ -222,21 +222,23 @@ func NewToken(p Principal, expires time.Time) (token string, c Credential, err e
 	return tokenPrefix + p.ID + "_" + s, Credential{Principal: p, Hash: sum[:], Expires: expires}, nil
 }
 
-// errMalformedToken is a bearer value that is not a coldchain token.
-var errMalformedToken = errors.New("not a coldchain token (cct_…)")
+// ErrMalformedToken is a bearer value that is not a coldchain token.
+// ErrMalformedToken is a token that is not one `coldchain tokens create`
+// makes.
+var ErrMalformedToken = errors.New("not a coldchain token (cct_…)")
 
 // splitToken returns a token's id and secret.
 func splitToken(token string) (id, secret string, err error) {
 	rest, ok := strings.CutPrefix(token, tokenPrefix)
 	if !ok {
-		return "", "", errMalformedToken
+		return "", "", ErrMalformedToken
 	}
 	id, secret, ok = strings.Cut(rest, "_")
 	if !ok || len(id) != 16 || secret == "" {
-		return "", "", errMalformedToken
+		return "", "", ErrMalformedToken
 	}
 	if _, err := hex.DecodeString(id); err != nil {
-		return "", "", errMalformedToken
+		return "", "", ErrMalformedToken
 	}
 	return id, secret, nil
 }

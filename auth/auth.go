@@ -6,10 +6,11 @@
 // table-tested here and the broker hook (embedded/mqttbroker) just asks
 // them. Every refusal is a *Denial with a reason a person can act on.
 //
-// Built so far (issue 11): MQTT authentication by username/password
-// against a durable registry (Directory, KV) and the topic ACL below. Not
-// built yet: client certificates, TLS, API tokens with roles and tenants,
-// shipment ownership by org, device-signed readings, rate limits.
+// It holds the durable registry (Directory, a KV bucket): devices and
+// sites with their passwords and keys, API tokens with roles and orgs, and
+// the grants that bind shipments to orgs; the MQTT topic rules below, the
+// HTTP role matrix (api.go), login throttles and rate limits. What is not
+// built yet is listed in docs/SECURITY.md.
 package auth
 
 import (
@@ -194,8 +195,7 @@ func wild(level string) bool { return level == "+" || level == "#" }
 // demo) may watch alerts, coldchain/v1/{shipment or +}/alerts, and nothing
 // else: never '#', never another party's readings.
 //
-// Shippers and customs brokers watching one org's alerts over MQTT need
-// API principals with tenants, which are not built yet (issue 11).
+// API tokens (shippers, customs brokers) are CanSubscribeGranted's.
 func CanSubscribe(p Principal, filter string) *Denial {
 	switch p.Kind {
 	case KindGateway:
@@ -207,6 +207,42 @@ func CanSubscribe(p Principal, filter string) *Denial {
 		return &Denial{Reason: ReasonNoSubscribe, Detail: fmt.Sprintf("anonymous clients may subscribe only to coldchain/v1/{shipment}/alerts or coldchain/v1/+/alerts, not %s", filter)}
 	}
 	return &Denial{Reason: ReasonNoSubscribe, Detail: fmt.Sprintf("%s may not subscribe to %s: devices and sites only publish", p, filter)}
+}
+
+// TokenUsername is the MQTT username of a client that logs in with an API
+// token as its password, to watch alerts. No device may take it as an id.
+const TokenUsername = "token"
+
+// CanSubscribeGranted is CanSubscribe for every principal it knows, and
+// the rule for API tokens watching alerts over MQTT: a token whose role
+// may read shipments (provider, shipper, customs) may subscribe to
+// coldchain/v1/{shipment}/alerts, one shipment at a time, for the
+// shipments granted to its org (granted(shipment, org)); an admin token
+// also to coldchain/v1/+/alerts. Nothing else: no readings, no '#'. The
+// broker asks again on every delivery, so a grant revoked takes effect on
+// the next alert.
+func CanSubscribeGranted(p Principal, filter string, granted func(shipment, org string) bool) *Denial {
+	if p.Kind != KindToken {
+		return CanSubscribe(p, filter)
+	}
+	if d := MayDo(p, ActRead); d != nil {
+		return &Denial{Reason: ReasonRole, Detail: fmt.Sprintf("%s (role %s) may not watch alerts", p, p.Role)}
+	}
+	levels, ok := topic(filter)
+	if !ok || !isAlerts(levels) || levels.v[0] == "" || levels.v[0] == "#" {
+		return &Denial{Reason: ReasonNoSubscribe, Detail: fmt.Sprintf("%s may subscribe only to coldchain/v1/{shipment}/alerts, not %s", p, filter)}
+	}
+	ship := levels.v[0]
+	if p.Role == RoleAdmin {
+		return nil
+	}
+	if ship == "+" {
+		return &Denial{Reason: ReasonNoSubscribe, Detail: fmt.Sprintf("%s may watch only its org's shipments, one topic each: subscribe to coldchain/v1/{shipment}/alerts, not %s", p, filter)}
+	}
+	if p.Org == "" || granted == nil || !granted(ship, p.Org) {
+		return &Denial{Reason: ReasonNotGranted, Detail: fmt.Sprintf("%s (org %s) may not watch shipment %s: it is not granted to the org", p, p.Org, ship)}
+	}
+	return nil
 }
 
 // Credential is a registry entry: the principal and its password hash.

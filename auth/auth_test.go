@@ -94,6 +94,46 @@ func TestCanSubscribe(t *testing.T) {
 	}
 }
 
+func TestCanSubscribeGranted(t *testing.T) {
+	granted := func(ship, org string) bool { return ship == "S1" && org == "shipco" }
+	shipper := Principal{Kind: KindToken, ID: "a1", Role: RoleShipper, Org: "shipco"}
+	customs := Principal{Kind: KindToken, ID: "a2", Role: RoleCustoms, Org: "shipco"}
+	provider := Principal{Kind: KindToken, ID: "a3", Role: RoleProvider, Org: "shipco"}
+	admin := Principal{Kind: KindToken, ID: "a4", Role: RoleAdmin}
+	orgless := Principal{Kind: KindToken, ID: "a5", Role: RoleShipper}
+	for _, tc := range []struct {
+		name    string
+		p       Principal
+		filter  string
+		granted func(string, string) bool
+		reason  string
+	}{
+		{"shipper to a granted shipment's alerts", shipper, "coldchain/v1/S1/alerts", granted, ""},
+		{"customs to a granted shipment's alerts", customs, "coldchain/v1/S1/alerts", granted, ""},
+		{"provider to a granted shipment's alerts", provider, "coldchain/v1/S1/alerts", granted, ""},
+		{"shipper to another shipment's alerts", shipper, "coldchain/v1/S2/alerts", granted, ReasonNotGranted},
+		{"shipper to every shipment's alerts", shipper, "coldchain/v1/+/alerts", granted, ReasonNoSubscribe},
+		{"shipper to its shipment's readings", shipper, "coldchain/v1/S1/L1/readings", granted, ReasonNoSubscribe},
+		{"shipper to its shipment's handovers", shipper, "coldchain/v1/S1/handovers", granted, ReasonNoSubscribe},
+		{"shipper to everything", shipper, "#", granted, ReasonNoSubscribe},
+		{"shipper to a multi-level filter", shipper, "coldchain/v1/#", granted, ReasonNoSubscribe},
+		{"a token of no org", orgless, "coldchain/v1/S1/alerts", granted, ReasonNotGranted},
+		{"a shipper when grants are not known", shipper, "coldchain/v1/S1/alerts", nil, ReasonNotGranted},
+		{"admin to every shipment's alerts", admin, "coldchain/v1/+/alerts", granted, ""},
+		{"admin to a shipment granted to nobody", admin, "coldchain/v1/S9/alerts", nil, ""},
+		{"admin to readings", admin, "coldchain/v1/+/+/readings", granted, ReasonNoSubscribe},
+		{"admin to everything", admin, "#", granted, ReasonNoSubscribe},
+		{"a token of an unknown role", Principal{Kind: KindToken, ID: "a6", Role: "metrics", Org: "shipco"}, "coldchain/v1/S1/alerts", granted, ReasonRole},
+		{"other principals keep CanSubscribe's rule", anon, "coldchain/v1/+/alerts", nil, ""},
+		{"devices still subscribe to nothing", devA, "coldchain/v1/S1/alerts", granted, ReasonNoSubscribe},
+	} {
+		t.Run(tc.name, func(t *testing.T) { check(t, CanSubscribeGranted(tc.p, tc.filter, tc.granted), tc.reason) })
+	}
+	if d := CanPublish(shipper, "coldchain/v1/S1/L1/readings"); d == nil {
+		t.Error("a token may publish readings over MQTT")
+	}
+}
+
 func check(t *testing.T, d *Denial, reason string) {
 	t.Helper()
 	switch {
@@ -170,6 +210,11 @@ func TestDirectory(t *testing.T) {
 	}
 	if empty, err := d.Empty(ctx); err != nil || empty {
 		t.Fatalf("registry with L1: Empty = %v, %v; want false", empty, err)
+	}
+	if rc, err := NewCredential(Principal{Kind: KindDevice, ID: TokenUsername}, pw); err != nil {
+		t.Fatal(err)
+	} else if err := d.Add(ctx, rc); err == nil || !strings.Contains(err.Error(), "reserved") {
+		t.Fatalf("a device named %q: %v, want refused as reserved", TokenUsername, err)
 	}
 	if err := d.Add(ctx, c); !errors.Is(err, ErrExists) {
 		t.Fatalf("second add: %v, want ErrExists", err)

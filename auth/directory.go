@@ -50,6 +50,9 @@ func (d *Directory) Add(ctx context.Context, c Credential) error {
 	if !record.ValidID(c.ID) {
 		return fmt.Errorf("id %q must be 1–64 characters of A–Z, a–z, 0–9, '_' or '-'", c.ID)
 	}
+	if c.Kind == KindDevice && c.ID == TokenUsername {
+		return fmt.Errorf("id %q is reserved: it is the MQTT username API tokens log in with; choose another", c.ID)
+	}
 	if c.Org != "" && !record.ValidID(c.Org) {
 		return fmt.Errorf("org %q must be 1–64 characters of A–Z, a–z, 0–9, '_' or '-'", c.Org)
 	}

@@ -131,6 +131,24 @@ func TestAttackSuite(t *testing.T) {
 		}
 		return c
 	}
+	// asToken logs in to MQTT with an API token, as a watcher does.
+	asToken := func(tok string) (paho.Client, error) {
+		return dialMQTT(t, paho.NewClientOptions().AddBroker("tcp://"+gw.g.MQTTAddr()).
+			SetClientID("watch-"+strconv.FormatInt(time.Now().UnixNano(), 36)).SetUsername(auth.TokenUsername).SetPassword(tok))
+	}
+	refusedSubscribe := func(c paho.Client, filter string) bool {
+		tok := c.Subscribe(filter, 1, func(paho.Client, paho.Message) {})
+		return tok.WaitTimeout(10*time.Second) && tok.(*paho.SubscribeToken).Result()[filter] == 0x80
+	}
+	// The shipper watches its shipment's alerts over MQTT with its token.
+	watcher, err := asToken(shipper)
+	if err != nil {
+		t.Fatalf("shipper token over MQTT: %v", err)
+	}
+	watched := make(chan string, 100)
+	if tok := watcher.Subscribe("coldchain/v1/SHP-A/alerts", 1, func(_ paho.Client, m paho.Message) { watched <- string(m.Payload()) }); !tok.WaitTimeout(10*time.Second) || tok.(*paho.SubscribeToken).Result()["coldchain/v1/SHP-A/alerts"] != 1 {
+		t.Fatal("the shipper's token may not watch its shipment's alerts over MQTT")
+	}
 	// refusedPublish publishes at QoS 1 and reports whether the broker
 	// refused it (3.1.1 has no negative PUBACK: it disconnects).
 	refusedPublish := func(c paho.Client, topic, payload string) bool {
@@ -187,6 +205,14 @@ func TestAttackSuite(t *testing.T) {
 		}
 		return alertID != ""
 	})
+	select {
+	case a := <-watched:
+		if !strings.Contains(a, "SHP-A") {
+			t.Errorf("the shipper's watcher got %s", a)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("the alarm never reached the shipper watching over MQTT")
+	}
 	wantReadings := streamIDs(t, gw.g.NATSURL(), journal.StreamReadings)
 	wantHandovers := streamIDs(t, gw.g.NATSURL(), journal.StreamHandovers)
 	wantAlerts := len(streamIDs(t, gw.g.NATSURL(), journal.StreamAlerts))
@@ -236,6 +262,22 @@ func TestAttackSuite(t *testing.T) {
 		}},
 		{"device over its rate limit", "auth mqtt rate_limited", func(t *testing.T) bool {
 			return refusedPublish(flood, "coldchain/v1/SHP-A/FLOOD/readings", readingJSON(120, 5))
+		}},
+		{"token of org X watching org Y's alerts over MQTT", "auth mqtt shipment_not_granted", func(t *testing.T) bool {
+			c, err := asToken(rival)
+			return err == nil && refusedSubscribe(c, "coldchain/v1/SHP-A/alerts")
+		}},
+		{"shipper token watching readings over MQTT", "auth mqtt subscribe_not_allowed", func(t *testing.T) bool {
+			c, err := asToken(shipper)
+			return err == nil && refusedSubscribe(c, "coldchain/v1/SHP-A/+/readings")
+		}},
+		{"expired token over MQTT", "auth mqtt token_expired", func(t *testing.T) bool {
+			_, err := asToken(expired)
+			return err != nil
+		}},
+		{"revoked token over MQTT", "auth mqtt bad_credentials", func(t *testing.T) bool {
+			_, err := asToken(revoked)
+			return err != nil
 		}},
 		{"plaintext to the TLS port", "", func(t *testing.T) bool {
 			_, err := mqttAt(gw.g.MQTTTLSAddr(), "plain", "L-A")

@@ -14,8 +14,10 @@ const tokensHelp = `Usage: coldchain tokens create --role ROLE --org ORG --name 
        coldchain tokens list
        coldchain tokens revoke ID
 
-API tokens for the HTTP API, sent as "Authorization: Bearer <token>". The
-registry lives in the gateway's NATS JetStream (KV bucket ` + auth.Bucket + `);
+API tokens for the HTTP API, sent as "Authorization: Bearer <token>", and
+for watching alerts over MQTT: username "token", the token as password,
+subscribed to coldchain/v1/{shipment}/alerts (an admin token may use +).
+The registry lives in the gateway's NATS JetStream (KV bucket ` + auth.Bucket + `);
 the gateway must be running, or --nats must name the external server.
 
 Roles:

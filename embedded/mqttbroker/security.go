@@ -24,6 +24,9 @@ type Authenticator interface {
 	// Identify returns the registered identity a username names, for a
 	// client whose certificate already proved it.
 	Identify(ctx context.Context, username string) (auth.Principal, error)
+	// AuthenticateToken checks an API token, which a watcher gives as the
+	// password of username auth.TokenUsername.
+	AuthenticateToken(ctx context.Context, token string) (auth.Principal, error)
 }
 
 // Security is who may connect to the broker and what each may do. A nil
@@ -34,7 +37,9 @@ type Security struct {
 	// username.
 	Users Authenticator
 	// Granted, when set, binds devices and sites to the shipments granted
-	// to their org (auth.CanPublishGranted); nil leaves them unbound.
+	// to their org (auth.CanPublishGranted), and API tokens watching
+	// alerts to theirs (auth.CanSubscribeGranted); nil leaves devices and
+	// sites unbound and lets only admin tokens watch.
 	Granted func(shipment, org string) bool
 	// Denied counts refusals (auth.DeniedCounter); nil counts nothing.
 	Denied *metrics.CounterVec
@@ -107,6 +112,12 @@ func (g *guard) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		g.principals.Store(cl, auth.Principal{Kind: auth.KindAnonymous})
 		return true
 	}
+	if user == auth.TokenUsername {
+		// A shipper's or customs broker's API token, to watch alerts.
+		return g.admit(cl, "an API token", user, func(ctx context.Context) (auth.Principal, error) {
+			return g.users.AuthenticateToken(ctx, string(pass))
+		})
+	}
 	return g.admit(cl, "username "+user, user, func(ctx context.Context) (auth.Principal, error) {
 		return g.users.Authenticate(ctx, user, pass)
 	})
@@ -126,9 +137,12 @@ func (g *guard) admit(cl *mqtt.Client, who, user string, ask func(context.Contex
 	p, err := ask(ctx)
 	if err != nil {
 		reason := auth.ReasonBadCredentials
-		if !errors.Is(err, auth.ErrUnknown) && !errors.Is(err, auth.ErrWrongPassword) {
+		switch {
+		case errors.Is(err, auth.ErrExpired):
+			reason = auth.ReasonExpired // the secret was right: nobody is guessing
+		case !errors.Is(err, auth.ErrUnknown) && !errors.Is(err, auth.ErrWrongPassword) && !errors.Is(err, auth.ErrMalformedToken):
 			reason = auth.ReasonRegistryUnavailable // not the client's fault; logged
-		} else {
+		default:
 			now := time.Now()
 			g.perUser.Fail(userKey(cl, user), now)
 			g.perAddr.Fail(source(cl), now)
@@ -207,7 +221,7 @@ func (g *guard) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if write {
 		d = g.canPublish(p, topic)
 	} else {
-		d = auth.CanSubscribe(p, topic)
+		d = auth.CanSubscribeGranted(p, topic, g.granted)
 	}
 	if d != nil {
 		g.deny(cl, d)

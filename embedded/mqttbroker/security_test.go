@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -225,13 +226,8 @@ func TestSubscriptions(t *testing.T) {
 	b, f, _, reg := startSecureBroker(t, true)
 	subscribe := func(c paho.Client, filter string, got func(string)) byte {
 		t.Helper()
-		tok := c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) { got(string(m.Payload())) })
-		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-			t.Fatalf("subscribe %s: %v", filter, tok.Error())
-		}
-		return tok.(*paho.SubscribeToken).Result()[filter]
+		return subscribe(t, c, filter, got)
 	}
-	ignore := func(string) {}
 	dev, _, err := dial(t, b, "dev-L1", "L1", "password-of-L1-0001")
 	if err != nil {
 		t.Fatal(err)
@@ -278,6 +274,124 @@ func TestSubscriptions(t *testing.T) {
 	if got, want := denied(reg), []string{"gateway_only 1", "subscribe_not_allowed 8"}; !slices.Equal(got, want) {
 		t.Fatalf("denials %v, want %v", got, want)
 	}
+}
+
+// subscribe subscribes c to filter at QoS 1, handing got each payload,
+// and returns the SUBACK's code (0x80 for refused).
+func subscribe(t *testing.T, c paho.Client, filter string, got func(string)) byte {
+	t.Helper()
+	tok := c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) { got(string(m.Payload())) })
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe %s: %v", filter, tok.Error())
+	}
+	return tok.(*paho.SubscribeToken).Result()[filter]
+}
+
+func ignore(string) {}
+
+// inbox collects the payloads a subscription receives.
+type inbox struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (i *inbox) add(p string) { i.mu.Lock(); i.got = append(i.got, p); i.mu.Unlock() }
+func (i *inbox) n() int       { i.mu.Lock(); defer i.mu.Unlock(); return len(i.got) }
+
+// TestTokensWatchAlerts: an API token logs in as username "token" and
+// watches the alerts of the shipments granted to its org, one topic each;
+// an admin token may watch all of them. Nothing else: no readings, no
+// wildcard, no publishing, no token without a reading role, and a revoked
+// grant stops the next delivery.
+func TestTokensWatchAlerts(t *testing.T) {
+	reg := metrics.New()
+	var grantedS1 atomic.Bool
+	grantedS1.Store(true)
+	granted := func(ship, org string) bool { return ship == "S1" && org == "shipco" && grantedS1.Load() }
+	b, f, _ := serve(t, Config{Listen: "127.0.0.1:0", MaxPacketSize: 1 << 20}, &Security{Users: registry, Granted: granted, Denied: auth.DeniedCounter(reg)})
+
+	for _, tc := range []struct{ name, pw, reason string }{
+		{"wrong token", "cct_0000000000000000_wrong", "bad_credentials"},
+		{"not a token", "password-of-L1-0001", "bad_credentials"},
+		{"expired token", tokExpired, "token_expired"},
+	} {
+		if _, _, err := dial(t, b, "w-"+strings.ReplaceAll(tc.name, " ", "-"), auth.TokenUsername, tc.pw); err == nil {
+			t.Errorf("%s: connected", tc.name)
+		}
+	}
+	shipper, lost, err := dial(t, b, "shipper", auth.TokenUsername, tokShipper)
+	if err != nil {
+		t.Fatalf("shipper token: %v", err)
+	}
+	for _, filter := range []string{"#", "coldchain/v1/+/alerts", "coldchain/v1/S2/alerts", "coldchain/v1/S1/L1/readings", "coldchain/v1/S1/handovers", "coldchain/v1/S1/#"} {
+		if q := subscribe(t, shipper, filter, ignore); q != 0x80 {
+			t.Errorf("shipper token subscribed to %s (granted %#x)", filter, q)
+		}
+	}
+	var seen, all inbox
+	if q := subscribe(t, shipper, "coldchain/v1/S1/alerts", seen.add); q != 1 {
+		t.Fatalf("shipper token refused its shipment's alerts (%#x)", q)
+	}
+	admin, _, err := dial(t, b, "admin", auth.TokenUsername, tokAdmin)
+	if err != nil {
+		t.Fatalf("admin token: %v", err)
+	}
+	if q := subscribe(t, admin, "coldchain/v1/+/alerts", all.add); q != 1 {
+		t.Fatalf("admin token refused coldchain/v1/+/alerts (%#x)", q)
+	}
+	if c, _, err := dial(t, b, "metrics-only", auth.TokenUsername, tokNoRead); err != nil {
+		t.Fatalf("a token without a reading role: %v", err)
+	} else if subscribe(t, c, "coldchain/v1/S1/alerts", ignore) != 0x80 {
+		t.Errorf("a token whose role reads nothing subscribed to alerts")
+	}
+
+	for _, ship := range []string{"S1", "S2"} {
+		if err := b.Publish("coldchain/v1/"+ship+"/alerts", []byte(`{"alert":"`+ship+`"}`), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "both alerts at the admin, S1's at the shipper", func() bool { return all.n() == 2 && seen.n() == 1 })
+	grantedS1.Store(false) // coldchain shipments revoke S1 --org shipco
+	if err := b.Publish("coldchain/v1/S1/alerts", []byte(`{"alert":"after revoke"}`), 1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the admin's third alert", func() bool { return all.n() == 3 })
+	still(t, "an alert delivered after the grant was revoked", func() bool { return seen.n() == 1 })
+
+	publish(shipper, "coldchain/v1/S1/alerts", 1, `{"forged":true}`)
+	<-lost
+	if n := len(f.started()); n != 0 {
+		t.Fatalf("%d messages ingested", n)
+	}
+	want := []string{"bad_credentials 2", "gateway_only 1", "role_not_allowed 1", "shipment_not_granted 2", "subscribe_not_allowed 5", "token_expired 1"}
+	if got := denied(reg); !slices.Equal(got, want) {
+		t.Fatalf("denials %v, want %v", got, want)
+	}
+}
+
+// The fake registry's API tokens.
+const (
+	tokShipper = "cct_00000000000000a1_shipper-secret"
+	tokAdmin   = "cct_00000000000000a2_admin-secret"
+	tokNoRead  = "cct_00000000000000a3_metrics-secret"
+	tokExpired = "cct_00000000000000a4_expired-secret"
+)
+
+func (u users) AuthenticateToken(_ context.Context, token string) (auth.Principal, error) {
+	switch token {
+	case tokShipper:
+		return auth.Principal{Kind: auth.KindToken, ID: "00000000000000a1", Role: auth.RoleShipper, Org: "shipco"}, nil
+	case tokAdmin:
+		return auth.Principal{Kind: auth.KindToken, ID: "00000000000000a2", Role: auth.RoleAdmin}, nil
+	case tokNoRead:
+		return auth.Principal{Kind: auth.KindToken, ID: "00000000000000a3", Role: "metrics", Org: "shipco"}, nil
+	case tokExpired:
+		return auth.Principal{}, fmt.Errorf("token 00000000000000a4: %w", auth.ErrExpired)
+	}
+	if !strings.HasPrefix(token, "cct_") {
+		return auth.Principal{}, auth.ErrMalformedToken
+	}
+	return auth.Principal{}, fmt.Errorf("token: %w", auth.ErrUnknown)
 }
 
 // TestFailedLoginsThrottled: after ten bad passwords for one username from
