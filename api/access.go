@@ -30,6 +30,11 @@ type Access struct {
 	Granted func(shipment, org string) bool
 	// Denied counts refusals (auth.DeniedCounter); nil counts nothing.
 	Denied *metrics.CounterVec
+	// Removals, when set, ends a request whose token is revoked while it
+	// is open (an alert stream read for days); nil leaves it open.
+	Removals interface {
+		Context(parent context.Context, p auth.Principal) (context.Context, func())
+	}
 }
 
 // route is what a route does, as the role matrix sees it, and whether its
@@ -92,7 +97,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	scope.OnDenied(func(d *auth.Denial) { s.deny(r, d) })
-	s.mux.ServeHTTP(w, r.WithContext(auth.WithScope(r.Context(), scope)))
+	ctx := r.Context()
+	if s.access != nil && s.access.Removals != nil && scope.Principal.Kind == auth.KindToken {
+		var release func()
+		ctx, release = s.access.Removals.Context(ctx, scope.Principal)
+		defer release()
+	}
+	s.mux.ServeHTTP(w, r.WithContext(auth.WithScope(ctx, scope)))
 }
 
 // authorize returns the request's scope, or the status and denial that

@@ -194,9 +194,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return err
 	}
 	defer keys.Stop()
+	// A removed device or revoked token loses the sessions and streams it
+	// has open, not only its next login.
+	removals, err := dir.WatchRemovals(ctx)
+	if err != nil {
+		return err
+	}
+	defer removals.Stop()
 	// Until both are loaded a grant would look absent and a signing
 	// device's unsigned readings would pass: nothing is ingested before.
-	for _, ready := range []<-chan struct{}{grants.Ready(), keys.Ready()} {
+	for _, ready := range []<-chan struct{}{grants.Ready(), keys.Ready(), removals.Ready()} {
 		select {
 		case <-ready:
 		case <-ctx.Done():
@@ -217,6 +224,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		removals.OnRemove(func(p auth.Principal) { broker.Evict(p) })
 		addr, tlsAddr := broker.Addr(), broker.TLSAddr()
 		g.mqttAddr.Store(&addr)
 		g.mqttTLSAddr.Store(&tlsAddr)
@@ -277,7 +285,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}
 			return nil
 		}},
-	}, cfg.Ingest.MaxPayload, &api.Access{Tokens: dir, Granted: grants.Granted, Denied: denied}, log.Named("http"))
+	}, cfg.Ingest.MaxPayload, &api.Access{Tokens: dir, Granted: grants.Granted, Denied: denied, Removals: removals}, log.Named("http"))
 	srv.Mount(func(r api.Router) { alerts.Routes(r) })
 
 	// Shipment logs and anchoring: like the detector, a journal consumer

@@ -279,3 +279,27 @@ func (g *guard) deny(cl *mqtt.Client, d *auth.Denial) {
 			zap.String("client", cl.ID), zap.String("remote", cl.Net.Remote), zap.Int("similar_not_logged", held))
 	}
 }
+
+// Evict closes every session that authenticated as p, which the registry
+// no longer holds (a device or site removed, a token revoked): a login
+// only proves who a client was when it connected. MQTT 5 clients get
+// DISCONNECT 0x87 with the reason. It returns how many sessions closed.
+func (b *Broker) Evict(p auth.Principal) int {
+	g := b.hook.guard
+	if g == nil {
+		return 0
+	}
+	var victims []*mqtt.Client
+	g.principals.Range(func(k, v any) bool {
+		if q := v.(auth.Principal); q.Kind == p.Kind && q.ID == p.ID {
+			victims = append(victims, k.(*mqtt.Client))
+		}
+		return true
+	})
+	for _, cl := range victims {
+		g.principals.Delete(cl) // nothing more is authorized for it, even before it is gone
+		_ = b.srv.DisconnectClient(cl, packets.Code{Code: packets.ErrNotAuthorized.Code, Reason: p.String() + " was removed from the registry"})
+		g.log.Info("mqtt session closed: its credentials were removed", zap.String("client", cl.ID), zap.Stringer("principal", p))
+	}
+	return len(victims)
+}
