@@ -109,15 +109,29 @@ func (d *Directory) Lookup(ctx context.Context, k Kind, id string) (Credential, 
 // Empty reports whether no identity is registered, without reading them
 // all.
 func (d *Directory) Empty(ctx context.Context) (bool, error) {
-	keys, err := d.kv.ListKeysFiltered(ctx, "device.>", "site.>")
+	keys, err := d.keyList(ctx, "device.>", "site.>")
 	if err != nil {
 		return false, err
 	}
-	defer func() { _ = keys.Stop() }()
-	for range keys.Keys() {
-		return false, nil
+	return len(keys) == 0, nil
+}
+
+// keyList lists the keys under each filter, one filter per consumer: a
+// consumer with several filter subjects needs nats-server 2.10, and
+// Debian's is 2.9, which refuses it ("deliver last per subject, but
+// optional filter subject is not set").
+func (d *Directory) keyList(ctx context.Context, filters ...string) ([]string, error) {
+	var out []string
+	for _, f := range filters {
+		l, err := d.kv.ListKeysFiltered(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		for k := range l.Keys() {
+			out = append(out, k)
+		}
 	}
-	return true, nil
+	return out, nil
 }
 
 // List returns every device and site, without hashes.
@@ -128,12 +142,12 @@ func (d *Directory) List(ctx context.Context) ([]Principal, error) {
 // Credentials returns every device and site with its hashes (for
 // export-mosquitto).
 func (d *Directory) Credentials(ctx context.Context) ([]Credential, error) {
-	keys, err := d.kv.ListKeysFiltered(ctx, "device.>", "site.>")
+	keys, err := d.keyList(ctx, "device.>", "site.>")
 	if err != nil {
 		return nil, err
 	}
 	var out []Credential
-	for k := range keys.Keys() {
+	for _, k := range keys {
 		e, err := d.kv.Get(ctx, k)
 		if err != nil {
 			continue // deleted between listing and reading
@@ -149,12 +163,12 @@ func (d *Directory) Credentials(ctx context.Context) ([]Credential, error) {
 
 // GrantList returns every grant.
 func (d *Directory) GrantList(ctx context.Context) ([]Grant, error) {
-	keys, err := d.kv.ListKeysFiltered(ctx, "grant.>")
+	keys, err := d.keyList(ctx, "grant.>")
 	if err != nil {
 		return nil, err
 	}
 	var out []Grant
-	for k := range keys.Keys() {
+	for _, k := range keys {
 		if g, ok := parseGrantKey(k); ok {
 			out = append(out, g)
 		}
@@ -164,12 +178,12 @@ func (d *Directory) GrantList(ctx context.Context) ([]Grant, error) {
 
 // Tokens returns every API token, without hashes.
 func (d *Directory) Tokens(ctx context.Context) ([]Credential, error) {
-	keys, err := d.kv.ListKeysFiltered(ctx, "token.>")
+	keys, err := d.keyList(ctx, "token.>")
 	if err != nil {
 		return nil, err
 	}
 	var out []Credential
-	for k := range keys.Keys() {
+	for _, k := range keys {
 		e, err := d.kv.Get(ctx, k)
 		if err != nil {
 			continue // revoked between listing and reading
@@ -184,12 +198,12 @@ func (d *Directory) Tokens(ctx context.Context) ([]Credential, error) {
 }
 
 func (d *Directory) list(ctx context.Context, filters ...string) ([]Principal, error) {
-	keys, err := d.kv.ListKeysFiltered(ctx, filters...)
+	keys, err := d.keyList(ctx, filters...)
 	if err != nil {
 		return nil, err
 	}
 	var out []Principal
-	for k := range keys.Keys() {
+	for _, k := range keys {
 		e, err := d.kv.Get(ctx, k)
 		if err != nil {
 			continue // deleted between listing and reading

@@ -31,24 +31,53 @@ type openCtx struct{ cancel context.CancelCauseFunc }
 // WatchRemovals starts following removals until Stop.
 func (d *Directory) WatchRemovals(ctx context.Context) (*Removals, error) {
 	r := &Removals{open: map[string]map[*openCtx]struct{}{}}
-	w, err := d.follow(ctx, ">", func(e jetstream.KeyValueEntry) {
-		if e.Operation() == jetstream.KeyValuePut {
-			return
+	// One watch per kind: a consumer with several filters, or one on the
+	// whole bucket, is refused by nats-server 2.9 (Debian's).
+	var ws []*watch
+	for _, k := range []Kind{KindDevice, KindSite, KindToken} {
+		w, err := d.follow(ctx, string(k)+".>", func(e jetstream.KeyValueEntry) {
+			if e.Operation() != jetstream.KeyValuePut {
+				r.removed(Principal{Kind: k, ID: strings.TrimPrefix(e.Key(), string(k)+".")})
+			}
+		})
+		if err != nil {
+			for _, w := range ws {
+				w.Stop()
+			}
+			return nil, fmt.Errorf("watching removals: %w", err)
 		}
-		kind, id, ok := strings.Cut(e.Key(), ".")
-		if !ok {
-			return
-		}
-		switch k := Kind(kind); k {
-		case KindDevice, KindSite, KindToken:
-			r.removed(Principal{Kind: k, ID: id})
-		}
-	})
-	if err != nil {
-		return nil, fmt.Errorf("watching removals: %w", err)
+		ws = append(ws, w)
 	}
-	r.watch = w
+	r.watch = joinWatches(ws)
 	return r, nil
+}
+
+// joinWatches is one watch standing for several: ready when all are,
+// stopped together.
+func joinWatches(ws []*watch) *watch {
+	j := &watch{ready: make(chan struct{}), done: make(chan struct{})}
+	j.stop = func() {
+		for _, w := range ws {
+			w.stop()
+		}
+	}
+	go func() {
+		for _, w := range ws {
+			select {
+			case <-w.ready:
+			case <-w.done: // stopped before it was ready
+				return
+			}
+		}
+		close(j.ready)
+	}()
+	go func() {
+		for _, w := range ws {
+			<-w.done
+		}
+		close(j.done)
+	}()
+	return j
 }
 
 // OnRemove adds fn to what is called, in the watch's goroutine, for each
