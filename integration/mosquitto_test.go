@@ -57,46 +57,7 @@ func TestExportMosquitto(t *testing.T) {
 	}
 
 	addr := freePort(t)
-	host, port, _ := net.SplitHostPort(addr)
-	me, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(out, "mosquitto.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`per_listener_settings false
-listener %s %s
-allow_anonymous false
-password_file %s
-acl_file %s
-user %s
-`, port, host, filepath.Join(out, "passwd"), filepath.Join(out, "acl"), me.Username)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-c", conf)
-	var logBuf strings.Builder
-	cmd.Stdout, cmd.Stderr = &logBuf, &logBuf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill() // stopped by PID
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("mosquitto log:\n%s", logBuf.String())
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mosquitto did not listen on %s: %s", addr, logBuf.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	startMosquitto(t, bin, out, addr, "")
 
 	dial := func(id, user, pw string) (paho.Client, error) {
 		c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
@@ -159,7 +120,7 @@ user %s
 	// Mosquitto delivers one publisher's messages in order: once L1's
 	// "last" and the site's "handover" are in, anything forged before
 	// them would be too.
-	deadline = time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		mu.Lock()
 		done := slices.Contains(got, want[0]) && slices.Contains(got, want[2])
@@ -177,5 +138,77 @@ user %s
 	slices.Sort(got)
 	if !slices.Equal(got, want) {
 		t.Fatalf("the gateway user got %q, want %q", got, want)
+	}
+}
+
+// mosquittoLog is a running Mosquitto's log file.
+type mosquittoLog string
+
+// count returns how many lines of the log contain s.
+func (l mosquittoLog) count(t *testing.T, s string) int {
+	t.Helper()
+	b, err := os.ReadFile(string(l))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), s)
+}
+
+// startMosquitto starts the real Mosquitto at bin on addr with the
+// password_file and acl_file export-mosquitto wrote to dir, anonymous
+// access off and every log line to a file, and, when tls is set, a second
+// listener on it with files (tls is "addr|cert|key"). It is stopped by
+// PID when the test ends.
+func startMosquitto(t *testing.T, bin, dir, addr, tls string) mosquittoLog {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join(dir, "mosquitto.log")
+	conf := fmt.Sprintf(`per_listener_settings false
+listener %s %s
+allow_anonymous false
+password_file %s
+acl_file %s
+user %s
+log_type all
+log_dest file %s
+`, port, host, filepath.Join(dir, "passwd"), filepath.Join(dir, "acl"), me.Username, logFile)
+	if tls != "" {
+		parts := strings.Split(tls, "|")
+		th, tp, _ := net.SplitHostPort(parts[0])
+		conf += fmt.Sprintf("listener %s %s\ncertfile %s\nkeyfile %s\n", tp, th, parts[1], parts[2])
+	}
+	confPath := filepath.Join(dir, "mosquitto.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", confPath)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill() // stopped by PID
+		_ = cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(logFile)
+			t.Logf("mosquitto output:\n%s\nmosquitto log:\n%s", out.String(), b)
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return mosquittoLog(logFile)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mosquitto did not listen on %s: %s", addr, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
