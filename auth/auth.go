@@ -14,8 +14,13 @@
 package auth
 
 import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -257,6 +262,44 @@ type Credential struct {
 	// Expires, for an API token, is when it stops being accepted; zero
 	// for never.
 	Expires time.Time `json:"expires,omitzero"`
+	// CertSHA256 pins the client certificates (hex SHA-256 of the DER) a
+	// device or site may log in with; empty, any certificate the broker's
+	// CA issued with its username as common name will do.
+	CertSHA256 []string `json:"cert_sha256,omitempty"`
+}
+
+// PinCertificate adds the PEM certificate in certPEM to the ones c may log
+// in with. Its common name must be c's MQTT username.
+func (c *Credential) PinCertificate(certPEM []byte) (fingerprint string, err error) {
+	block, _ := pem.Decode(certPEM)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return "", errors.New("not a PEM certificate (-----BEGIN CERTIFICATE-----)")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return "", fmt.Errorf("certificate: %w", err)
+	}
+	if want := Username(c.Principal); cert.Subject.CommonName != want {
+		return "", fmt.Errorf("certificate is for %q, not %q: its common name must be the MQTT username", cert.Subject.CommonName, want)
+	}
+	fp := CertFingerprint(block.Bytes)
+	c.CertSHA256 = append(c.CertSHA256, fp)
+	return fp, nil
+}
+
+// CertFingerprint is the hex SHA-256 of a certificate's DER bytes.
+func CertFingerprint(der []byte) string {
+	h := sha256.Sum256(der)
+	return hex.EncodeToString(h[:])
+}
+
+// acceptsCert reports whether c may log in with the certificate der,
+// which the broker's CA already verified.
+func (c Credential) acceptsCert(der []byte) bool {
+	if len(c.CertSHA256) == 0 {
+		return true
+	}
+	return slices.Contains(c.CertSHA256, CertFingerprint(der))
 }
 
 // MinPassword is the shortest password the registry takes.

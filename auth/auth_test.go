@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/coldchain/coldchain/embedded/natsserver"
+	"github.com/coldchain/coldchain/pki"
 )
 
 var (
@@ -131,6 +133,51 @@ func TestCanSubscribeGranted(t *testing.T) {
 	}
 	if d := CanPublish(shipper, "coldchain/v1/S1/L1/readings"); d == nil {
 		t.Error("a token may publish readings over MQTT")
+	}
+}
+
+func TestPinCertificate(t *testing.T) {
+	ca, err := pki.NewCA("test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(cn string) []byte {
+		t.Helper()
+		c, err := ca.Client(cn, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.CertPEM
+	}
+	der := func(certPEM []byte) []byte { b, _ := pem.Decode(certPEM); return b.Bytes }
+	mine, twin := issue("L1"), issue("L1")
+
+	c := Credential{Principal: devA}
+	if !c.acceptsCert(der(twin)) {
+		t.Fatal("an unpinned credential refused a certificate its CA issued")
+	}
+	if _, err := c.PinCertificate(issue("L2")); err == nil || !strings.Contains(err.Error(), "common name") {
+		t.Fatalf("pinning another device's certificate: %v", err)
+	}
+	if _, err := c.PinCertificate([]byte("not pem")); err == nil {
+		t.Fatal("pinning garbage succeeded")
+	}
+	fp, err := c.PinCertificate(mine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fp != CertFingerprint(der(mine)) || len(c.CertSHA256) != 1 {
+		t.Fatalf("pinned %v, fingerprint %s", c.CertSHA256, fp)
+	}
+	if !c.acceptsCert(der(mine)) || c.acceptsCert(der(twin)) {
+		t.Fatal("a pinned credential must accept its certificate and no other")
+	}
+	site := Credential{Principal: siteW}
+	if _, err := site.PinCertificate(issue("site.SG-WH1")); err != nil {
+		t.Fatalf("a site's certificate names site.ID: %v", err)
+	}
+	if c.Check([]byte("")) || c.Check([]byte("any-password-at-all")) {
+		t.Fatal("a certificate-only credential accepted a password")
 	}
 }
 

@@ -232,10 +232,17 @@ func (d *Directory) Authenticate(ctx context.Context, username string, password 
 }
 
 // Identify returns the identity an MQTT username names, without a
-// password: for a client whose certificate (CN = username) proved it.
-func (d *Directory) Identify(ctx context.Context, username string) (Principal, error) {
+// password: for a client whose certificate (CN = username, DER cert)
+// proved it. An identity with pinned certificates accepts only those.
+func (d *Directory) Identify(ctx context.Context, username string, cert []byte) (Principal, error) {
 	c, err := d.byUsername(ctx, username)
-	return c.Principal, err
+	if err != nil {
+		return Principal{}, err
+	}
+	if !c.acceptsCert(cert) {
+		return Principal{}, fmt.Errorf("%s: certificate %s is not one registered for it: %w", c.Principal, CertFingerprint(cert)[:16], ErrWrongPassword)
+	}
+	return c.Principal, nil
 }
 
 func (d *Directory) byUsername(ctx context.Context, username string) (Credential, error) {

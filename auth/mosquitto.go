@@ -43,6 +43,11 @@ type MosquittoFiles struct {
 	// Skipped are identities that cannot be exported: registered before
 	// their credential kept a Mosquitto hash. Remove and add them again.
 	Skipped []Principal
+	// CertOnly are identities that log in by client certificate alone:
+	// their ACL is written, but no password line. Mosquitto admits them on
+	// a listener with require_certificate and use_identity_as_username,
+	// and does not pin their certificates as the embedded broker does.
+	CertOnly []Principal
 }
 
 // ExportMosquitto builds the files from the registry's devices and sites,
@@ -72,7 +77,8 @@ func ExportMosquitto(creds []Credential, grants []Grant, gatewayUser, gatewayHas
 		if c.Kind != KindDevice && c.Kind != KindSite {
 			continue
 		}
-		if c.MosquittoHash == "" {
+		certOnly := c.MosquittoHash == "" && len(c.Hash) == 0 && len(c.CertSHA256) > 0
+		if c.MosquittoHash == "" && !certOnly {
 			out.Skipped = append(out.Skipped, c.Principal)
 			continue
 		}
@@ -80,7 +86,11 @@ func ExportMosquitto(creds []Credential, grants []Grant, gatewayUser, gatewayHas
 		if u == gatewayUser {
 			return MosquittoFiles{}, fmt.Errorf("gateway user %q is also a registered %s: pick another name", u, c.Kind)
 		}
-		fmt.Fprintf(&pw, "%s:%s\n", u, c.MosquittoHash)
+		if certOnly {
+			out.CertOnly = append(out.CertOnly, c.Principal)
+		} else {
+			fmt.Fprintf(&pw, "%s:%s\n", u, c.MosquittoHash)
+		}
 		fmt.Fprintf(&acl, "\nuser %s\n", u)
 		ships := byOrg[c.Org]
 		if c.Org == "" || len(ships) == 0 {

@@ -45,7 +45,8 @@ func TestExportMosquitto(t *testing.T) {
 		return c
 	}
 	old := Credential{Principal: Principal{Kind: KindDevice, ID: "OLD", Org: "acme"}, Hash: []byte("x")}
-	creds := []Credential{mk(siteW), mk(devA), mk(Principal{Kind: KindDevice, ID: "B1", Org: "beta"}), old}
+	certOnly := Credential{Principal: Principal{Kind: KindDevice, ID: "C1", Org: "acme"}, CertSHA256: []string{"ab12"}}
+	creds := []Credential{mk(siteW), mk(devA), mk(Principal{Kind: KindDevice, ID: "B1", Org: "beta"}), old, certOnly}
 	grants := []Grant{{"S2", "acme"}, {"S1", "acme"}, {"S9", "gamma"}}
 	f, err := ExportMosquitto(creds, grants, "coldchain-gateway", "$7$101$c2FsdA==$aGFzaA==")
 	if err != nil {
@@ -59,6 +60,10 @@ topic readwrite coldchain/#
 
 user B1
 # no shipment granted to org "beta": nothing allowed
+
+user C1
+topic write coldchain/v1/S1/C1/readings
+topic write coldchain/v1/S2/C1/readings
 
 user L1
 topic write coldchain/v1/S1/L1/readings
@@ -84,6 +89,9 @@ topic write coldchain/v1/S2/handovers
 	}
 	if len(f.Skipped) != 1 || f.Skipped[0].ID != "OLD" {
 		t.Fatalf("skipped %v, want the device without a Mosquitto hash", f.Skipped)
+	}
+	if len(f.CertOnly) != 1 || f.CertOnly[0].ID != "C1" {
+		t.Fatalf("certificate-only %v, want C1 (in the acl, not in passwd)", f.CertOnly)
 	}
 	if _, err := ExportMosquitto(creds, grants, "L1", "h"); err == nil {
 		t.Fatal("a gateway user named like a device was accepted")

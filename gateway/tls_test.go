@@ -115,6 +115,30 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("journaled %v, want L1's one reading", ids)
 	}
 
+	// L2 is pinned to one certificate (devices add --cert) and has no
+	// password: another certificate of the same CA and name is refused.
+	pinned, err := ca.Client("L2", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := auth.Credential{Principal: auth.Principal{Kind: auth.KindDevice, ID: "L2", Org: "acme"}}
+	if _, err := c2.PinCertificate(pinned.CertPEM); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Add(ctx, c2); err != nil {
+		t.Fatal(err)
+	}
+	pinnedKP, err := tls.X509KeyPair(pinned.CertPEM, pinned.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dial("L2-twin", clientCert(ca, "L2")); err == nil {
+		t.Error("a certificate other than the pinned one connected")
+	}
+	if _, err := dial("L2", pinnedKP); err != nil {
+		t.Errorf("the pinned certificate: %v", err)
+	}
+
 	https := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}, Timeout: 10 * time.Second}
 	resp, err := https.Get("https://" + gw.g.HTTPAddr() + "/healthz")
 	if err != nil {

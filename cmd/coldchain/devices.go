@@ -24,7 +24,7 @@ import (
 	"github.com/coldchain/coldchain/record"
 )
 
-const devicesHelp = `Usage: coldchain devices add ID --org ORG [--kind device|site] [--password-stdin] [--pubkey FILE]
+const devicesHelp = `Usage: coldchain devices add ID --org ORG [--kind device|site] [--password-stdin] [--cert FILE] [--pubkey FILE]
        coldchain devices add-key ID --pubkey FILE
        coldchain devices keygen ID [--dir DIR]
        coldchain devices list
@@ -46,6 +46,14 @@ add generates a random password and prints it once, unless
 --password-stdin gives one (16 to 72 bytes, one line). Only its bcrypt
 hash is stored: a lost password cannot be shown again; remove the
 identity and add it with a new one.
+
+Client certificates: on the broker's mutual-TLS listener (mqtt.tls_listen
+with mqtt.tls_client_ca) a certificate of that CA whose common name is the
+MQTT username logs in without a password. add --cert FILE pins the
+identity to that certificate (PEM; its common name must be the username):
+then only it is accepted, not any other the CA issues with the same name.
+With --cert and without --password-stdin no password is made: the
+identity logs in by certificate only.
 
 Device-signed readings: keygen makes an Ed25519 key pair, DIR/ID.key (the
 private key, PKCS #8 PEM, mode 0600: it belongs on the device and nowhere
@@ -83,6 +91,7 @@ func devicesCmd(args []string, stdout, stderr io.Writer) error {
 	fromStdin := fs.Bool("password-stdin", false, "read the password (add) or the gateway user's (export-mosquitto) from standard input instead of generating one")
 	outDir := fs.String("dir", ".", "where export-mosquitto writes passwd and acl, and keygen the key pair")
 	pubFile := fs.String("pubkey", "", "the device's Ed25519 public key `file` (add, add-key)")
+	certFile := fs.String("cert", "", "the identity's client certificate `file` (PEM) to pin (add)")
 	gwUser := fs.String("gateway-user", "coldchain-gateway", "the gateway's MQTT `username` on Mosquitto (export-mosquitto)")
 	fs.Usage = func() { fmt.Fprint(stderr, devicesHelp); fs.PrintDefaults() }
 	pos, err := parseInterleaved(fs, args)
@@ -98,6 +107,9 @@ func devicesCmd(args []string, stdout, stderr io.Writer) error {
 		return usage(err.Error())
 	}
 	verb, pos := pos[0], pos[1:]
+	if *certFile != "" && verb != "add" {
+		return usage("--cert goes with add")
+	}
 	var pub []byte
 	if *pubFile != "" {
 		if verb != "add" && verb != "add-key" {
@@ -163,21 +175,36 @@ func devicesCmd(args []string, stdout, stderr io.Writer) error {
 		if err := dir.Remove(ctx, k, pos[0]); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "removed %s %s: it can no longer connect (connections already open stay until they close)\n", k, pos[0])
+		fmt.Fprintf(stdout, "removed %s %s: it can no longer connect, and the gateway closes its open sessions on the embedded broker (an external Mosquitto keeps them until you export again and reload it)\n", k, pos[0])
 		return nil
 	}
 
-	pw, err := password(*fromStdin)
-	if err != nil {
-		return err
+	certOnly := *certFile != "" && !*fromStdin
+	var pw []byte
+	if !certOnly {
+		if pw, err = password(*fromStdin); err != nil {
+			return err
+		}
 	}
 	if verb == "export-mosquitto" {
 		return exportMosquitto(ctx, dir, *outDir, *gwUser, pw, !*fromStdin, stdout)
 	}
 	p := auth.Principal{Kind: k, ID: pos[0], Org: *org}
-	c, err := auth.NewCredential(p, pw)
-	if err != nil {
-		return err
+	c := auth.Credential{Principal: p}
+	if !certOnly {
+		if c, err = auth.NewCredential(p, pw); err != nil {
+			return err
+		}
+	}
+	var pinned string
+	if *certFile != "" {
+		raw, err := os.ReadFile(*certFile)
+		if err != nil {
+			return err
+		}
+		if pinned, err = c.PinCertificate(raw); err != nil {
+			return fmt.Errorf("%s: %w", *certFile, err)
+		}
 	}
 	if err := dir.Add(ctx, c); err != nil {
 		if errors.Is(err, auth.ErrExists) {
@@ -186,7 +213,12 @@ func devicesCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "registered %s\nMQTT username: %s\n", p, auth.Username(p))
-	if !*fromStdin {
+	if pinned != "" {
+		fmt.Fprintf(stdout, "client certificate pinned: SHA-256 %s\n", pinned)
+	}
+	if certOnly {
+		fmt.Fprintln(stdout, "no password: it logs in with that certificate only, on the mutual-TLS listener")
+	} else if !*fromStdin {
 		fmt.Fprintf(stdout, "MQTT password: %s\n(shown once: only its hash is stored; put it on the device now)\n", pw)
 	}
 	if pub != nil {
@@ -284,6 +316,9 @@ func exportMosquitto(ctx context.Context, reg *auth.Directory, dir, gwUser strin
 	fmt.Fprintf(stdout, "wrote %s (%d users) and %s\n", passwd, len(creds)-len(f.Skipped)+1, acl)
 	for _, p := range f.Skipped {
 		fmt.Fprintf(stdout, "skipped %s: registered before Mosquitto hashes were kept; remove it and add it again\n", p)
+	}
+	for _, p := range f.CertOnly {
+		fmt.Fprintf(stdout, "%s logs in by certificate only: in the acl, not in passwd; Mosquitto admits it on a listener with require_certificate true and use_identity_as_username true (it does not pin the certificate)\n", p)
 	}
 	fmt.Fprintf(stdout, "\nIn mosquitto.conf:\n  per_listener_settings false\n  allow_anonymous false\n  password_file %s\n  acl_file %s\n", passwd, acl)
 	fmt.Fprintf(stdout, "\nThe gateway connects as mqtt.username: %s", gwUser)

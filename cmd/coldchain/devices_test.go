@@ -14,6 +14,7 @@ import (
 
 	"github.com/coldchain/coldchain/auth"
 	"github.com/coldchain/coldchain/auth/authtest"
+	"github.com/coldchain/coldchain/pki"
 )
 
 // TestDevicesCommand registers a device with a generated password and a
@@ -217,5 +218,55 @@ func TestTokensCommand(t *testing.T) {
 	}
 	if code, _, _ := cli("shipments", "revoke", "SHP-A", "--org", "acme"); code != 1 {
 		t.Fatalf("second revoke of the grant: exit %d, want 1", code)
+	}
+}
+
+// TestDevicesAddCert registers a device by its client certificate alone
+// (--cert, no password), refuses a certificate naming another identity,
+// and pins a site's certificate alongside a password from stdin.
+func TestDevicesAddCert(t *testing.T) {
+	url, dir := authtest.Start(t)
+	ca, err := pki.NewCA("test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile := func(cn string) string {
+		t.Helper()
+		c, err := ca.Client(cn, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := t.TempDir()
+		if err := c.Write(d, "c"); err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Join(d, "c.crt")
+	}
+	devices := func(in string, args ...string) (int, string, string) {
+		stdin = strings.NewReader(in)
+		defer func() { stdin = nil }()
+		var o, e bytes.Buffer
+		code := run(append([]string{"devices"}, append(args, "--nats", url)...), &o, &e)
+		return code, o.String(), e.String()
+	}
+	code, out, errOut := devices("", "add", "C1", "--org", "acme", "--cert", certFile("C1"))
+	if code != 0 || !strings.Contains(out, "client certificate pinned: SHA-256 ") || !strings.Contains(out, "no password") || strings.Contains(out, "MQTT password:") {
+		t.Fatalf("add --cert: exit %d: %s %s", code, out, errOut)
+	}
+	c, err := dir.Lookup(context.Background(), auth.KindDevice, "C1")
+	if err != nil || len(c.CertSHA256) != 1 || len(c.Hash) != 0 {
+		t.Fatalf("C1 registered as %+v, %v: want one pinned certificate and no password", c, err)
+	}
+	if code, _, errOut := devices("", "add", "C2", "--org", "acme", "--cert", certFile("C1")); code != 1 || !strings.Contains(errOut, "common name") {
+		t.Fatalf("another identity's certificate: exit %d: %s", code, errOut)
+	}
+	if code, out, errOut := devices("site-password-from-stdin\n", "add", "WH9", "--kind", "site", "--org", "acme", "--password-stdin", "--cert", certFile("site.WH9")); code != 0 || !strings.Contains(out, "pinned") {
+		t.Fatalf("site with a password and a certificate: exit %d: %s %s", code, out, errOut)
+	}
+	if _, err := dir.Authenticate(context.Background(), "site.WH9", []byte("site-password-from-stdin")); err != nil {
+		t.Fatalf("the site's password: %v", err)
+	}
+	if code, _, errOut := devices("", "list", "--cert", certFile("C1")); code != 2 || !strings.Contains(errOut, "--cert goes with add") {
+		t.Fatalf("list --cert: exit %d: %s", code, errOut)
 	}
 }

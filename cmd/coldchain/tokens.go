@@ -118,7 +118,7 @@ func tokensCmd(args []string, stdout, stderr io.Writer) error {
 			}
 			return err
 		}
-		fmt.Fprintf(stdout, "revoked token %s: the next request with it is refused\n", pos[0])
+		fmt.Fprintf(stdout, "revoked token %s: the next request with it is refused, and the gateway closes the streams and MQTT sessions it has open\n", pos[0])
 		return nil
 	}
 	if *expires < 0 {

@@ -22,8 +22,8 @@ import (
 type Authenticator interface {
 	Authenticate(ctx context.Context, username string, password []byte) (auth.Principal, error)
 	// Identify returns the registered identity a username names, for a
-	// client whose certificate already proved it.
-	Identify(ctx context.Context, username string) (auth.Principal, error)
+	// client whose certificate (DER) already proved it.
+	Identify(ctx context.Context, username string, cert []byte) (auth.Principal, error)
 	// AuthenticateToken checks an API token, which a watcher gives as the
 	// password of username auth.TokenUsername.
 	AuthenticateToken(ctx context.Context, token string) (auth.Principal, error)
@@ -100,8 +100,8 @@ func (g *guard) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 			return false
 		}
 	}
-	if cn, ok := certName(cl); ok {
-		return g.byCertificate(cl, cn, user)
+	if cn, der, ok := certName(cl); ok {
+		return g.byCertificate(cl, cn, der, user)
 	}
 	if user == "" && len(pass) == 0 {
 		if !g.anonymous {
@@ -167,30 +167,31 @@ func source(cl *mqtt.Client) string {
 // userKey is what perUser counts failures under.
 func userKey(cl *mqtt.Client, user string) string { return source(cl) + " as " + user }
 
-// certName returns the common name of the client certificate cl
-// presented on a mutual-TLS listener (which verified it against
-// mqtt.tls_client_ca).
-func certName(cl *mqtt.Client) (string, bool) {
+// certName returns the common name and DER bytes of the client
+// certificate cl presented on a mutual-TLS listener (which verified it
+// against mqtt.tls_client_ca).
+func certName(cl *mqtt.Client) (string, []byte, bool) {
 	tc, ok := cl.Net.Conn.(*tls.Conn)
 	if !ok {
-		return "", false
+		return "", nil, false
 	}
 	st := tc.ConnectionState()
 	if len(st.VerifiedChains) == 0 || len(st.PeerCertificates) == 0 {
-		return "", false
+		return "", nil, false
 	}
-	return st.PeerCertificates[0].Subject.CommonName, true
+	leaf := st.PeerCertificates[0]
+	return leaf.Subject.CommonName, leaf.Raw, true
 }
 
 // byCertificate admits a client whose verified certificate names a
 // registered identity; a username, if given, must be the same one.
-func (g *guard) byCertificate(cl *mqtt.Client, cn, user string) bool {
+func (g *guard) byCertificate(cl *mqtt.Client, cn string, der []byte, user string) bool {
 	if user != "" && user != cn {
 		g.deny(cl, &auth.Denial{Reason: auth.ReasonBadCredentials, Detail: "certificate of " + cn + " with username " + user + ": they must name the same identity"})
 		return false
 	}
 	return g.admit(cl, "certificate of "+cn, cn, func(ctx context.Context) (auth.Principal, error) {
-		return g.users.Identify(ctx, cn)
+		return g.users.Identify(ctx, cn, der)
 	})
 }
 

@@ -36,7 +36,7 @@ func (u users) Authenticate(_ context.Context, user string, pw []byte) (auth.Pri
 	return e.p, nil
 }
 
-func (u users) Identify(_ context.Context, user string) (auth.Principal, error) {
+func (u users) Identify(_ context.Context, user string, _ []byte) (auth.Principal, error) {
 	e, ok := u[user]
 	if !ok {
 		return auth.Principal{}, fmt.Errorf("%s: %w", user, auth.ErrUnknown)
