@@ -102,6 +102,17 @@ func (r *Reading) appendCanonical(b []byte, withSig bool) []byte {
 // AppendCanonical appends the handover's canonical encoding to b.
 func (h *Handover) AppendCanonical(b []byte) []byte {
 	b = append(b, '{')
+	// Members in byte order; the ones added with the custody kinds are
+	// written only when set, so older records keep their bytes (and
+	// their digests and Merkle leaves).
+	if h.DocSHA256 != "" {
+		b = appendKey(b, "doc_sha256")
+		b = AppendString(b, h.DocSHA256)
+	}
+	if h.Final {
+		b = appendKey(b, "final")
+		b = append(b, "true"...)
+	}
 	b = appendKey(b, "from_party")
 	b = AppendString(b, h.FromParty)
 	b = appendKey(b, "id")
@@ -113,6 +124,10 @@ func (h *Handover) AppendCanonical(b []byte) []byte {
 	if h.Note != "" {
 		b = appendKey(b, "note")
 		b = AppendString(b, h.Note)
+	}
+	if h.QCResult != "" {
+		b = appendKey(b, "qc_result")
+		b = AppendString(b, h.QCResult)
 	}
 	if h.Seal != "" {
 		b = appendKey(b, "seal")

@@ -675,7 +675,7 @@ func (d *item) ext() []Ext {
 	return out
 }
 
-var handoverFields = []string{"id", "shipment", "ts", "site", "kind", "from_party", "to_party", "lat", "lon", "temp_c", "seal", "note", "type", "v"}
+var handoverFields = []string{"id", "shipment", "ts", "site", "kind", "from_party", "to_party", "lat", "lon", "temp_c", "seal", "note", "qc_result", "doc_sha256", "final", "type", "v"}
 
 const (
 	hID = iota
@@ -690,6 +690,9 @@ const (
 	hTemp
 	hSeal
 	hNote
+	hQC
+	hDoc
+	hFinal
 	hType
 	hV
 )
@@ -717,7 +720,7 @@ func (d *item) handover(h *Handover, scope Scope) {
 		case hKind:
 			if v, ok := d.str("kind"); ok {
 				if h.Kind = HandoverKind(enumIndex(handoverKindNames[:], v)); h.Kind == 0 {
-					d.fail(ReasonBadValue, "kind", "must be \"release\" or \"receive\", got %s", quote(v))
+					d.fail(ReasonBadValue, "kind", "must be one of %s, got %s", strings.Join(handoverKindNames[1:], ", "), quote(v))
 				}
 			}
 		case hFrom:
@@ -734,12 +737,36 @@ func (d *item) handover(h *Handover, scope Scope) {
 			h.Seal, _ = d.text("seal", 1, 64, false)
 		case hNote:
 			h.Note, _ = d.text("note", 1, 1024, true)
+		case hQC:
+			if v, ok := d.str("qc_result"); ok {
+				if v != "pass" && v != "fail" {
+					d.fail(ReasonBadValue, "qc_result", "must be \"pass\" or \"fail\", got %s", quote(v))
+				}
+				h.QCResult = v
+			}
+		case hDoc:
+			if v, ok := d.str("doc_sha256"); ok {
+				if !isHexSHA256(v) {
+					d.fail(ReasonBadValue, "doc_sha256", "must be 64 lowercase hex digits (the SHA-256 of the document), got %s", quote(v))
+				}
+				h.DocSHA256 = v
+			}
+		case hFinal:
+			h.Final, _ = d.boolean("final")
 		case hType, hV:
 			d.header(fields[i], KindHandover)
 		}
 	})
 	if d.s.fatal != nil {
 		return
+	}
+	switch {
+	case h.Kind == HandoverQCCheckpoint && set&(1<<hQC) == 0:
+		d.fail(ReasonMissingField, "qc_result", "is required on a qc_checkpoint: \"pass\" or \"fail\"")
+	case h.Kind != 0 && h.Kind != HandoverQCCheckpoint && set&(1<<hQC) != 0:
+		d.fail(ReasonBadValue, "qc_result", "goes only with kind qc_checkpoint, not %s", h.Kind)
+	case h.Final && h.Kind != HandoverReceive && h.Kind != HandoverArrive:
+		d.fail(ReasonBadValue, "final", "marks a receive or arrive at the final site, not a %s", h.Kind)
 	}
 	if set&(1<<hShipment) == 0 && scope.Shipment != "" {
 		h.Shipment, set = scope.Shipment, set|1<<hShipment
@@ -749,6 +776,19 @@ func (d *item) handover(h *Handover, scope Scope) {
 		req = append(req, hType, hV)
 	}
 	d.require(set, fields, req...)
+}
+
+// isHexSHA256 reports whether s is 64 lowercase hex digits.
+func isHexSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // enumIndex returns the position of v among names, whose first entry is the

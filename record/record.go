@@ -91,16 +91,37 @@ func (m Mode) String() string {
 	return ""
 }
 
-// HandoverKind says whether a site released or received custody.
+// HandoverKind is the custody event a handover records.
 type HandoverKind uint8
 
-// Handover kinds. The zero value is not a kind.
+// Handover kinds. The zero value is not a kind. release and receive keep
+// their values: records stored before the others existed decode the same.
 const (
+	// HandoverRelease: from_party gives custody to to_party.
 	HandoverRelease HandoverKind = iota + 1
+	// HandoverReceive: to_party takes custody from from_party.
 	HandoverReceive
+	// HandoverIntake: goods or raw material taken in at a site.
+	HandoverIntake
+	// HandoverQCCheckpoint: an in-process quality check, with qc_result
+	// (pass or fail) and optionally doc_sha256 of its report.
+	HandoverQCCheckpoint
+	// HandoverDepart: the shipment left a site (a bonded warehouse).
+	HandoverDepart
+	// HandoverArrive: the shipment reached a site.
+	HandoverArrive
+	// HandoverCustomsHold: customs stopped the shipment.
+	HandoverCustomsHold
+	// HandoverCustomsRelease: customs let it go.
+	HandoverCustomsRelease
 )
 
-var handoverKindNames = [...]string{HandoverRelease: "release", HandoverReceive: "receive"}
+var handoverKindNames = [...]string{HandoverRelease: "release", HandoverReceive: "receive", HandoverIntake: "intake",
+	HandoverQCCheckpoint: "qc_checkpoint", HandoverDepart: "depart", HandoverArrive: "arrive",
+	HandoverCustomsHold: "customs_hold", HandoverCustomsRelease: "customs_release"}
+
+// HandoverKindNames lists the kinds' wire names, in order.
+func HandoverKindNames() []string { return append([]string(nil), handoverKindNames[1:]...) }
 
 // String returns the wire name.
 func (k HandoverKind) String() string {
@@ -198,4 +219,13 @@ type Handover struct {
 	TempC     Opt[float64] // measured at the handover, °C in [-100, 100]
 	Seal      string       // optional seal number
 	Note      string       // optional free text
+	// QCResult is a qc_checkpoint's outcome: "pass" or "fail" (required
+	// there, refused on other kinds).
+	QCResult string
+	// DocSHA256 is the hex SHA-256 of a document the event refers to (a QC
+	// report, a customs declaration); the document stays with its owner.
+	DocSHA256 string
+	// Final marks a receive or arrive at the shipment's final site: a
+	// device's readings after it are flagged by the custody checks.
+	Final bool
 }

@@ -319,6 +319,44 @@ func TestDecodeBatchPartial(t *testing.T) {
 	}
 }
 
+// TestHandoverKinds decodes every custody kind and round-trips it through
+// the canonical encoding; a release or receive without the new members
+// keeps the canonical bytes it had before they existed.
+func TestHandoverKinds(t *testing.T) {
+	doc := strings.Repeat("ab", 32)
+	for _, kind := range HandoverKindNames() {
+		extra := ""
+		switch kind {
+		case "qc_checkpoint":
+			extra = `,"qc_result":"fail","doc_sha256":"` + doc + `"`
+		case "receive", "arrive":
+			extra = `,"final":true`
+		}
+		in := `{"id":"H-` + kind + `","shipment":"S1","ts":"2026-03-10T11:00:00Z","site":"SIN-1","kind":"` + kind + `","from_party":"A","to_party":"B"` + extra + `}`
+		recs, rej, err := DecodeHandovers([]byte(in), Scope{}, DefaultLimits(), now)
+		if err != nil || len(rej) != 0 || len(recs) != 1 {
+			t.Fatalf("%s: %v %v", kind, err, rej)
+		}
+		h := recs[0]
+		if h.Kind.String() != kind {
+			t.Fatalf("%s decoded as %s", kind, h.Kind)
+		}
+		canon := h.AppendCanonical(nil)
+		back, perr := ParseHandover(canon)
+		if perr != nil {
+			t.Fatalf("%s: canonical %s does not parse: %v", kind, canon, perr)
+		}
+		if !bytes.Equal(back.AppendCanonical(nil), canon) || back.QCResult != h.QCResult || back.DocSHA256 != h.DocSHA256 || back.Final != h.Final {
+			t.Fatalf("%s: round trip %+v, want %+v", kind, back, h)
+		}
+	}
+	old := Handover{ID: "H1", Shipment: "S1", Time: time.Date(2026, 3, 10, 11, 0, 0, 0, time.UTC), Site: "SIN-1", Kind: HandoverRelease, FromParty: "A", ToParty: "B", Seal: "SL-1"}
+	const want = `{"from_party":"A","id":"H1","kind":"release","seal":"SL-1","shipment":"S1","site":"SIN-1","to_party":"B","ts":"2026-03-10T11:00:00Z","type":"handover","v":1}`
+	if got := string(old.AppendCanonical(nil)); got != want {
+		t.Fatalf("a release's canonical bytes changed:\n%s\nwant\n%s", got, want)
+	}
+}
+
 func TestDecodeHandoverRejects(t *testing.T) {
 	base := map[string]any{"id": "H1", "shipment": "S1", "ts": "2026-03-10T11:00:00Z", "site": "SIN-1",
 		"kind": "receive", "from_party": "A", "to_party": "B"}
@@ -350,6 +388,13 @@ func TestDecodeHandoverRejects(t *testing.T) {
 		{"temp", func(m map[string]any) { m["temp_c"] = 120 }, ReasonOutOfRange, "temp_c"},
 		{"future", func(m map[string]any) { m["ts"] = "2026-03-11T00:00:00Z" }, ReasonFutureTimestamp, "ts"},
 		{"unknown", func(m map[string]any) { m["device"] = "D1" }, ReasonUnknownField, "device"},
+		{"qc without a result", func(m map[string]any) { m["kind"] = "qc_checkpoint" }, ReasonMissingField, "qc_result"},
+		{"qc result not pass or fail", func(m map[string]any) { m["kind"], m["qc_result"] = "qc_checkpoint", "ok" }, ReasonBadValue, "qc_result"},
+		{"qc result on a receive", func(m map[string]any) { m["qc_result"] = "pass" }, ReasonBadValue, "qc_result"},
+		{"doc hash not hex", func(m map[string]any) { m["doc_sha256"] = strings.Repeat("Z", 64) }, ReasonBadValue, "doc_sha256"},
+		{"doc hash short", func(m map[string]any) { m["doc_sha256"] = "abcd" }, ReasonBadValue, "doc_sha256"},
+		{"final on a release", func(m map[string]any) { m["kind"], m["final"] = "release", true }, ReasonBadValue, "final"},
+		{"final not a boolean", func(m map[string]any) { m["final"] = "yes" }, ReasonWrongType, "final"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, rej, err := DecodeHandovers([]byte(enc(tc.mut)), Scope{}, DefaultLimits(), now)

@@ -295,6 +295,15 @@ func AppendHandover(b []byte, h *record.Handover) []byte {
 	if h.Note != "" {
 		b = appendStringField(b, "note", h.Note)
 	}
+	if h.QCResult != "" {
+		b = appendStringField(b, "qc_result", h.QCResult)
+	}
+	if h.DocSHA256 != "" {
+		b = appendStringField(b, "doc_sha256", h.DocSHA256)
+	}
+	if h.Final {
+		b = append(b, ",final=true"...)
+	}
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, h.Time.Add(handoverNudge(h.ID)).UnixNano(), 10)
 	return append(b, '\n')
