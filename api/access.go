@@ -59,6 +59,7 @@ var routes = map[string]route{
 	"GET /v1/shipments":                {auth.ActRead, false},
 	"GET /v1/shipments/{id}/readings":  {auth.ActRead, true},
 	"GET /v1/shipments/{id}/handovers": {auth.ActRead, true},
+	"GET /v1/shipments/{id}/custody":   {auth.ActRead, true},
 	"GET /v1/shipments/{id}/alerts":    {auth.ActRead, true},
 	"GET /v1/shipments/{id}/status":    {auth.ActRead, true},
 	"GET /v1/alerts/stream":            {auth.ActRead, false},

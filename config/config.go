@@ -25,6 +25,7 @@ import (
 	"github.com/coldchain/coldchain/anchor"
 	"github.com/coldchain/coldchain/anchor/evm"
 	"github.com/coldchain/coldchain/api"
+	"github.com/coldchain/coldchain/custody"
 	"github.com/coldchain/coldchain/embedded/mqttbroker"
 	"github.com/coldchain/coldchain/ingest"
 	ingestmqtt "github.com/coldchain/coldchain/ingest/mqtt"
@@ -48,7 +49,9 @@ type Config struct {
 	Ingest  ingest.Config `yaml:"ingest"`
 	Alerts  alert.Config  `yaml:"alerts"`
 	Anchor  anchor.Config `yaml:"anchor"`
-	Chain   evm.Config    `yaml:"chain"`
+	// Custody holds the chain-of-custody checks' limits.
+	Custody custody.Config `yaml:"custody"`
+	Chain   evm.Config     `yaml:"chain"`
 	// Store is the time-series history the API serves: embedded under
 	// <data_dir>/store, or InfluxDB.
 	Store Store `yaml:"store"`
@@ -118,6 +121,7 @@ func Default() Config {
 		Ingest:          ingest.DefaultConfig(),
 		Alerts:          alert.DefaultConfig(),
 		Anchor:          anchor.DefaultConfig(),
+		Custody:         custody.DefaultConfig(),
 		Chain:           evm.DefaultConfig(),
 		Store:           Store{Writer: store.DefaultConfig(), Influx: influx.DefaultConfig()},
 		ShutdownTimeout: 15 * time.Second,
@@ -373,6 +377,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Alerts.Validate(); err != nil {
+		return err
+	}
+	if err := c.Custody.Validate(); err != nil {
 		return err
 	}
 	if err := c.Anchor.Validate(); err != nil {

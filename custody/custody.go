@@ -209,25 +209,42 @@ func (t *Timeline) periods() {
 			t.Custody[len(t.Custody)-1].giver = h.FromParty
 		case record.HandoverReceive:
 			if cur != nil && cur.Party == h.ToParty && !cur.Confirmed && cur.giver == h.FromParty {
-				// The taker confirms custody the release gave it.
-				cur.Confirmed, cur.Site = true, h.Site
+				// The taker confirms the custody the release gave it,
+				// over every stretch since (departures, arrivals).
+				cur.Site = h.Site
 				if h.Seal != "" && cur.Seal == "" {
 					cur.Seal = h.Seal
+				}
+				for j := len(t.Custody) - 1; j >= 0; j-- {
+					p := &t.Custody[j]
+					if p.Party != h.ToParty || p.giver != h.FromParty || p.Confirmed {
+						break
+					}
+					p.Confirmed = true
 				}
 				continue
 			}
 			open(h, h.ToParty, h.Site, false)
-		case record.HandoverDepart:
-			if cur != nil {
-				open(h, cur.Party, "", cur.Confirmed)
-			} else {
-				open(h, h.FromParty, "", false)
+		case record.HandoverDepart, record.HandoverArrive:
+			// The holder moves: into transit, or to a site.
+			site := ""
+			if h.Kind == record.HandoverArrive {
+				site = h.Site
 			}
-		case record.HandoverArrive:
-			if cur != nil {
-				open(h, cur.Party, h.Site, cur.Confirmed)
-			} else {
-				open(h, h.ToParty, h.Site, false)
+			if cur == nil {
+				party := h.FromParty
+				if h.Kind == record.HandoverArrive {
+					party = h.ToParty
+				}
+				open(h, party, site, false)
+				break
+			}
+			party, confirmed, giver, seal := cur.Party, cur.Confirmed, cur.giver, cur.Seal
+			open(h, party, site, confirmed)
+			p := &t.Custody[len(t.Custody)-1]
+			p.giver = giver
+			if p.Seal == "" {
+				p.Seal = seal
 			}
 		case record.HandoverCustomsHold:
 			if cur != nil {

@@ -253,6 +253,23 @@ func TestConfirmedTransfer(t *testing.T) {
 	if len(tl.Failed()) != 0 {
 		t.Fatalf("failed %+v", tl.Failed())
 	}
+	// Through a departure and an arrival, the receive confirms every
+	// stretch since the release, and the seal carries over.
+	hs = []record.Handover{
+		ho("R1", record.HandoverRelease, 0, "A", "B", "S-A", seal("SL-1")),
+		ho("D1", record.HandoverDepart, 1, "B", "B", "S-A"),
+		ho("A1", record.HandoverArrive, 5, "B", "B", "S-B"),
+		ho("V1", record.HandoverReceive, 6, "A", "B", "S-B", seal("SL-1")),
+	}
+	tl = Build("S1", hs, nil, at(7), DefaultConfig())
+	if len(tl.Custody) != 3 {
+		t.Fatalf("custody %+v", tl.Custody)
+	}
+	for i, p := range tl.Custody {
+		if !p.Confirmed || p.Party != "B" || p.Seal != "SL-1" {
+			t.Errorf("period %d: %+v, want B's, confirmed, under SL-1", i, p)
+		}
+	}
 }
 
 // TestShuffled: any order of the same handovers and readings, with

@@ -326,6 +326,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	})
 	srv.Mount(func(r api.Router) { anchors.Routes(r) })
 	srv.EnableHistory(st)
+	srv.EnableCustody(st, cfg.Custody)
 	// Every route has an access rule (HandleFunc panics otherwise); every
 	// rule must have its route, or the table has drifted from the API.
 	if u := srv.Unserved(); len(u) > 0 {
