@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/coldchain/coldchain/custody"
 	"github.com/coldchain/coldchain/excursion"
 	"github.com/coldchain/coldchain/journal"
 	"github.com/coldchain/coldchain/metrics"
@@ -127,6 +128,10 @@ type Service struct {
 	floor   uint64 // events of readings up to here are already published
 	tainted bool   // detector state ran ahead of what was published
 	events  []excursion.Event
+
+	// custodySrc, when set (EnableCustody), is read by the custody checks.
+	custodySrc CustodySource
+	custodyCfg custody.Config
 }
 
 // New returns the service. mqtt may be nil (no MQTT delivery); sub serves
@@ -197,6 +202,9 @@ func (s *Service) Run(ctx context.Context) error {
 		}, s.handle)
 	})
 	g.Go(func() error { s.tick(gctx, s.cfg.GapCheck, s.checkGaps); return nil })
+	if s.custodySrc != nil {
+		g.Go(func() error { s.runCustody(gctx); return nil })
+	}
 	g.Go(func() error {
 		s.tick(gctx, s.cfg.SnapshotEvery, func(context.Context) {
 			if err := s.snapshot(); err != nil {

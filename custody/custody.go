@@ -36,12 +36,15 @@ type Config struct {
 	// TempWindow is how near in device time a reading must be to a
 	// handover to validate its temp_c.
 	TempWindow time.Duration `yaml:"temp_window"`
+	// CheckEvery is how often the gateway re-checks the shipments whose
+	// records changed and raises failures as alerts.
+	CheckEvery time.Duration `yaml:"check_every"`
 }
 
 // DefaultConfig is 72 h of transit, 1.0 °C of tolerance, readings within
-// 15 min.
+// 15 min, a check every 10 s.
 func DefaultConfig() Config {
-	return Config{MaxTransit: 72 * time.Hour, TempToleranceC: 1.0, TempWindow: 15 * time.Minute}
+	return Config{MaxTransit: 72 * time.Hour, TempToleranceC: 1.0, TempWindow: 15 * time.Minute, CheckEvery: 10 * time.Second}
 }
 
 // Validate says what is wrong with c.
@@ -53,6 +56,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("custody.temp_tolerance_c must be in (0, 10] °C, got %v", c.TempToleranceC)
 	case c.TempWindow <= 0 || c.TempWindow > 24*time.Hour:
 		return fmt.Errorf("custody.temp_window must be in (0, 24h], got %v", c.TempWindow)
+	case c.CheckEvery < 10*time.Millisecond:
+		return fmt.Errorf("custody.check_every must be at least 10ms, got %v", c.CheckEvery)
 	}
 	return nil
 }

@@ -320,9 +320,10 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []Config{
-		{MaxTransit: 0, TempToleranceC: 1, TempWindow: time.Minute},
-		{MaxTransit: time.Hour, TempToleranceC: 0, TempWindow: time.Minute},
-		{MaxTransit: time.Hour, TempToleranceC: 1, TempWindow: 0},
+		{MaxTransit: 0, TempToleranceC: 1, TempWindow: time.Minute, CheckEvery: time.Second},
+		{MaxTransit: time.Hour, TempToleranceC: 0, TempWindow: time.Minute, CheckEvery: time.Second},
+		{MaxTransit: time.Hour, TempToleranceC: 1, TempWindow: 0, CheckEvery: time.Second},
+		{MaxTransit: time.Hour, TempToleranceC: 1, TempWindow: time.Minute},
 	} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%+v accepted", c)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coldchain/coldchain/journal"
 )
 
 // TestCustodyEndpoint posts a shipment's handovers (intake, QC, a sealed
@@ -17,8 +19,14 @@ import (
 // check failed or passed as the handovers and readings say.
 func TestCustodyEndpoint(t *testing.T) {
 	cfg := testConfig(t.TempDir())
+	cfg.Custody.CheckEvery = 50 * time.Millisecond
 	gw := startGateway(t, cfg)
-	defer gw.stop()
+	stopped := false
+	defer func() {
+		if !stopped {
+			gw.stop()
+		}
+	}()
 	base := "http://" + gw.g.HTTPAddr()
 	t0 := time.Now().UTC().Truncate(time.Minute).Add(-3 * time.Hour)
 	at := func(min int) string { return t0.Add(time.Duration(min) * time.Minute).Format(time.RFC3339) }
@@ -102,5 +110,50 @@ func TestCustodyEndpoint(t *testing.T) {
 	}
 	if code := getJSON(t, base+"/v1/shipments/SHP-NONE/custody", &struct{}{}); code != http.StatusNotFound {
 		t.Errorf("an unknown shipment: %d, want 404", code)
+	}
+
+	// The failures are alerts, listed with the excursions, once each.
+	type alertList struct {
+		Alerts []struct {
+			ID, Rule, Severity, State, Device string
+			Transitions                       []json.RawMessage
+		}
+	}
+	custodyAlerts := func() map[string]string {
+		var l alertList
+		getJSON(t, base+"/v1/shipments/SHP-C/alerts", &l)
+		out := map[string]string{}
+		for _, a := range l.Alerts {
+			switch a.Rule {
+			case "seal_mismatch", "temp_not_validated", "readings_after_final", "unmatched_release", "qc_failed":
+				out[a.Rule] = fmt.Sprintf("%s %s %d", a.Severity, a.State, len(a.Transitions))
+			}
+		}
+		return out
+	}
+	want := map[string]string{"seal_mismatch": "alarm open 1", "temp_not_validated": "warning open 1", "readings_after_final": "warning open 1"}
+	waitFor(t, "the three custody alerts", func() bool { return len(custodyAlerts()) == 3 })
+	if got := custodyAlerts(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("custody alerts %v, want %v", got, want)
+	}
+	// A second logger's reading near the receive agrees with its temp_c:
+	// the handover is sensor-validated after all, and its alert retracted.
+	post("/v1/readings", []string{fmt.Sprintf(`{"shipment":"SHP-C","device":"L2","seq":1,"ts":"%s","temp_c":8.6}`, at(111))})
+	waitFor(t, "the temperature alert retracted", func() bool { return custodyAlerts()["temp_not_validated"] == "warning retracted 2" })
+
+	// A restart checks every shipment again: nothing is published twice.
+	before := len(streamIDs(t, gw.g.NATSURL(), journal.StreamAlerts))
+	gw.stop()
+	stopped = true
+	gw = startGateway(t, cfg)
+	defer gw.stop()
+	base = "http://" + gw.g.HTTPAddr()
+	time.Sleep(10 * cfg.Custody.CheckEvery) // several checks; nothing may change
+	if after := len(streamIDs(t, gw.g.NATSURL(), journal.StreamAlerts)); after != before {
+		t.Fatalf("the restart published %d more alert transitions", after-before)
+	}
+	want["temp_not_validated"] = "warning retracted 2"
+	if got := custodyAlerts(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after the restart: %v, want %v", got, want)
 	}
 }

@@ -263,6 +263,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	alerts.EnableCustody(st, cfg.Custody)
 	// The detector outlives the transports, like the indexer: it is
 	// stopped after them.
 	alertsCtx, stopAlerts := context.WithCancel(context.Background())
