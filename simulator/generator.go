@@ -321,7 +321,9 @@ func (s *shipment) step(cfg Config) {
 		f.door, f.doorAmbient = true, 30
 		if !s.inspects {
 			s.inspects = true
+			old := s.seal
 			s.seal = fmt.Sprintf("AE%07d", s.rng.IntN(10000000))
+			s.customs(l.site, t, old)
 		}
 	}
 	if _, ok := s.active(CompressorFailure, t, compressorFailureFor); ok {
@@ -365,8 +367,12 @@ func (s *shipment) step(cfg Config) {
 }
 
 // handovers emits the custody events of moving from leg a to leg b at
-// about device time t: a release where a stay ends, a receive where one
-// begins.
+// about device time t. Both sides record each transfer, at the site where
+// it happens: leaving a stay, the site releases to the carrier and the
+// carrier's receive (the driver's or the line's signature at the gate)
+// confirms it; arriving, the carrier releases to the site and the site
+// receives. Every release is thus matched within seconds, under the seal
+// of the moment, and the custody checks pass on a shipment without a fault.
 func (s *shipment) handovers(cfg Config, a, b int, t time.Time) {
 	// The exact boundary: route time of leg b's start, in device time.
 	var at time.Duration
@@ -380,23 +386,42 @@ func (s *shipment) handovers(cfg Config, a, b int, t time.Time) {
 		if l.site == nil {
 			continue
 		}
-		var h item
+		var from, to, side string
 		switch {
 		case i == a && i < len(route)-1:
-			h = s.handover(l.site, record.HandoverRelease, l.site.party, route[i+1].carrier, when, temp,
-				"released to "+route[i+1].carrier+", seal "+s.seal+" intact")
+			from, to, side = l.site.party, route[i+1].carrier, "out"
 		case i == b:
-			h = s.handover(l.site, record.HandoverReceive, route[i-1].carrier, l.site.party, when, temp,
-				"received from "+route[i-1].carrier+", seal "+s.seal+" checked")
+			from, to, side = route[i-1].carrier, l.site.party, "in"
 		default:
 			continue
 		}
-		s.out = append(s.out, Message{SendAt: when, Kind: record.KindHandover, Shipment: s.id, items: []item{h}})
+		s.emit(s.handover(l.site, side, record.HandoverRelease, from, to, when, temp,
+			"released to "+to+", seal "+s.seal+" intact"))
+		s.emit(s.handover(l.site, side, record.HandoverReceive, from, to, when, temp,
+			"received from "+from+", seal "+s.seal+" checked"))
 	}
 }
 
-func (s *shipment) handover(st *site, kind record.HandoverKind, from, to string, when time.Time, temp float64, note string) item {
-	id := fmt.Sprintf("%s-%s-%s", s.id, st.id, kind)
+// customs emits the customs hold of an inspection at site st from when,
+// and its release two minutes later under the new seal.
+func (s *shipment) customs(st *site, when time.Time, oldSeal string) {
+	temp := math.Round(s.th.air*10) / 10
+	s.emit(s.handover(st, "insp", record.HandoverCustomsHold, st.party, customsParty, when, temp,
+		"held for inspection, seal "+oldSeal+" cut"))
+	s.emit(s.handover(st, "insp", record.HandoverCustomsRelease, customsParty, st.party, when.Add(2*time.Minute), temp,
+		"released after inspection, new seal "+s.seal))
+}
+
+// customsParty inspects shipments at the Gulf port.
+const customsParty = "Dubai Customs"
+
+// emit queues a handover message at its device time.
+func (s *shipment) emit(h item) {
+	s.out = append(s.out, Message{SendAt: h.ts, Kind: record.KindHandover, Shipment: s.id, items: []item{h}})
+}
+
+func (s *shipment) handover(st *site, side string, kind record.HandoverKind, from, to string, when time.Time, temp float64, note string) item {
+	id := fmt.Sprintf("%s-%s-%s-%s", s.id, st.id, side, kind)
 	b := make([]byte, 0, 320)
 	b = append(b, `{"id":`...)
 	b = strconv.AppendQuote(b, id)

@@ -24,8 +24,9 @@ const simulateHelp = `Usage: coldchain simulate [flags]
 Simulates a fleet of refrigerated containers (reefers) and data loggers on
 shipments from Shenzhen via Singapore to Jebel Ali, and publishes what they
 would send to a running gateway: readings with a compressor saw-tooth,
-defrost spikes, door openings and hot quays, and custody handovers (release
-and receive, with seals) at bonded warehouses and terminals.
+defrost spikes, door openings and hot quays, and custody handovers at bonded warehouses and terminals (each transfer released
+by one side and received by the other, under seal, and a customs hold and
+release at Jebel Ali).
 
 Time: in real time (--accelerate 1) device time is wall time. Accelerated,
 device time runs X times faster and ends at the moment the run ends, so a
