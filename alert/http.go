@@ -271,3 +271,32 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v) // The client went away; nothing to do.
 }
+
+// Summary is an alert in its current state, for the shipment's other
+// views (EPCIS).
+type Summary struct {
+	ID, Device, Rule, Severity string
+	State                      string // open, cleared or retracted
+	Acknowledged               bool
+	Start, End                 time.Time
+	PeakC                      *float64
+	Beyond                     time.Duration
+	// Custody is set for the alerts of failed custody checks; the others
+	// are the detector's excursions.
+	Custody bool
+}
+
+// Alerts returns the shipment's alerts in their current state, oldest
+// first.
+func (s *Service) Alerts(shipment string) []Summary {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Summary
+	for _, v := range s.shipmentAlerts(shipment) {
+		j := viewJSON(v)
+		_, cust := custodySeverity[j.Rule]
+		out = append(out, Summary{ID: j.ID, Device: j.Device, Rule: j.Rule, Severity: j.Severity, State: j.State,
+			Acknowledged: j.Acknowledged, Start: j.Start, End: j.End, PeakC: j.PeakC, Beyond: v.last().Beyond, Custody: cust})
+	}
+	return out
+}

@@ -66,6 +66,7 @@ var routes = map[string]route{
 	"POST /v1/alerts/{id}/ack":         {auth.ActAck, false},
 	"GET /v1/shipments/{id}/anchors":   {auth.ActProof, true},
 	"GET /v1/shipments/{id}/proof":     {auth.ActProof, true},
+	"GET /v1/shipments/{id}/epcis":     {auth.ActProof, true},
 }
 
 // ServeHTTP authenticates the request, applies its route's rule and

@@ -16,6 +16,7 @@ import (
 
 	"github.com/coldchain/coldchain/auth"
 	"github.com/coldchain/coldchain/custody"
+	"github.com/coldchain/coldchain/epcis"
 	"github.com/coldchain/coldchain/metrics"
 )
 
@@ -32,13 +33,15 @@ func TestRouteWithoutRuleRefused(t *testing.T) {
 }
 
 // TestUnserved lists the rules whose routes a server did not register:
-// the API's own are registered by New, EnableHistory and EnableCustody; the alert and
+// the API's own are registered by New, EnableHistory, EnableCustody and
+// EnableEPCIS; the alert and
 // proof routes by their packages (the gateway refuses to start while any
 // rule is unserved).
 func TestUnserved(t *testing.T) {
 	s := New(Config{Listen: "127.0.0.1:0", IngestTimeout: time.Second}, nil, nil, metrics.New(), nil, 1<<20, nil, zaptest.NewLogger(t))
 	s.EnableHistory(nil)
 	s.EnableCustody(nil, custody.DefaultConfig())
+	s.EnableEPCIS(nil, EPCISSources{}, epcis.DefaultOptions())
 	want := []string{
 		"GET /v1/alerts/stream", "GET /v1/shipments/{id}/alerts", "GET /v1/shipments/{id}/anchors",
 		"GET /v1/shipments/{id}/proof", "GET /v1/shipments/{id}/status", "POST /v1/alerts/{id}/ack",

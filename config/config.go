@@ -27,6 +27,7 @@ import (
 	"github.com/coldchain/coldchain/api"
 	"github.com/coldchain/coldchain/custody"
 	"github.com/coldchain/coldchain/embedded/mqttbroker"
+	"github.com/coldchain/coldchain/epcis"
 	"github.com/coldchain/coldchain/ingest"
 	ingestmqtt "github.com/coldchain/coldchain/ingest/mqtt"
 	"github.com/coldchain/coldchain/journal"
@@ -51,7 +52,9 @@ type Config struct {
 	Anchor  anchor.Config `yaml:"anchor"`
 	// Custody holds the chain-of-custody checks' limits.
 	Custody custody.Config `yaml:"custody"`
-	Chain   evm.Config     `yaml:"chain"`
+	// EPCIS maps sites and parties to GS1 identifiers in EPCIS documents.
+	EPCIS epcis.Options `yaml:"epcis"`
+	Chain evm.Config    `yaml:"chain"`
 	// Store is the time-series history the API serves: embedded under
 	// <data_dir>/store, or InfluxDB.
 	Store Store `yaml:"store"`
@@ -122,6 +125,7 @@ func Default() Config {
 		Alerts:          alert.DefaultConfig(),
 		Anchor:          anchor.DefaultConfig(),
 		Custody:         custody.DefaultConfig(),
+		EPCIS:           epcis.DefaultOptions(),
 		Chain:           evm.DefaultConfig(),
 		Store:           Store{Writer: store.DefaultConfig(), Influx: influx.DefaultConfig()},
 		ShutdownTimeout: 15 * time.Second,
@@ -380,6 +384,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Custody.Validate(); err != nil {
+		return err
+	}
+	if err := c.EPCIS.Validate(); err != nil {
 		return err
 	}
 	if err := c.Anchor.Validate(); err != nil {

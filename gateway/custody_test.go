@@ -30,17 +30,7 @@ func TestCustodyEndpoint(t *testing.T) {
 	base := "http://" + gw.g.HTTPAddr()
 	t0 := time.Now().UTC().Truncate(time.Minute).Add(-3 * time.Hour)
 	at := func(min int) string { return t0.Add(time.Duration(min) * time.Minute).Format(time.RFC3339) }
-	post := func(path string, items []string) {
-		t.Helper()
-		resp, err := http.Post(base+path, "application/json", strings.NewReader("["+strings.Join(items, ",")+"]"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusAccepted {
-			t.Fatalf("POST %s: %s", path, resp.Status)
-		}
-	}
+	post := func(path string, items []string) { t.Helper(); postItems(t, base, path, items) }
 	var readings []string
 	for m := 0; m <= 130; m += 5 {
 		readings = append(readings, fmt.Sprintf(`{"shipment":"SHP-C","device":"L1","seq":%d,"ts":"%s","temp_c":5.0}`, m+1, at(m)))
@@ -155,5 +145,19 @@ func TestCustodyEndpoint(t *testing.T) {
 	want["temp_not_validated"] = "warning retracted 2"
 	if got := custodyAlerts(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after the restart: %v, want %v", got, want)
+	}
+}
+
+// postItems posts a JSON array of items to the API at base and fails
+// unless it is accepted.
+func postItems(t *testing.T, base, path string, items []string) {
+	t.Helper()
+	resp, err := http.Post(base+path, "application/json", strings.NewReader("["+strings.Join(items, ",")+"]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST %s: %s", path, resp.Status)
 	}
 }

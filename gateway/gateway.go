@@ -27,6 +27,7 @@ import (
 	"github.com/coldchain/coldchain/config"
 	"github.com/coldchain/coldchain/embedded/mqttbroker"
 	"github.com/coldchain/coldchain/embedded/natsserver"
+	"github.com/coldchain/coldchain/epcis"
 	"github.com/coldchain/coldchain/ingest"
 	ingestmqtt "github.com/coldchain/coldchain/ingest/mqtt"
 	"github.com/coldchain/coldchain/journal"
@@ -328,6 +329,38 @@ func (g *Gateway) Run(ctx context.Context) error {
 	srv.Mount(func(r api.Router) { anchors.Routes(r) })
 	srv.EnableHistory(st)
 	srv.EnableCustody(st, cfg.Custody)
+	srv.EnableEPCIS(st, api.EPCISSources{
+		Alerts: func(ship string) []epcis.Alert {
+			var out []epcis.Alert
+			for _, a := range alerts.Alerts(ship) {
+				if a.Custody {
+					continue // custody failures are in the handover events
+				}
+				e := epcis.Alert{ID: a.ID, Device: a.Device, Rule: a.Rule, Severity: a.Severity, State: a.State,
+					Start: a.Start, End: a.End, PeakC: a.PeakC, Beyond: a.Beyond, Acked: a.Acknowledged}
+				if a.State == "open" {
+					e.End = time.Time{}
+				}
+				out = append(out, e)
+			}
+			return out
+		},
+		Log: func(ship string) (*epcis.Log, error) {
+			size, list, err := anchors.Anchors(ship)
+			if errors.Is(err, anchor.ErrUnknownShipment) {
+				return nil, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			l := &epcis.Log{Size: size, Anchors: []epcis.Anchor{}, Proof: "GET /v1/shipments/" + ship + "/proof, then: coldchain verify BUNDLE --rpc URL"}
+			for _, a := range list {
+				l.Anchors = append(l.Anchors, epcis.Anchor{Epoch: a.Epoch, Size: a.Size, Root: a.Root.String(), State: a.State,
+					ChainID: a.ChainID, Contract: a.Contract, Tx: a.Tx, Block: a.Block})
+			}
+			return l, nil
+		},
+	}, cfg.EPCIS)
 	// Every route has an access rule (HandleFunc panics otherwise); every
 	// rule must have its route, or the table has drifted from the API.
 	if u := srv.Unserved(); len(u) > 0 {

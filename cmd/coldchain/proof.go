@@ -38,6 +38,42 @@ anchored size is a prefix of this one.
 Flags:
 `
 
+// apiGet fetches path?q from the gateway's API at base with token and
+// returns the body of a 200; what names the step in errors.
+func apiGet(base, path string, q url.Values, token string, timeout time.Duration, what string) ([]byte, error) {
+	u := strings.TrimRight(base, "/") + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	ctx, cancelT := context.WithTimeout(ctx, timeout)
+	defer cancelT()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<30))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		return nil, fmt.Errorf("%s: %s: %s (pass --token or set COLDCHAIN_TOKEN)", what, resp.Status, strings.TrimSpace(string(body)))
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s: %s", what, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
 // proofCmd runs `coldchain proof`.
 func proofCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("proof", flag.ContinueOnError)
@@ -64,35 +100,9 @@ func proofCmd(args []string, stdout, stderr io.Writer) error {
 	if *since != 0 {
 		q.Set("since", strconv.FormatUint(*since, 10))
 	}
-	u := strings.TrimRight(*api, "/") + "/v1/shipments/" + url.PathEscape(pos[0]) + "/proof"
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer cancel()
-	ctx, cancelT := context.WithTimeout(ctx, *timeout)
-	defer cancelT()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	body, err := apiGet(*api, "/v1/shipments/"+url.PathEscape(pos[0])+"/proof", q, *token, *timeout, "fetch proof")
 	if err != nil {
 		return err
-	}
-	if *token != "" {
-		req.Header.Set("Authorization", "Bearer "+*token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("fetch proof: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<30))
-	if err != nil {
-		return fmt.Errorf("fetch proof: %w", err)
-	}
-	if resp.StatusCode == http.StatusUnauthorized {
-		return fmt.Errorf("fetch proof: %s: %s (pass --token or set COLDCHAIN_TOKEN)", resp.Status, strings.TrimSpace(string(body)))
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetch proof: %s: %s", resp.Status, strings.TrimSpace(string(body)))
 	}
 	b, err := bundle.Decode(body)
 	if err != nil {
