@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +20,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/coldchain/coldchain/config"
+	"github.com/coldchain/coldchain/custody"
+	"github.com/coldchain/coldchain/epcis"
 	"github.com/coldchain/coldchain/gateway"
 	"github.com/coldchain/coldchain/pki"
 	"github.com/coldchain/coldchain/record"
@@ -195,6 +198,7 @@ simulating:
 	if !seenAlarm {
 		say("no alarm seen yet; check %s/v1/shipments/%s/alerts", api, hot)
 	}
+	printCustody(ctx, say, api, hot)
 
 	// Wait for the shipment's log to be anchored and final, then verify.
 	say("waiting for %s to be anchored (epochs every %v) …", hot, *epoch)
@@ -212,6 +216,19 @@ simulating:
 		say("  fetch it yourself: go run ./cmd/coldchain proof %s --api %s -o bundle.json", hot, api)
 		say("  verify it:         go run ./cmd/coldchain verify bundle.json --rpc %s", g.ChainRPC())
 	}
+	if doc, err := httpGet(ctx, api+"/v1/shipments/"+hot+"/epcis"); err != nil {
+		say("no EPCIS document: %v", err)
+	} else if err := epcis.Validate(doc); err != nil {
+		say("EPCIS document of %s does not validate: %v", hot, err)
+	} else {
+		path := filepath.Join(cfg.DataDir, hot+".epcis.jsonld")
+		if err := os.WriteFile(path, doc, 0o644); err != nil {
+			say("write the EPCIS document: %v", err)
+		} else {
+			say("GS1 EPCIS 2.0 document of %s (valid against the official schema) in %s", hot, path)
+			say("  fetch it yourself: go run ./cmd/coldchain epcis %s --api %s -o %s.jsonld", hot, api, hot)
+		}
+	}
 	say("the gateway keeps running; publish your own readings (see README) or press Ctrl-C to stop")
 	for {
 		select {
@@ -221,6 +238,41 @@ simulating:
 			printAlerts(alerts.flush())
 		}
 	}
+}
+
+// printCustody prints who held ship, where and from when, and how its
+// custody checks stand (GET /v1/shipments/{id}/custody).
+func printCustody(ctx context.Context, say func(string, ...any), api, ship string) {
+	raw, err := httpGet(ctx, api+"/v1/shipments/"+ship+"/custody")
+	var tl struct {
+		custody.Timeline
+		Status string `json:"status"`
+	}
+	if err == nil {
+		err = json.Unmarshal(raw, &tl)
+	}
+	if err != nil {
+		say("no custody timeline of %s: %v", ship, err)
+		return
+	}
+	results := map[custody.Result]int{}
+	for _, f := range tl.Checks {
+		results[f.Result]++
+	}
+	say("custody of %s: %s (%d checks passed, %d failed, %d pending, %d unverified)", ship, tl.Status,
+		results[custody.Pass], results[custody.Fail], results[custody.Pending], results[custody.Unverified])
+	for _, p := range tl.Custody {
+		where := p.Site
+		if where == "" {
+			where = "in transit"
+		}
+		held := ""
+		if p.Held {
+			held = ", customs hold"
+		}
+		say("  %s  %-42s %-14s seal %s%s", p.From.UTC().Format("Jan 2 15:04"), p.Party, where, p.Seal, held)
+	}
+	say("  the timeline and every check: curl -s %s/v1/shipments/%s/custody", api, ship)
 }
 
 // alertLine is how the demo prints an alert transition, with the device
