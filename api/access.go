@@ -55,6 +55,7 @@ var routes = map[string]route{
 	"GET /metrics":                     {auth.ActMetrics, false}, // open unless http.protect_metrics
 	"POST /v1/readings":                {auth.ActWrite, false},   // shipments checked per record
 	"POST /v1/handovers":               {auth.ActWrite, false},
+	"POST /epcis/capture":              {auth.ActWrite, false}, // shipments checked per event
 	"GET /v1/deadletters":              {auth.ActDeadLetters, false},
 	"GET /v1/shipments":                {auth.ActRead, false},
 	"GET /v1/shipments/{id}/readings":  {auth.ActRead, true},

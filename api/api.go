@@ -229,51 +229,62 @@ func (s *Server) ingest(kind record.Kind) http.HandlerFunc {
 			writeJSON(w, http.StatusBadRequest, errorBody{Error: "reading the request body: " + err.Error()})
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.IngestTimeout)
-		defer cancel()
-		msg := ingest.Message{Transport: "http", Topic: r.URL.Path, Kind: kind,
-			Payload: body, Received: received, AllOrNothing: true}
-		scope := auth.ScopeFrom(r.Context())
-		if scope == nil || !scope.All {
-			// A provider writes only the shipments granted to its org.
-			msg.Granted = scope.Sees
-		}
-		if scope != nil {
-			msg.Org = scope.Principal.Org
-		}
-		sum, err := s.in.Ingest(ctx, msg)
-		if err != nil {
-			w.Header().Set("Retry-After", "5")
-			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the journal did not confirm in time; nothing was acknowledged: retry the same request (it is idempotent)"})
-			return
-		}
-		for _, rej := range sum.Rejected {
-			if rej.Reason == record.ReasonNotGranted && scope != nil {
-				scope.Refuse(&auth.Denial{Reason: auth.ReasonNotGranted,
-					Detail: fmt.Sprintf("%s wrote records of a shipment not granted to its org: %s", scope.Principal, rej.Error())})
-				break // one refusal per request
-			}
-		}
-		if sum.Accepted+sum.Duplicates == 0 && len(sum.Rejected) > 0 {
-			status := http.StatusBadRequest
-			msg := fmt.Sprintf("%d of %d records are invalid; nothing was stored: fix them and send the batch again", len(sum.Rejected), sum.Records)
-			if first := sum.Rejected[0]; first.Index < 0 {
-				msg = first.Error()
-				switch first.Reason {
-				case record.ReasonOversize:
-					status = http.StatusRequestEntityTooLarge
-				case record.ReasonNotGranted:
-					status = http.StatusForbidden
-				}
-			}
-			writeJSON(w, status, errorBody{Error: msg, Rejected: toRecordErrors(sum.Rejected, maxListed)})
-			return
-		}
-		writeJSON(w, http.StatusAccepted, map[string]any{
-			"records": sum.Records, "accepted": sum.Accepted, "duplicates": sum.Duplicates,
-			"rejected": toRecordErrors(sum.Rejected, maxListed),
-		})
+		s.submit(w, r, ingest.Message{Transport: "http", Topic: r.URL.Path, Kind: kind,
+			Payload: body, Received: received, AllOrNothing: true}, nil)
 	}
+}
+
+// submit ingests msg for the request's principal and answers: 202 with
+// the counts (and extra), or why nothing was stored.
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, msg ingest.Message, extra map[string]any) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.IngestTimeout)
+	defer cancel()
+	scope := auth.ScopeFrom(r.Context())
+	if scope == nil || !scope.All {
+		// A provider writes only the shipments granted to its org.
+		msg.Granted = scope.Sees
+	}
+	if scope != nil {
+		msg.Org = scope.Principal.Org
+	}
+	sum, err := s.in.Ingest(ctx, msg)
+	if err != nil {
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the journal did not confirm in time; nothing was acknowledged: retry the same request (it is idempotent)"})
+		return
+	}
+	for _, rej := range sum.Rejected {
+		if rej.Reason == record.ReasonNotGranted && scope != nil {
+			scope.Refuse(&auth.Denial{Reason: auth.ReasonNotGranted,
+				Detail: fmt.Sprintf("%s wrote records of a shipment not granted to its org: %s", scope.Principal, rej.Error())})
+			break // one refusal per request
+		}
+	}
+	if sum.Accepted+sum.Duplicates == 0 && len(sum.Rejected) > 0 {
+		status := http.StatusBadRequest
+		msg := fmt.Sprintf("%d of %d records are invalid; nothing was stored: fix them and send the batch again", len(sum.Rejected), sum.Records)
+		if first := sum.Rejected[0]; first.Index < 0 {
+			msg = first.Error()
+			switch first.Reason {
+			case record.ReasonOversize:
+				status = http.StatusRequestEntityTooLarge
+			case record.ReasonNotGranted:
+				status = http.StatusForbidden
+			case record.ReasonUnknownShipment:
+				status = http.StatusNotFound
+			}
+		}
+		writeJSON(w, status, errorBody{Error: msg, Rejected: toRecordErrors(sum.Rejected, maxListed)})
+		return
+	}
+	out := map[string]any{
+		"records": sum.Records, "accepted": sum.Accepted, "duplicates": sum.Duplicates,
+		"rejected": toRecordErrors(sum.Rejected, maxListed),
+	}
+	for k, v := range extra {
+		out[k] = v
+	}
+	writeJSON(w, http.StatusAccepted, out)
 }
 
 func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/coldchain/coldchain/anchor/bundle"
 	"github.com/coldchain/coldchain/epcis"
+	"github.com/coldchain/coldchain/journal"
 	"github.com/coldchain/coldchain/merkle"
 )
 
@@ -155,6 +157,99 @@ func TestEPCISEndpoint(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != want {
 			t.Errorf("GET %s: %s, want %d", path, resp.Status, want)
+		}
+	}
+}
+
+// TestEPCISCapture posts EPCIS documents to POST /epcis/capture: the
+// gateway's own export comes back as the same handovers (all duplicates),
+// a warehouse system's event becomes a handover once however often it is
+// sent, and a document that fails the schema, an event of an unknown
+// shipment and an event the mapping cannot read are refused whole with
+// their reason, the original bytes dead-lettered, nothing stored.
+func TestEPCISCapture(t *testing.T) {
+	gw := startGateway(t, testConfig(t.TempDir()))
+	defer gw.stop()
+	base := "http://" + gw.g.HTTPAddr()
+	t0 := time.Now().UTC().Truncate(time.Minute).Add(-2 * time.Hour)
+	at := func(min int) string { return t0.Add(time.Duration(min) * time.Minute).Format(time.RFC3339) }
+	postItems(t, base, "/v1/readings", []string{fmt.Sprintf(`{"shipment":"SHP-X","device":"L1","seq":1,"ts":"%s","temp_c":5}`, at(0))})
+	postItems(t, base, "/v1/handovers", []string{
+		fmt.Sprintf(`{"id":"R1","shipment":"SHP-X","kind":"release","ts":"%s","from_party":"WH","to_party":"Truck","site":"SIN-BW1","seal":"S1"}`, at(5)),
+	})
+	capture := func(query, doc string) (int, map[string]any) {
+		t.Helper()
+		resp, err := http.Post(base+"/epcis/capture"+query, "application/ld+json", strings.NewReader(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	var export []byte
+	waitFor(t, "the export of SHP-X", func() bool {
+		resp, err := http.Get(base + "/v1/shipments/SHP-X/epcis")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		export, _ = io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusOK && strings.Contains(string(export), `"cc:handover"`)
+	})
+	if code, out := capture("", string(export)); code != http.StatusAccepted || out["accepted"] != 0.0 || out["duplicates"] != 1.0 {
+		t.Fatalf("capturing the export: %d %v", code, out)
+	}
+
+	doc := func(events ...string) string {
+		return `{"@context":["` + epcis.ContextURL + `"],"type":"EPCISDocument","schemaVersion":"2.0","creationDate":"` + at(60) + `","epcisBody":{"eventList":[` + strings.Join(events, ",") + `]}}`
+	}
+	receive := `{"type":"ObjectEvent","eventTime":"` + at(30) + `","eventTimeZoneOffset":"+00:00","eventID":"urn:uuid:6c1b4d8e-2f0a-4c1e-9a57-3e1f0b2d9c44",
+		"epcList":["urn:epc:id:sgtin:0614141.107346.2018"],"action":"OBSERVE","bizStep":"receiving",
+		"bizLocation":{"id":"urn:epc:id:sgln:0000000.00000.SIN-BW1"},
+		"sourceList":[{"type":"possessing_party","source":"urn:coldchain:epcis:party:WH"}],
+		"destinationList":[{"type":"possessing_party","destination":"urn:coldchain:epcis:party:Truck"}]}`
+	for i, want := range []float64{1, 0} { // sent twice: stored once
+		code, out := capture("?shipment=SHP-X", doc(receive))
+		if code != http.StatusAccepted || out["accepted"] != want || out["duplicates"] != 1-want {
+			t.Fatalf("capture %d: %d %v", i, code, out)
+		}
+	}
+	handovers := func() []string { return streamIDs(t, gw.g.NATSURL(), journal.StreamHandovers) }
+	want := handovers()
+	if len(want) != 2 || want[0] != "R1" || !strings.HasPrefix(want[1], "EPCIS-") {
+		t.Fatalf("handovers journaled %v", want)
+	}
+
+	bad := map[string]struct {
+		query, doc, reason string
+		status             int
+	}{
+		"schema":   {"?shipment=SHP-X", strings.Replace(doc(receive), `"action":"OBSERVE"`, `"action":"LOOK"`, 1), "invalid_epcis", http.StatusBadRequest},
+		"unknown":  {"?shipment=SHP-NONE", doc(strings.Replace(receive, "6c1b4d8e", "7c1b4d8e", 1)), "unknown_shipment", http.StatusNotFound},
+		"unmapped": {"?shipment=SHP-X", doc(strings.Replace(receive, "6c1b4d8e", "8c1b4d8e", 1), strings.Replace(receive, `"receiving"`, `"packing"`, 1)), "invalid_epcis", http.StatusBadRequest},
+	}
+	for name, tc := range bad {
+		code, out := capture(tc.query, tc.doc)
+		if code != tc.status || !strings.Contains(fmt.Sprint(out), tc.reason) {
+			t.Errorf("%s: %d %v, want %d %s", name, code, out, tc.status, tc.reason)
+		}
+	}
+	if got := handovers(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("refused documents stored handovers: %v", got)
+	}
+	var dl struct {
+		DeadLetters []journal.DeadLetterEntry `json:"dead_letters"`
+	}
+	getJSON(t, base+"/v1/deadletters?limit=100", &dl)
+	originals := map[string]string{}
+	for _, d := range dl.DeadLetters {
+		originals[d.Payload] = d.Reason
+	}
+	for name, tc := range bad {
+		if originals[tc.doc] != tc.reason {
+			t.Errorf("%s: no dead letter of reason %s with the original document (dead letters %d)", name, tc.reason, len(dl.DeadLetters))
 		}
 	}
 }

@@ -142,6 +142,10 @@ type Message struct {
 	// API token's org's grants); records of any other are refused as
 	// not_granted.
 	Granted func(shipment string) bool
+	// Refuse, when set, refuses the whole message for this reason before
+	// anything is decoded: a transport that converts its input (EPCIS
+	// capture) dead-letters the original bytes it could not convert.
+	Refuse *record.Error
 }
 
 func (m *Message) source() string { return m.Transport + ":" + m.Topic }
@@ -394,6 +398,10 @@ func (t *Ticket) finish(ctx context.Context) error {
 // decode validates the message and builds its journal entries; the
 // canonical encodings share one buffer.
 func (in *Ingester) decode(msg *Message, sum *Summary, refuse func(*record.Error, []byte)) []journal.Entry {
+	if msg.Refuse != nil {
+		refuse(msg.Refuse, msg.Payload)
+		return nil
+	}
 	if len(msg.Payload) > in.cfg.MaxPayload {
 		refuse(&record.Error{Reason: record.ReasonOversize, Index: -1,
 			Detail: fmt.Sprintf("payload is %d bytes, the limit is %d: split it into smaller batches", len(msg.Payload), in.cfg.MaxPayload)}, msg.Payload)

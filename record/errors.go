@@ -43,6 +43,13 @@ const (
 	// ReasonUnsigned is an unsigned reading of a device that registered a
 	// signing key: it must sign every reading.
 	ReasonUnsigned
+	// ReasonInvalidEPCIS is an EPCIS document posted to capture that fails
+	// the EPCIS 2.0 schema, or has an event the capture mapping cannot
+	// read as a handover (docs/EPCIS.md).
+	ReasonInvalidEPCIS
+	// ReasonUnknownShipment is a captured event of a shipment the gateway
+	// holds no record of.
+	ReasonUnknownShipment
 )
 
 var reasonNames = [...]string{
@@ -67,6 +74,8 @@ var reasonNames = [...]string{
 	ReasonNotGranted:      "not_granted",
 	ReasonBadSignature:    "bad_signature",
 	ReasonUnsigned:        "unsigned",
+	ReasonInvalidEPCIS:    "invalid_epcis",
+	ReasonUnknownShipment: "unknown_shipment",
 }
 
 // Reasons lists every reason, in order, for metrics that pre-register labels.
