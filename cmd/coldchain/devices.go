@@ -74,8 +74,6 @@ user (its mqtt.username) reads and writes everything under coldchain/.
 The gateway user's password is generated and printed once, or read with
 --password-stdin. The files are a snapshot: export again after adding
 devices or granting shipments, then make Mosquitto reload them (SIGHUP).
-
-Flags:
 `
 
 // stdin is where --password-stdin reads; tests replace it.
@@ -93,20 +91,27 @@ func devicesCmd(args []string, stdout, stderr io.Writer) error {
 	pubFile := fs.String("pubkey", "", "the device's Ed25519 public key `file` (add, add-key)")
 	certFile := fs.String("cert", "", "the identity's client certificate `file` (PEM) to pin (add)")
 	gwUser := fs.String("gateway-user", "coldchain-gateway", "the gateway's MQTT `username` on Mosquitto (export-mosquitto)")
-	fs.Usage = func() { fmt.Fprint(stderr, devicesHelp); fs.PrintDefaults() }
+	cal := addCalibrationFlags(fs)
+	fs.Usage = func() { fmt.Fprint(stderr, devicesHelp+calibrationHelp+"\nFlags:\n"); fs.PrintDefaults() }
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
 	}
 	usage := func(msg string) error { return usageError(fs, msg) }
 	if len(pos) == 0 {
-		return usage("devices needs add, list or remove")
+		return usage("devices needs add, list, remove, register, calibrate or show")
 	}
 	k, err := auth.ParseKind(*kind)
 	if err != nil {
 		return usage(err.Error())
 	}
 	verb, pos := pos[0], pos[1:]
+	if verb == "register" || verb == "calibrate" || verb == "show" {
+		if len(pos) != 1 {
+			return usage("devices " + verb + " takes one device ID")
+		}
+		return deviceRecords(verb, pos[0], cal, func() (jetstream.JetStream, int, context.Context, func(), error) { return reg.openJS() }, stdout)
+	}
 	if *certFile != "" && verb != "add" {
 		return usage("--cert goes with add")
 	}
@@ -351,9 +356,27 @@ func registryFlags(fs *flag.FlagSet) registry {
 // given, else the configuration's nats.url, else its embedded server's
 // nats.listen (the gateway must be running).
 func (r registry) open() (*auth.Directory, context.Context, func(), error) {
-	cfg, err := config.Load(*r.path, os.LookupEnv)
+	js, replicas, ctx, done, err := r.openJS()
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	dir, err := auth.OpenDirectory(ctx, js, replicas)
+	if err != nil {
+		done()
+		return nil, nil, nil, err
+	}
+	return dir, ctx, done, nil
+}
+
+// openJS connects to the gateway's NATS (as open) and returns its
+// JetStream, the streams' replica count and a context for the command.
+func (r registry) openJS() (jetstream.JetStream, int, context.Context, func(), error) {
+	fail := func(err error) (jetstream.JetStream, int, context.Context, func(), error) {
+		return nil, 0, nil, nil, err
+	}
+	cfg, err := config.Load(*r.path, os.LookupEnv)
+	if err != nil {
+		return fail(err)
 	}
 	url := *r.url
 	if url == "" {
@@ -365,7 +388,7 @@ func (r registry) open() (*auth.Directory, context.Context, func(), error) {
 	opts := []nats.Option{nats.Name("coldchain registry"), nats.Timeout(5 * time.Second)}
 	peer, err := cfg.NATS.ClientOptions() // nats.token and nats.tls
 	if err != nil {
-		return nil, nil, nil, err
+		return fail(err)
 	}
 	opts = append(opts, peer...)
 	if cfg.NATS.Embedded() && cfg.NATS.Token == "" {
@@ -376,28 +399,23 @@ func (r registry) open() (*auth.Directory, context.Context, func(), error) {
 		case err == nil:
 			opts = append(opts, nats.Token(tok))
 		case !errors.Is(err, os.ErrNotExist):
-			return nil, nil, nil, err
+			return fail(err)
 		case *r.url == "":
-			return nil, nil, nil, fmt.Errorf("%w: start the gateway with this configuration first (coldchain serve writes the embedded NATS token there), or set nats.token", err)
+			return fail(fmt.Errorf("%w: start the gateway with this configuration first (coldchain serve writes the embedded NATS token there), or set nats.token", err))
 		}
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("cannot reach NATS at %s: %w (start the gateway, coldchain serve, or pass --nats URL)", url, err)
+		return fail(fmt.Errorf("cannot reach NATS at %s: %w (start the gateway, coldchain serve, or pass --nats URL)", url, err))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	done := func() { cancel(); nc.Close() }
 	js, err := jetstream.New(nc)
 	if err != nil {
 		done()
-		return nil, nil, nil, err
+		return fail(err)
 	}
-	dir, err := auth.OpenDirectory(ctx, js, cfg.NATS.Streams.Replicas)
-	if err != nil {
-		done()
-		return nil, nil, nil, err
-	}
-	return dir, ctx, done, nil
+	return js, cfg.NATS.Streams.Replicas, ctx, done, nil
 }
 
 // table prints rows under header, or empty when there are none.

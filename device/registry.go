@@ -1,0 +1,125 @@
+package device
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Bucket is the JetStream key-value bucket of the device registry: one
+// key per device id, the Device as JSON. Every gateway on the same NATS
+// sees the same devices; the bucket keeps each key's last 16 revisions,
+// so a change can be traced.
+const Bucket = "coldchain_devices"
+
+// ErrUnknown is returned for a device not in the registry.
+var ErrUnknown = errors.New("device not registered")
+
+// Registry is the device registry in JetStream KV.
+type Registry struct {
+	kv  jetstream.KeyValue
+	now func() time.Time
+}
+
+// OpenRegistry opens the registry bucket, creating it (file storage,
+// replicas copies).
+func OpenRegistry(ctx context.Context, js jetstream.JetStream, replicas int) (*Registry, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: Bucket, Description: "coldchain devices: serial, model and calibration records",
+		History: 16, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening the device registry (KV bucket %s): %w", Bucket, err)
+	}
+	return &Registry{kv: kv, now: time.Now}, nil
+}
+
+// Register adds d, or merges it into the registered device of its id
+// (Merge: same serial, calibrations added once), with a compare-and-set
+// on the key's revision so concurrent changes are never lost. It returns
+// the device as stored.
+func (r *Registry) Register(ctx context.Context, d Device) (Device, error) {
+	for attempt := 0; ; attempt++ {
+		var old *Device
+		var rev uint64
+		e, err := r.kv.Get(ctx, d.ID)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return Device{}, err
+		default:
+			var have Device
+			if err := json.Unmarshal(e.Value(), &have); err != nil {
+				return Device{}, fmt.Errorf("device %s: the registry holds an unreadable record: %w", d.ID, err)
+			}
+			old, rev = &have, e.Revision()
+		}
+		out, err := Merge(old, d, r.now())
+		if err != nil {
+			return Device{}, err
+		}
+		b, err := json.Marshal(out)
+		if err != nil {
+			return Device{}, err
+		}
+		if old == nil {
+			_, err = r.kv.Create(ctx, d.ID, b)
+		} else {
+			_, err = r.kv.Update(ctx, d.ID, b, rev)
+		}
+		if err == nil {
+			return out, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !strings.Contains(err.Error(), "wrong last sequence") || attempt >= 10 {
+			return Device{}, fmt.Errorf("device %s: %w", d.ID, err)
+		}
+		// Someone changed it meanwhile: merge into their version.
+	}
+}
+
+// Get returns the registered device id, or ErrUnknown.
+func (r *Registry) Get(ctx context.Context, id string) (Device, error) {
+	e, err := r.kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Device{}, fmt.Errorf("%w: %s (coldchain devices register %s --serial S)", ErrUnknown, id, id)
+	}
+	if err != nil {
+		return Device{}, err
+	}
+	var d Device
+	if err := json.Unmarshal(e.Value(), &d); err != nil {
+		return Device{}, fmt.Errorf("device %s: the registry holds an unreadable record: %w", id, err)
+	}
+	return d, nil
+}
+
+// List returns every registered device, by id.
+func (r *Registry) List(ctx context.Context) ([]Device, error) {
+	lister, err := r.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for k := range lister.Keys() {
+		ids = append(ids, k)
+	}
+	slices.Sort(ids)
+	out := make([]Device, 0, len(ids))
+	for _, id := range ids {
+		d, err := r.Get(ctx, id)
+		if errors.Is(err, ErrUnknown) {
+			continue // deleted since listed
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
