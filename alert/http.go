@@ -112,11 +112,15 @@ func (s *Service) status(w http.ResponseWriter, r *http.Request) {
 	}
 	status := "ok"
 	var open []alertJSON
+	uncalibrated := []string{}
 	for _, v := range s.shipmentAlerts(ship) {
 		if !v.open() {
 			continue
 		}
 		open = append(open, viewJSON(v))
+		if v.last().Rule == RuleCalibration {
+			uncalibrated = append(uncalibrated, v.last().Device)
+		}
 		switch last := v.last(); {
 		case last.Severity == "alarm":
 			status = "excursion"
@@ -139,6 +143,7 @@ func (s *Service) status(w http.ResponseWriter, r *http.Request) {
 		"beyond_high_s": st.BeyondHigh.Seconds(), "beyond_low_s": st.BeyondLow.Seconds(),
 		"mkt_c": worst, "mkt_c_by_device": mkt, "last_reading": st.LastReading,
 		"readings": st.Readings, "devices": len(st.Devices), "open_alerts": nonNil(open),
+		"out_of_calibration": uncalibrated,
 	})
 }
 

@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/coldchain/coldchain/custody"
+	"github.com/coldchain/coldchain/device"
 	"github.com/coldchain/coldchain/excursion"
 	"github.com/coldchain/coldchain/journal"
 	"github.com/coldchain/coldchain/metrics"
@@ -131,7 +132,9 @@ type Service struct {
 
 	// custodySrc, when set (EnableCustody), is read by the custody checks.
 	custodySrc CustodySource
-	custodyCfg custody.Config
+	// calibration, when set (EnableCalibration), finds a reading's device.
+	calibration func(id string) *device.Device
+	custodyCfg  custody.Config
 }
 
 // New returns the service. mqtt may be nil (no MQTT delivery); sub serves
@@ -285,6 +288,12 @@ func (s *Service) handle(ctx context.Context, batch []journal.Msg) error {
 	replay := last.Seq <= s.floor
 	for i := range readings {
 		out = s.observe(out, &readings[i])
+	}
+	if s.calibration != nil {
+		opened := map[string]bool{}
+		for i := range readings {
+			out = s.checkCalibration(out, &readings[i].r, opened)
+		}
 	}
 	s.seq = max(s.seq, last.Seq)
 	if replay {

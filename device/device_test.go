@@ -139,8 +139,25 @@ func TestRegistry(t *testing.T) {
 	if err != nil || len(d.Calibrations) != 8 || d.Model != "TempTale Ultra" || d.Serial != "SN-1" {
 		t.Fatalf("%+v %v: want 8 calibrations kept", d, err)
 	}
+	w, err := r.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	<-w.Ready()
+	if d := w.Get("L1"); d == nil || len(d.Calibrations) != 8 {
+		t.Fatalf("watched L1: %+v", d)
+	}
 	if _, err := r.Register(ctx, Device{ID: "L0", Serial: "SN-0"}); err != nil {
 		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); w.Get("L0") == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the watch did not see L0 registered")
+		}
+	}
+	if w.Get("L9") != nil {
+		t.Error("an unregistered device is watched")
 	}
 	list, err := r.List(ctx)
 	if err != nil || len(list) != 2 || list[0].ID != "L0" || list[1].ID != "L1" {

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -122,4 +124,80 @@ func (r *Registry) List(ctx context.Context) ([]Device, error) {
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+// Watched is an in-memory copy of the registry kept current by a KV
+// watch: what the detector reads for every reading, without a lock.
+type Watched struct {
+	m     atomic.Pointer[map[string]*Device]
+	ready chan struct{}
+	stop  context.CancelFunc
+	done  chan struct{}
+}
+
+// Watch starts following the registry until Stop. Get answers from an
+// empty registry until the current devices have been read (Ready is
+// closed then).
+func (r *Registry) Watch(ctx context.Context) (*Watched, error) {
+	ctx, stop := context.WithCancel(ctx)
+	kw, err := r.kv.WatchAll(ctx)
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("watching the device registry: %w", err)
+	}
+	w := &Watched{ready: make(chan struct{}), stop: stop, done: make(chan struct{})}
+	empty := map[string]*Device{}
+	w.m.Store(&empty)
+	go func() {
+		defer close(w.done)
+		defer func() { _ = kw.Stop() }()
+		// The initial load fills one map, published when complete; after
+		// that each change copies it (readers hold the old one meanwhile).
+		cur := map[string]*Device{}
+		initial := true
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-kw.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					if initial {
+						initial = false
+						w.m.Store(&cur)
+						close(w.ready)
+					}
+					continue
+				}
+				if !initial {
+					cur = maps.Clone(cur)
+				}
+				var d Device
+				if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &d) == nil {
+					cur[e.Key()] = &d
+				} else {
+					delete(cur, e.Key())
+				}
+				if !initial {
+					w.m.Store(&cur)
+				}
+			}
+		}
+	}()
+	return w, nil
+}
+
+// Get returns the registered device id; nil when it is not registered.
+// The device is shared: do not change it.
+func (w *Watched) Get(id string) *Device { return (*w.m.Load())[id] }
+
+// Ready is closed once the devices that existed at the start are loaded.
+func (w *Watched) Ready() <-chan struct{} { return w.ready }
+
+// Stop ends the watch and waits for it.
+func (w *Watched) Stop() {
+	w.stop()
+	<-w.done
 }

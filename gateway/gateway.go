@@ -25,6 +25,7 @@ import (
 	"github.com/coldchain/coldchain/api"
 	"github.com/coldchain/coldchain/auth"
 	"github.com/coldchain/coldchain/config"
+	"github.com/coldchain/coldchain/device"
 	"github.com/coldchain/coldchain/embedded/mqttbroker"
 	"github.com/coldchain/coldchain/embedded/natsserver"
 	"github.com/coldchain/coldchain/epcis"
@@ -202,9 +203,20 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return err
 	}
 	defer removals.Stop()
+	// The device registry (serials, calibration records), followed in
+	// memory for the detector's calibration check.
+	devReg, err := device.OpenRegistry(ctx, j.JetStream(), cfg.NATS.Streams.Replicas)
+	if err != nil {
+		return err
+	}
+	calibrated, err := devReg.Watch(ctx)
+	if err != nil {
+		return err
+	}
+	defer calibrated.Stop()
 	// Until both are loaded a grant would look absent and a signing
 	// device's unsigned readings would pass: nothing is ingested before.
-	for _, ready := range []<-chan struct{}{grants.Ready(), keys.Ready(), removals.Ready()} {
+	for _, ready := range []<-chan struct{}{grants.Ready(), keys.Ready(), removals.Ready(), calibrated.Ready()} {
 		select {
 		case <-ready:
 		case <-ctx.Done():
@@ -265,6 +277,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return err
 	}
 	alerts.EnableCustody(st, cfg.Custody)
+	alerts.EnableCalibration(calibrated.Get)
 	// The detector outlives the transports, like the indexer: it is
 	// stopped after them.
 	alertsCtx, stopAlerts := context.WithCancel(context.Background())
@@ -333,8 +346,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		Alerts: func(ship string) []epcis.Alert {
 			var out []epcis.Alert
 			for _, a := range alerts.Alerts(ship) {
-				if a.Custody {
-					continue // custody failures are in the handover events
+				if a.Custody || a.Rule == alert.RuleCalibration {
+					continue // custody failures are in the handover events; calibration is not an excursion
 				}
 				e := epcis.Alert{ID: a.ID, Device: a.Device, Rule: a.Rule, Severity: a.Severity, State: a.State,
 					Start: a.Start, End: a.End, PeakC: a.PeakC, Beyond: a.Beyond, Acked: a.Acknowledged}

@@ -31,9 +31,9 @@ L0599"), the reference standard, the certificate's SHA-256 (the PDF stays
 with you: --cert-file hashes it here), the window [calibrated_at, due_at)
 (RFC 3339 or YYYY-MM-DD, UTC) and the stated uncertainty in °C. The same
 certificate twice counts once. show prints the device, each calibration
-and whether it is in calibration now. Not built yet: the gateway does not
-yet flag readings taken out of calibration, and proof bundles do not
-carry these records (issue 10).
+and whether it is in calibration now. A reading the device takes outside
+every calibration window is stored and opens a calibration warning of the
+shipment, once. Not built yet: proof bundles do not carry these records.
 `
 
 // calibrationFlags are the flags of register, calibrate and show.
