@@ -187,6 +187,7 @@ func (s *Service) Proof(shipment string, opts ProofOptions) (*bundle.Bundle, err
 	if opts.Record == "" {
 		b.Records = records
 		b.DeviceKeys = s.deviceKeys(records...)
+		b.Calibrations = s.calibrations(records...)
 	} else {
 		path, err := merkle.InclusionProof(leaves, index, ref.size)
 		if err != nil {
@@ -194,6 +195,7 @@ func (s *Service) Proof(shipment string, opts ProofOptions) (*bundle.Bundle, err
 		}
 		b.Record = &bundle.Record{Index: index, Data: string(disclosed), Path: nonNil(path)}
 		b.DeviceKeys = s.deviceKeys(string(disclosed))
+		b.Calibrations = s.calibrations(string(disclosed))
 	}
 	if since != nil {
 		path, err := merkle.ConsistencyProof(leaves, since.size, ref.size)
@@ -228,6 +230,33 @@ func (s *Service) deviceKeys(records ...string) []bundle.DeviceKey {
 	var out []bundle.DeviceKey
 	for _, d := range devices {
 		out = append(out, s.keys(d)...)
+	}
+	return out
+}
+
+// calibrations returns the calibration records of the devices of the
+// readings among records, sorted by device.
+func (s *Service) calibrations(records ...string) []bundle.Calibration {
+	if s.cals == nil {
+		return nil
+	}
+	var devices []string
+	seen := map[string]bool{}
+	for _, data := range records {
+		if !strings.Contains(data, `"type":"reading"`) {
+			continue
+		}
+		r, err := record.ParseReading([]byte(data))
+		if err != nil || seen[r.Device] {
+			continue
+		}
+		seen[r.Device] = true
+		devices = append(devices, r.Device)
+	}
+	slices.Sort(devices)
+	var out []bundle.Calibration
+	for _, d := range devices {
+		out = append(out, s.cals(d)...)
 	}
 	return out
 }

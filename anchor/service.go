@@ -80,13 +80,19 @@ type Service struct {
 	lastCut    time.Time
 	chainErr   string // last chain error logged, to log each once
 
-	keys func(device string) []bundle.DeviceKey // set before Run; nil: bundles carry no keys
+	keys func(device string) []bundle.DeviceKey   // set before Run; nil: bundles carry no keys
+	cals func(device string) []bundle.Calibration // set before Run; nil: bundles carry no calibrations
 }
 
 // SetDeviceKeys gives the service the registered signing keys of devices,
 // which proof bundles carry for their signed readings. Call it before the
 // first Proof.
 func (s *Service) SetDeviceKeys(keys func(device string) []bundle.DeviceKey) { s.keys = keys }
+
+// SetCalibrations gives the service the calibration records of devices,
+// from the device registry, for the bundles it builds. Call it before
+// Run; without it bundles carry none.
+func (s *Service) SetCalibrations(cals func(device string) []bundle.Calibration) { s.cals = cals }
 
 type shipLog struct {
 	tree     *merkle.Tree

@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/coldchain/coldchain/anchor/bundle"
 	"github.com/coldchain/coldchain/device"
 	"github.com/coldchain/coldchain/journal"
 )
@@ -22,6 +25,7 @@ import (
 // the registry is not flagged.
 func TestCalibrationWarning(t *testing.T) {
 	cfg := testConfig(t.TempDir())
+	cfg.Anchor.Epoch = time.Second
 	gw := startGateway(t, cfg)
 	t0 := time.Now().UTC().Truncate(time.Minute).Add(-3 * time.Hour)
 	nc, err := nats.Connect(gw.g.NATSURL())
@@ -102,5 +106,32 @@ func TestCalibrationWarning(t *testing.T) {
 	})
 	if got := calibrationAlerts(); fmt.Sprint(got) != "[K1 warning open]" {
 		t.Errorf("after a restart: calibration alerts %v", got)
+	}
+
+	// The proof bundle carries K1's calibration record, and the offline
+	// verifier names its readings taken out of calibration.
+	var b *bundle.Bundle
+	waitFor(t, "a bundle of the six readings", func() bool {
+		resp, err := http.Get(base + "/v1/shipments/SHP-K/proof")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return false
+		}
+		b, err = bundle.Decode(raw)
+		return err == nil && b.TreeSize >= 7 // six readings and the warning
+	})
+	s, err := bundle.Verify(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Calibrations) != 1 || b.Calibrations[0].Device != "K1" || b.Calibrations[0].Serial != "SN-K1" || b.Calibrations[0].CertSHA256 != strings.Repeat("ab", 32) {
+		t.Errorf("bundle calibrations %+v", b.Calibrations)
+	}
+	if fmt.Sprint(s.OutOfCalibration) != "map[K1:4]" || s.FirstOut["K1"] != "K1:2" {
+		t.Errorf("verifier: out of calibration %v, first %v; want K1's 4 readings from K1:2", s.OutOfCalibration, s.FirstOut)
 	}
 }

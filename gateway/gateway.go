@@ -339,6 +339,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		return out
 	})
+	anchors.SetCalibrations(func(id string) []bundle.Calibration {
+		d := calibrated.Get(id)
+		if d == nil {
+			return nil
+		}
+		out := make([]bundle.Calibration, 0, len(d.Calibrations))
+		for _, c := range d.Calibrations {
+			out = append(out, bundle.Calibration{Device: d.ID, Serial: d.Serial, Lab: c.Lab, Accreditation: c.Accreditation, Reference: c.Reference,
+				CertSHA256: c.CertSHA256, CalibratedAt: c.CalibratedAt, DueAt: c.DueAt, UncertaintyC: c.UncertaintyC})
+		}
+		return out
+	})
 	srv.Mount(func(r api.Router) { anchors.Routes(r) })
 	srv.EnableHistory(st)
 	srv.EnableCustody(st, cfg.Custody)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coldchain/coldchain/anchor/bundle"
 	"github.com/coldchain/coldchain/merkle"
@@ -313,5 +314,41 @@ func TestSignedReadings(t *testing.T) {
 	b.DeviceKeys = append([]bundle.DeviceKey{{Device: "logger-9", PublicKey: other}}, b.DeviceKeys...)
 	if s, err := bundle.Verify(b); err != nil || s.Signed != 2 {
 		t.Fatalf("with a second key: %+v, %v", s, err)
+	}
+}
+
+// TestCalibrations: the verifier counts the readings taken outside every
+// calibration window of their device, and refuses a malformed record.
+func TestCalibrations(t *testing.T) {
+	at := func(s string) time.Time { v, _ := time.Parse(time.RFC3339, s); return v }
+	cal := bundle.Calibration{Device: "logger-9", Serial: "SN", Lab: "Lab", Accreditation: "ISO/IEC 17025", Reference: "PRT",
+		CertSHA256: strings.Repeat("ab", 32), CalibratedAt: at("2025-03-02T00:00:00Z"), DueAt: at("2026-03-02T08:01:00Z"), UncertaintyC: 0.1}
+	b := load(t, "signed.json")
+	b.Calibrations = []bundle.Calibration{cal}
+	s, err := bundle.Verify(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Readings at 08:00 (in), 08:01 (due: out) and 08:02 (out).
+	if s.OutOfCalibration["logger-9"] != 2 || s.FirstOut["logger-9"] != "logger-9:2" {
+		t.Errorf("out of calibration %v, first %v", s.OutOfCalibration, s.FirstOut)
+	}
+	// A later calibration covers them.
+	next := cal
+	next.CalibratedAt, next.DueAt = cal.DueAt, cal.DueAt.AddDate(1, 0, 0)
+	b.Calibrations = append(b.Calibrations, next)
+	if s, err := bundle.Verify(b); err != nil || len(s.OutOfCalibration) != 0 {
+		t.Errorf("with the next calibration: %v %v", s.OutOfCalibration, err)
+	}
+	// Without records nothing is counted; a malformed one is refused.
+	b.Calibrations = nil
+	if s, err := bundle.Verify(b); err != nil || s.OutOfCalibration != nil {
+		t.Errorf("without records: %v %v", s.OutOfCalibration, err)
+	}
+	bad := cal
+	bad.DueAt = bad.CalibratedAt
+	b.Calibrations = []bundle.Calibration{bad}
+	if _, err := bundle.Verify(b); !errors.Is(err, bundle.ErrMalformed) || !strings.Contains(err.Error(), "calibrations[0]") {
+		t.Errorf("malformed calibration: %v", err)
 	}
 }

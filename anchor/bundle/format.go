@@ -43,6 +43,25 @@ type Bundle struct {
 	// signed by its device's key. Not covered by the anchor: compare a
 	// key's fingerprint with the one its device's maker or owner gives.
 	DeviceKeys []DeviceKey `json:"device_keys,omitempty"`
+	// Calibrations holds the calibration records, from the gateway's
+	// device registry, of the devices whose readings are disclosed: Verify
+	// counts, per device, the readings taken outside every calibration
+	// window. Like the keys, not covered by the anchor: the certificate
+	// hash ties each record to the lab's certificate.
+	Calibrations []Calibration `json:"calibrations,omitempty"`
+}
+
+// Calibration is one calibration record of one device.
+type Calibration struct {
+	Device        string    `json:"device"`
+	Serial        string    `json:"serial"`
+	Lab           string    `json:"lab"`
+	Accreditation string    `json:"accreditation"`
+	Reference     string    `json:"reference"`
+	CertSHA256    string    `json:"cert_sha256"`
+	CalibratedAt  time.Time `json:"calibrated_at"`
+	DueAt         time.Time `json:"due_at"`
+	UncertaintyC  float64   `json:"uncertainty_c"`
 }
 
 // DeviceKey is one signing key of one device. A device that replaced its

@@ -104,8 +104,14 @@ type Summary struct {
 	// with a sig but no key for their device in the bundle, which nothing
 	// here can check.
 	Signed, Unsigned, NoKey int
+	// OutOfCalibration counts, per device with calibration records in the
+	// bundle, the disclosed readings taken outside every calibration
+	// window; FirstOut names the first of each (device:seq).
+	OutOfCalibration map[string]int
+	FirstOut         map[string]string
 
 	keys map[string][]ed25519.PublicKey
+	cals map[string][]Calibration
 }
 
 // Verify checks everything a bundle proves without the outside world: each
@@ -136,6 +142,9 @@ func Verify(b *Bundle) (Summary, error) {
 		return s, err
 	}
 	s.keys = keys
+	if s.cals, err = calibrations(b.Calibrations); err != nil {
+		return s, err
+	}
 	if b.Record != nil {
 		err = verifyOne(b, &s)
 	} else {
@@ -296,6 +305,7 @@ func checkRecord(s *Summary, i uint64, data []byte, shipment string) error {
 		if err := s.checkSig(i, &r); err != nil {
 			return err
 		}
+		s.checkCalibration(&r)
 	case "handover":
 		hv, err := record.ParseHandover(data)
 		if err != nil {
@@ -372,4 +382,38 @@ func CheckAnchor(ctx context.Context, b *Bundle, c AnchorChecker) error {
 		return fmt.Errorf("%w: on chain %d: %w", ErrAnchor, b.Anchor.ChainID, err)
 	}
 	return nil
+}
+
+// calibrations indexes a bundle's calibration records by device, refusing
+// malformed ones.
+func calibrations(list []Calibration) (map[string][]Calibration, error) {
+	m := make(map[string][]Calibration, len(list))
+	for i, c := range list {
+		if !record.ValidID(c.Device) || !c.DueAt.After(c.CalibratedAt) {
+			return nil, fmt.Errorf("%w: calibrations[%d]: want a valid device id and due_at after calibrated_at", ErrMalformed, i)
+		}
+		m[c.Device] = append(m[c.Device], c)
+	}
+	return m, nil
+}
+
+// checkCalibration counts r when its device has calibration records and
+// none holds at r's time.
+func (s *Summary) checkCalibration(r *record.Reading) {
+	cals, ok := s.cals[r.Device]
+	if !ok {
+		return
+	}
+	for _, c := range cals {
+		if !r.Time.Before(c.CalibratedAt) && r.Time.Before(c.DueAt) {
+			return
+		}
+	}
+	if s.OutOfCalibration == nil {
+		s.OutOfCalibration, s.FirstOut = map[string]int{}, map[string]string{}
+	}
+	if s.OutOfCalibration[r.Device] == 0 {
+		s.FirstOut[r.Device] = r.ID()
+	}
+	s.OutOfCalibration[r.Device]++
 }

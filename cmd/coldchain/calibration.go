@@ -33,7 +33,8 @@ with you: --cert-file hashes it here), the window [calibrated_at, due_at)
 certificate twice counts once. show prints the device, each calibration
 and whether it is in calibration now. A reading the device takes outside
 every calibration window is stored and opens a calibration warning of the
-shipment, once. Not built yet: proof bundles do not carry these records.
+shipment, once, and the shipment's proof bundle carries these records:
+coldchain verify prints them and names such readings.
 `
 
 // calibrationFlags are the flags of register, calibrate and show.

@@ -180,6 +180,7 @@ func verifyBundle(ctx context.Context, raw []byte, rpc string, tls pki.ClientTLS
 		return errVerify
 	}
 	writeSummary(stdout, s, b.DeviceKeys)
+	writeCalibrations(stdout, s, b.Calibrations)
 	if rpc == "" {
 		fmt.Fprintln(stdout, "on chain   not checked: pass --rpc URL to check the anchor transaction")
 		fmt.Fprintln(stdout, "OK (offline)")
@@ -239,6 +240,31 @@ func writeSummary(w io.Writer, s bundle.Summary, keys []bundle.DeviceKey) {
 	a := s.Anchor
 	fmt.Fprintf(w, "anchor     chain %d, contract %s, tx %s, block %d (%s), %s when the bundle was written\n",
 		a.ChainID, a.Contract, a.Tx, a.Block, time.Unix(a.BlockTime, 0).UTC().Format(time.RFC3339), a.State)
+}
+
+// writeCalibrations lists the devices' calibration records the bundle
+// carries and names the readings taken out of calibration.
+func writeCalibrations(w io.Writer, s bundle.Summary, cals []bundle.Calibration) {
+	if len(cals) == 0 {
+		if s.Kinds["reading"] > 0 {
+			fmt.Fprintln(w, "calibrated no calibration records in the bundle: the devices are not in the gateway's device registry")
+		}
+		return
+	}
+	for _, c := range cals {
+		fmt.Fprintf(w, "calibrated %s (serial %s): %s, %s, against %s, ±%g °C, %s … %s, certificate SHA-256 %s\n",
+			c.Device, c.Serial, c.Lab, c.Accreditation, c.Reference, c.UncertaintyC,
+			c.CalibratedAt.UTC().Format(time.DateOnly), c.DueAt.UTC().Format(time.DateOnly), c.CertSHA256)
+	}
+	devices := make([]string, 0, len(s.OutOfCalibration))
+	for d := range s.OutOfCalibration {
+		devices = append(devices, d)
+	}
+	sort.Strings(devices)
+	for _, d := range devices {
+		fmt.Fprintf(w, "OUT OF CALIBRATION %d readings of %s were taken outside every calibration window (first: %s); they are proven, but not calibrated evidence\n",
+			s.OutOfCalibration[d], d, s.FirstOut[d])
+	}
 }
 
 // writeSigned says what the readings' device signatures prove.
