@@ -26,12 +26,26 @@ import (
 // custody timeline fails seal_mismatch and passes the rest, the failure
 // is an alarm, `coldchain epcis` writes a schema-valid EPCIS document,
 // and `coldchain proof` + `coldchain verify` check the bundle, on chain,
-// with the alarm in it. Calibration records are not built: the expired
-// calibration of the issue's scenario is not part of it.
+// with the alarm in it. Logger L1 is registered with a calibration that
+// expired the day before: its readings are stored, open one calibration
+// warning, and verify names them as out of calibration.
 func TestCustodyThroughServe(t *testing.T) {
 	mqttURL := need(t, "COLDCHAIN_TEST_MQTT_URL")
+	natsURL := need(t, "COLDCHAIN_TEST_NATS_URL")
 	run := fmt.Sprintf("cu%d", time.Now().UnixNano())
 	ship := "SHP-" + run
+	t0 := time.Now().UTC().Truncate(time.Minute).Add(-4 * time.Hour)
+	// The registry commands, against the same nats-server, before the
+	// gateway starts (it loads the registry before it ingests).
+	for _, args := range [][]string{
+		{"devices", "register", run + "-L1", "--serial", "TT-" + run, "--model", "TempTale Ultra"},
+		{"devices", "calibrate", run + "-L1", "--lab", "SGS Metrology", "--accreditation", "ISO/IEC 17025, CNAS L0599", "--reference", "Fluke 1524 PRT",
+			"--cert-sha256", strings.Repeat("5e", 32), "--calibrated-at", t0.AddDate(-1, 0, 0).Format(time.DateOnly), "--due-at", t0.AddDate(0, 0, -1).Format(time.DateOnly), "--uncertainty", "0.1"},
+	} {
+		if out, err := exec.Command(binary, append(args, "--nats", natsURL)...).CombinedOutput(); err != nil {
+			t.Fatalf("coldchain %v: %v\n%s", args, err, out)
+		}
+	}
 	httpAddr, chainAddr := freePort(t), freePort(t)
 	env := append(gatewayEnv(t, run, httpAddr),
 		"COLDCHAIN_CHAIN_LISTEN="+chainAddr,
@@ -53,7 +67,6 @@ func TestCustodyThroughServe(t *testing.T) {
 			t.Fatalf("publish %s: %v", topic, tok.Error())
 		}
 	}
-	t0 := time.Now().UTC().Truncate(time.Minute).Add(-4 * time.Hour)
 	at := func(min int) string { return t0.Add(time.Duration(min) * time.Minute).Format(time.RFC3339) }
 	readings := 0
 	for m := 0; m < 200; m += 2 {
@@ -64,7 +77,7 @@ func TestCustodyThroughServe(t *testing.T) {
 	}
 	h := func(id, kind string, min int, from, to, site, extra string) {
 		publish("coldchain/v1/"+ship+"/handovers", fmt.Sprintf(`{"id":"%s","kind":"%s","ts":"%s","from_party":"%s","to_party":"%s","site":"%s","temp_c":5.0%s}`,
-			id, kind, at(min), from, to, site, extra))
+			run+"-"+id, kind, at(min), from, to, site, extra))
 	}
 	h("I1", "intake", 0, "Maker", "SIN Bonded", "SIN-BW1", "")
 	h("Q1", "qc_checkpoint", 10, "SIN Bonded", "SIN Bonded", "SIN-BW1", `,"qc_result":"pass","doc_sha256":"`+strings.Repeat("cd", 32)+`"`)
@@ -82,7 +95,7 @@ func TestCustodyThroughServe(t *testing.T) {
 			Rule, Result, Handover string
 		} `json:"checks"`
 	}
-	var alarm bool
+	var alarm, calibration bool
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		code := getJSONIt(t, api+"/v1/shipments/"+ship+"/custody", &tl)
@@ -90,21 +103,24 @@ func TestCustodyThroughServe(t *testing.T) {
 			Alerts []struct{ Rule, Severity, State string } `json:"alerts"`
 		}
 		getJSONIt(t, api+"/v1/shipments/"+ship+"/alerts", &al)
-		alarm = false
+		alarm, calibration = false, false
 		for _, a := range al.Alerts {
 			alarm = alarm || a.Rule == "seal_mismatch" && a.Severity == "alarm" && a.State == "open"
+			calibration = calibration || a.Rule == "calibration" && a.Severity == "warning"
 		}
-		if code == 200 && tl.Status == "failed" && alarm {
+		if code == 200 && tl.Status == "failed" && alarm && calibration {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("custody %+v, seal_mismatch alarm %v after 60s", tl, alarm)
+			_, dl := httpText(t, api+"/v1/deadletters?limit=20")
+			t.Fatalf("custody %+v, seal_mismatch alarm %v, calibration warning %v after 60s; dead letters: %s", tl, alarm, calibration, dl)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	results := map[string]string{}
 	for _, c := range tl.Checks {
-		results[c.Rule+" "+c.Handover] = c.Result
+		// Handover ids are global, like record ids: each run has its own.
+		results[c.Rule+" "+strings.TrimPrefix(c.Handover, run+"-")] = c.Result
 	}
 	for check, want := range map[string]string{
 		"seal_mismatch V2": "fail", "seal_mismatch V1": "pass",
@@ -143,9 +159,9 @@ func TestCustodyThroughServe(t *testing.T) {
 		t.Errorf("EPCIS events by bizStep %v", steps)
 	}
 
-	// The proof bundle: every reading, handover and the alarm, anchored.
+	// The proof bundle: every reading, handover and the alerts, anchored.
 	bundle := filepath.Join(dir, "bundle.json")
-	want := readings + 8
+	want := readings + 8 + 1
 	deadline = time.Now().Add(90 * time.Second)
 	for {
 		out, err := exec.Command(binary, "proof", ship, "--api", api, "-o", bundle).CombinedOutput()
@@ -166,6 +182,10 @@ func TestCustodyThroughServe(t *testing.T) {
 	out, err := exec.Command(binary, "verify", bundle, "--rpc", "http://"+chainAddr).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "OK") {
 		t.Fatalf("coldchain verify: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "calibrated "+run+"-L1 (serial TT-"+run+"): SGS Metrology") ||
+		!strings.Contains(string(out), fmt.Sprintf("OUT OF CALIBRATION %d readings of %s-L1", readings/2, run)) {
+		t.Errorf("verify does not name L1's readings out of calibration:\n%s", out)
 	}
 	t.Logf("custody: %d checks, status %s; EPCIS %d events; verify:\n%s", len(tl.Checks), tl.Status, len(d.Body.EventList), out)
 }
