@@ -25,6 +25,9 @@ type EPCISSources struct {
 	// Log returns the shipment's log and anchors; nil before the
 	// shipment is logged.
 	Log func(shipment string) (*epcis.Log, error)
+	// Calibrations returns a device's calibration records (the device
+	// registry); nil for none.
+	Calibrations func(device string) []epcis.Calibration
 }
 
 // EnableEPCIS serves a shipment as a GS1 EPCIS 2.0 document (package
@@ -156,7 +159,7 @@ func (e *epcisAPI) get(w http.ResponseWriter, r *http.Request) {
 		}
 		log = l
 	}
-	doc, err := epcis.Load(r.Context(), e.h, id, alerts, log, time.Now(), o)
+	doc, err := epcis.Load(r.Context(), e.h, id, alerts, log, e.src.Calibrations, time.Now(), o)
 	if err != nil {
 		e.unavailable(w, r, id, err)
 		return

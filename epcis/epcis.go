@@ -112,8 +112,31 @@ type Input struct {
 	Sensors []Interval
 	Alerts  []Alert
 	Log     *Log
+	// Calibrations are the calibration records of the devices, by device
+	// id (the device registry); a device absent has none on record.
+	Calibrations map[string][]Calibration
 	// Created is the document's creationDate.
 	Created time.Time
+}
+
+// Calibration is a device's calibration record, as a sensor report's
+// metadata names it.
+type Calibration struct {
+	Lab           string    `json:"lab"`
+	Accreditation string    `json:"accreditation"`
+	Reference     string    `json:"reference"`
+	CertSHA256    string    `json:"cert_sha256"`
+	CalibratedAt  time.Time `json:"calibrated_at"`
+	DueAt         time.Time `json:"due_at"`
+	UncertaintyC  float64   `json:"uncertainty_c"`
+}
+
+// CalibrationRef is the calibration a sensor report was taken under: the
+// record in force at the start of its interval, or InCalibration false
+// when the device has records and none holds then.
+type CalibrationRef struct {
+	InCalibration bool `json:"in_calibration"`
+	*Calibration
 }
 
 // Document is an EPCISDocument.
@@ -203,6 +226,9 @@ type SensorMetadata struct {
 	StartTime            string `json:"startTime,omitempty"`
 	EndTime              string `json:"endTime,omitempty"`
 	DataProcessingMethod string `json:"dataProcessingMethod,omitempty"`
+	// Calibration is ours: the device's calibration in force, from the
+	// device registry; absent for a device with no records.
+	Calibration *CalibrationRef `json:"cc:calibration,omitempty"`
 }
 
 // SensorReport is one measurement summary or exception.
@@ -274,7 +300,7 @@ func Build(in Input, o Options) Document {
 		evs = append(evs, timed{h.Time, handoverEvent(h, epc, o)})
 	}
 	for _, iv := range groupIntervals(in.Sensors) {
-		evs = append(evs, timed{iv.last, intervalEvent(in.Shipment, iv, epc)})
+		evs = append(evs, timed{iv.last, intervalEvent(in.Shipment, iv, epc, in.Calibrations)})
 	}
 	for _, a := range in.Alerts {
 		evs = append(evs, timed{a.Start, alertEvent(in.Shipment, a, epc)})
@@ -358,7 +384,7 @@ func groupIntervals(ivs []Interval) []interval {
 	return out
 }
 
-func intervalEvent(shipment string, iv interval, epc []string) Event {
+func intervalEvent(shipment string, iv interval, epc []string, cals map[string][]Calibration) Event {
 	e := Event{
 		Type: "ObjectEvent", EventTime: stamp(iv.last), EventTimeZoneOffset: "+00:00",
 		EventID: Namespace + "sensors:" + esc(shipment) + ":" + strconv.FormatInt(iv.start.Unix(), 10) + "-" + strconv.FormatInt(iv.end.Unix(), 10),
@@ -367,8 +393,9 @@ func intervalEvent(shipment string, iv interval, epc []string) Event {
 	for _, d := range iv.devs {
 		lo, hi, mean := d.Min, d.Max, d.Mean
 		e.SensorElementList = append(e.SensorElementList, SensorElement{
-			Metadata: SensorMetadata{DeviceID: DeviceURI(d.Device), StartTime: stamp(d.Start), EndTime: stamp(d.End), DataProcessingMethod: methodInterval},
-			Report:   []SensorReport{{Type: "Temperature", MinValue: &lo, MaxValue: &hi, MeanValue: &mean, UOM: "CEL", Count: d.Count}},
+			Metadata: SensorMetadata{DeviceID: DeviceURI(d.Device), StartTime: stamp(d.Start), EndTime: stamp(d.End), DataProcessingMethod: methodInterval,
+				Calibration: calibrationAt(cals[d.Device], d.Start)},
+			Report: []SensorReport{{Type: "Temperature", MinValue: &lo, MaxValue: &hi, MeanValue: &mean, UOM: "CEL", Count: d.Count}},
 		})
 	}
 	return e
@@ -399,6 +426,22 @@ func alertEvent(shipment string, a Alert, epc []string) Event {
 		EPCList: epc, Action: "OBSERVE", BizStep: "sensor_reporting",
 		SensorElementList: []SensorElement{{Metadata: md, Report: []SensorReport{r}}},
 	}
+}
+
+// calibrationAt is the calibration in force at t among cals (the latest
+// whose window holds t); nil when there are no records.
+func calibrationAt(cals []Calibration, t time.Time) *CalibrationRef {
+	if len(cals) == 0 {
+		return nil
+	}
+	var in *Calibration
+	for i := range cals {
+		c := &cals[i]
+		if !t.Before(c.CalibratedAt) && t.Before(c.DueAt) && (in == nil || c.CalibratedAt.After(in.CalibratedAt)) {
+			in = c
+		}
+	}
+	return &CalibrationRef{InCalibration: in != nil, Calibration: in}
 }
 
 // SGLN returns site's SGLN: from Sites, else derived under CompanyPrefix

@@ -282,3 +282,42 @@ func TestOptionsValidate(t *testing.T) {
 		t.Errorf("derived SGLN %s", got)
 	}
 }
+
+// TestCalibrationReference names, in each sensor report's metadata, the
+// calibration its device was under: in force, none in force, or no
+// records at all.
+func TestCalibrationReference(t *testing.T) {
+	in := input()
+	in.Calibrations = map[string][]Calibration{"SHP-1-R1": {{Lab: "SGS", Accreditation: "ISO/IEC 17025", Reference: "PRT",
+		CertSHA256: strings.Repeat("ab", 32), CalibratedAt: t0.AddDate(-1, 0, 0), DueAt: t0.Add(4 * time.Hour), UncertaintyC: 0.1}}}
+	doc := Build(in, DefaultOptions())
+	b, _ := json.Marshal(doc)
+	if err := Validate(b); err != nil {
+		t.Fatal(err)
+	}
+	var in4, out4, none int
+	for _, e := range doc.Body.EventList {
+		if e.BizStep != "sensor_reporting" || e.SensorElementList[0].Report[0].Exception != "" {
+			continue
+		}
+		for _, se := range e.SensorElementList {
+			c := se.Metadata.Calibration
+			switch {
+			case se.Metadata.DeviceID == DeviceURI("SHP-1-L2"):
+				if c != nil {
+					t.Errorf("L2 has no records, got %+v", c)
+				}
+				none++
+			case c != nil && c.InCalibration && c.Calibration.CertSHA256 == strings.Repeat("ab", 32):
+				in4++
+			case c != nil && !c.InCalibration && c.Calibration == nil:
+				out4++
+			default:
+				t.Errorf("%s at %s: %+v", se.Metadata.DeviceID, se.Metadata.StartTime, c)
+			}
+		}
+	}
+	if in4 != 4 || out4 != 4 || none != 8 {
+		t.Errorf("R1 in calibration %d, out %d; L2 without records %d", in4, out4, none)
+	}
+}

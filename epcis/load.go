@@ -21,9 +21,9 @@ const pageSize = 10000
 
 // Load reads shipment's handovers and every reading from src, summarises
 // the readings per device and o.Interval, and builds the document with
-// the alerts and log given. It returns store.ErrUnknownShipment for a
+// the alerts, log and calibration records (cals, nil for none) given. It returns store.ErrUnknownShipment for a
 // shipment the store does not hold.
-func Load(ctx context.Context, src Source, shipment string, alerts []Alert, log *Log, created time.Time, o Options) (Document, error) {
+func Load(ctx context.Context, src Source, shipment string, alerts []Alert, log *Log, cals func(device string) []Calibration, created time.Time, o Options) (Document, error) {
 	if _, err := src.Shipment(ctx, shipment); err != nil {
 		return Document{}, err
 	}
@@ -67,5 +67,14 @@ func Load(ctx context.Context, src Source, shipment string, alerts []Alert, log 
 		}
 		q.From = at
 	}
-	return Build(Input{Shipment: shipment, Handovers: hos, Sensors: agg.Intervals(), Alerts: alerts, Log: log, Created: created}, o), nil
+	in := Input{Shipment: shipment, Handovers: hos, Sensors: agg.Intervals(), Alerts: alerts, Log: log, Created: created}
+	if cals != nil {
+		in.Calibrations = map[string][]Calibration{}
+		for _, iv := range in.Sensors {
+			if _, done := in.Calibrations[iv.Device]; !done {
+				in.Calibrations[iv.Device] = cals(iv.Device)
+			}
+		}
+	}
+	return Build(in, o), nil
 }

@@ -55,7 +55,7 @@ func TestLoadPages(t *testing.T) {
 		}
 		return strings.Compare(a.Device, b.Device)
 	})
-	doc, err := Load(context.Background(), src, "SHP-1", nil, nil, t0, DefaultOptions())
+	doc, err := Load(context.Background(), src, "SHP-1", nil, nil, nil, t0, DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestLoadPages(t *testing.T) {
 	if total != len(src.rs) || src.queries != 2 {
 		t.Errorf("counted %d of %d readings in %d queries", total, len(src.rs), src.queries)
 	}
-	if _, err := Load(context.Background(), src, "SHP-2", nil, nil, t0, DefaultOptions()); err != store.ErrUnknownShipment {
+	if _, err := Load(context.Background(), src, "SHP-2", nil, nil, nil, t0, DefaultOptions()); err != store.ErrUnknownShipment {
 		t.Errorf("unknown shipment: %v", err)
 	}
 }

@@ -385,6 +385,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}
 			return l, nil
 		},
+		Calibrations: func(id string) []epcis.Calibration {
+			d := calibrated.Get(id)
+			if d == nil {
+				return nil
+			}
+			out := make([]epcis.Calibration, 0, len(d.Calibrations))
+			for _, c := range d.Calibrations {
+				out = append(out, epcis.Calibration{Lab: c.Lab, Accreditation: c.Accreditation, Reference: c.Reference,
+					CertSHA256: c.CertSHA256, CalibratedAt: c.CalibratedAt, DueAt: c.DueAt, UncertaintyC: c.UncertaintyC})
+			}
+			return out
+		},
 	}, cfg.EPCIS)
 	// Every route has an access rule (HandleFunc panics otherwise); every
 	// rule must have its route, or the table has drifted from the API.
