@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coldchain/coldchain/auth"
+	"github.com/coldchain/coldchain/device"
 	"github.com/coldchain/coldchain/epcis"
 	"github.com/coldchain/coldchain/ingest"
 	"github.com/coldchain/coldchain/record"
@@ -27,7 +28,7 @@ type EPCISSources struct {
 	Log func(shipment string) (*epcis.Log, error)
 	// Calibrations returns a device's calibration records (the device
 	// registry); nil for none.
-	Calibrations func(device string) []epcis.Calibration
+	Calibrations func(id string) []device.Calibration
 }
 
 // EnableEPCIS serves a shipment as a GS1 EPCIS 2.0 document (package

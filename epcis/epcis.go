@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coldchain/coldchain/device"
 	"github.com/coldchain/coldchain/merkle"
 	"github.com/coldchain/coldchain/record"
 )
@@ -114,21 +115,9 @@ type Input struct {
 	Log     *Log
 	// Calibrations are the calibration records of the devices, by device
 	// id (the device registry); a device absent has none on record.
-	Calibrations map[string][]Calibration
+	Calibrations map[string][]device.Calibration
 	// Created is the document's creationDate.
 	Created time.Time
-}
-
-// Calibration is a device's calibration record, as a sensor report's
-// metadata names it.
-type Calibration struct {
-	Lab           string    `json:"lab"`
-	Accreditation string    `json:"accreditation"`
-	Reference     string    `json:"reference"`
-	CertSHA256    string    `json:"cert_sha256"`
-	CalibratedAt  time.Time `json:"calibrated_at"`
-	DueAt         time.Time `json:"due_at"`
-	UncertaintyC  float64   `json:"uncertainty_c"`
 }
 
 // CalibrationRef is the calibration a sensor report was taken under: the
@@ -136,7 +125,7 @@ type Calibration struct {
 // when the device has records and none holds then.
 type CalibrationRef struct {
 	InCalibration bool `json:"in_calibration"`
-	*Calibration
+	*device.Calibration
 }
 
 // Document is an EPCISDocument.
@@ -384,7 +373,7 @@ func groupIntervals(ivs []Interval) []interval {
 	return out
 }
 
-func intervalEvent(shipment string, iv interval, epc []string, cals map[string][]Calibration) Event {
+func intervalEvent(shipment string, iv interval, epc []string, cals map[string][]device.Calibration) Event {
 	e := Event{
 		Type: "ObjectEvent", EventTime: stamp(iv.last), EventTimeZoneOffset: "+00:00",
 		EventID: Namespace + "sensors:" + esc(shipment) + ":" + strconv.FormatInt(iv.start.Unix(), 10) + "-" + strconv.FormatInt(iv.end.Unix(), 10),
@@ -430,11 +419,11 @@ func alertEvent(shipment string, a Alert, epc []string) Event {
 
 // calibrationAt is the calibration in force at t among cals (the latest
 // whose window holds t); nil when there are no records.
-func calibrationAt(cals []Calibration, t time.Time) *CalibrationRef {
+func calibrationAt(cals []device.Calibration, t time.Time) *CalibrationRef {
 	if len(cals) == 0 {
 		return nil
 	}
-	var in *Calibration
+	var in *device.Calibration
 	for i := range cals {
 		c := &cals[i]
 		if !t.Before(c.CalibratedAt) && t.Before(c.DueAt) && (in == nil || c.CalibratedAt.After(in.CalibratedAt)) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coldchain/coldchain/device"
 	"github.com/coldchain/coldchain/merkle"
 	"github.com/coldchain/coldchain/record"
 )
@@ -288,7 +289,7 @@ func TestOptionsValidate(t *testing.T) {
 // records at all.
 func TestCalibrationReference(t *testing.T) {
 	in := input()
-	in.Calibrations = map[string][]Calibration{"SHP-1-R1": {{Lab: "SGS", Accreditation: "ISO/IEC 17025", Reference: "PRT",
+	in.Calibrations = map[string][]device.Calibration{"SHP-1-R1": {{Lab: "SGS", Accreditation: "ISO/IEC 17025", Reference: "PRT",
 		CertSHA256: strings.Repeat("ab", 32), CalibratedAt: t0.AddDate(-1, 0, 0), DueAt: t0.Add(4 * time.Hour), UncertaintyC: 0.1}}}
 	doc := Build(in, DefaultOptions())
 	b, _ := json.Marshal(doc)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/coldchain/coldchain/device"
 	"github.com/coldchain/coldchain/record"
 	"github.com/coldchain/coldchain/store"
 )
@@ -23,7 +24,7 @@ const pageSize = 10000
 // the readings per device and o.Interval, and builds the document with
 // the alerts, log and calibration records (cals, nil for none) given. It returns store.ErrUnknownShipment for a
 // shipment the store does not hold.
-func Load(ctx context.Context, src Source, shipment string, alerts []Alert, log *Log, cals func(device string) []Calibration, created time.Time, o Options) (Document, error) {
+func Load(ctx context.Context, src Source, shipment string, alerts []Alert, log *Log, cals func(id string) []device.Calibration, created time.Time, o Options) (Document, error) {
 	if _, err := src.Shipment(ctx, shipment); err != nil {
 		return Document{}, err
 	}
@@ -69,7 +70,7 @@ func Load(ctx context.Context, src Source, shipment string, alerts []Alert, log 
 	}
 	in := Input{Shipment: shipment, Handovers: hos, Sensors: agg.Intervals(), Alerts: alerts, Log: log, Created: created}
 	if cals != nil {
-		in.Calibrations = map[string][]Calibration{}
+		in.Calibrations = map[string][]device.Calibration{}
 		for _, iv := range in.Sensors {
 			if _, done := in.Calibrations[iv.Device]; !done {
 				in.Calibrations[iv.Device] = cals(iv.Device)

@@ -385,17 +385,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}
 			return l, nil
 		},
-		Calibrations: func(id string) []epcis.Calibration {
-			d := calibrated.Get(id)
-			if d == nil {
-				return nil
+		Calibrations: func(id string) []device.Calibration {
+			if d := calibrated.Get(id); d != nil {
+				return d.Calibrations
 			}
-			out := make([]epcis.Calibration, 0, len(d.Calibrations))
-			for _, c := range d.Calibrations {
-				out = append(out, epcis.Calibration{Lab: c.Lab, Accreditation: c.Accreditation, Reference: c.Reference,
-					CertSHA256: c.CertSHA256, CalibratedAt: c.CalibratedAt, DueAt: c.DueAt, UncertaintyC: c.UncertaintyC})
-			}
-			return out
+			return nil
 		},
 	}, cfg.EPCIS)
 	// Every route has an access rule (HandleFunc panics otherwise); every
