@@ -68,6 +68,9 @@ var routes = map[string]route{
 	"GET /v1/shipments/{id}/anchors":   {auth.ActProof, true},
 	"GET /v1/shipments/{id}/proof":     {auth.ActProof, true},
 	"GET /v1/shipments/{id}/epcis":     {auth.ActProof, true},
+	"GET /v1/devices":                  {auth.ActDevices, false}, // filtered by org
+	"GET /v1/devices/{id}":             {auth.ActDevices, false}, // {id} is a device: checked by org
+	"POST /v1/devices":                 {auth.ActRegistry, false},
 }
 
 // ServeHTTP authenticates the request, applies its route's rule and

@@ -62,6 +62,11 @@ const (
 	ActDeadLetters Action = "deadletters"
 	// ActMetrics reads /metrics when it is protected.
 	ActMetrics Action = "metrics"
+	// ActDevices reads device records and their calibrations: a provider
+	// its org's devices.
+	ActDevices Action = "devices"
+	// ActRegistry changes the device registry: admin only.
+	ActRegistry Action = "registry"
 )
 
 // roles says which roles may take each action; admin may take all.
@@ -72,6 +77,8 @@ var roles = map[Action][]Role{
 	ActProof:       {RoleProvider, RoleShipper, RoleCustoms},
 	ActDeadLetters: {RoleProvider},
 	ActMetrics:     {},
+	ActDevices:     {RoleProvider},
+	ActRegistry:    {},
 }
 
 // ReasonNoToken, ReasonBadToken and ReasonRole are the HTTP denial

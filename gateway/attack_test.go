@@ -157,17 +157,7 @@ func TestAttackSuite(t *testing.T) {
 	}
 	do := func(method, path, tok, body string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return apiDo(t, base, method, path, tok, body)
 	}
 
 	// Legitimate traffic: readings of L-A on SHP-A that raise an alarm
@@ -372,4 +362,21 @@ func TestAttackSuite(t *testing.T) {
 			t.Errorf("no %s dead letter kept: %s", reason, body)
 		}
 	}
+}
+
+// apiDo sends an API request with a bearer token (none if empty) and
+// returns the status and body.
+func apiDo(t *testing.T, base, method, path, tok, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

@@ -353,6 +353,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 	})
 	srv.Mount(func(r api.Router) { anchors.Routes(r) })
 	srv.EnableHistory(st)
+	srv.EnableDevices(devReg, func(ctx context.Context, id string) (string, bool) {
+		c, err := dir.Lookup(ctx, auth.KindDevice, id)
+		if err != nil {
+			return "", false
+		}
+		return c.Org, true
+	})
 	srv.EnableCustody(st, cfg.Custody)
 	srv.EnableEPCIS(st, api.EPCISSources{
 		Alerts: func(ship string) []epcis.Alert {

@@ -28,14 +28,7 @@ func TestAPITokens(t *testing.T) {
 	ctx := context.Background()
 	dir := authtest.Open(t, gw.g.NATSURL())
 	token := func(role auth.Role, org, name string) (string, string) {
-		tok, c, err := auth.NewToken(auth.Principal{Role: role, Org: org, Name: name}, time.Now().Add(time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := dir.Add(ctx, c); err != nil {
-			t.Fatal(err)
-		}
-		return tok, c.ID
+		return addToken(t, dir, auth.Principal{Role: role, Org: org, Name: name})
 	}
 	provider, providerID := token(auth.RoleProvider, "acme", "feed@acme")
 	shipper, _ := token(auth.RoleShipper, "acme", "qa@acme")
@@ -181,4 +174,18 @@ func TestAPITokens(t *testing.T) {
 			t.Errorf("no http denial counted for %s", reason)
 		}
 	}
+}
+
+// addToken registers an API token of p, valid for an hour, and returns
+// it and its id.
+func addToken(t *testing.T, dir *auth.Directory, p auth.Principal) (string, string) {
+	t.Helper()
+	tok, c, err := auth.NewToken(p, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dir.Add(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	return tok, c.ID
 }
