@@ -123,23 +123,13 @@ func Capture(doc []byte, shipment string, o Options) (Result, error) {
 	return res, nil
 }
 
-// wireHandover is a handover in our wire format.
+// wireHandover is a handover in our wire format: the members an EPCIS
+// event carries as cc:handover, and those it has fields for.
 type wireHandover struct {
-	ID        string   `json:"id"`
-	Shipment  string   `json:"shipment"`
-	TS        string   `json:"ts"`
-	Site      string   `json:"site"`
-	Kind      string   `json:"kind"`
-	FromParty string   `json:"from_party"`
-	ToParty   string   `json:"to_party"`
-	Lat       *float64 `json:"lat,omitempty"`
-	Lon       *float64 `json:"lon,omitempty"`
-	TempC     *float64 `json:"temp_c,omitempty"`
-	Seal      string   `json:"seal,omitempty"`
-	Note      string   `json:"note,omitempty"`
-	QCResult  string   `json:"qc_result,omitempty"`
-	DocSHA256 string   `json:"doc_sha256,omitempty"`
-	Final     bool     `json:"final,omitempty"`
+	HandoverExt
+	Shipment string   `json:"shipment"`
+	TS       string   `json:"ts"`
+	TempC    *float64 `json:"temp_c,omitempty"`
 }
 
 // captureOne maps one event, or says why it cannot.
@@ -164,8 +154,7 @@ func captureOne(e *captureEvent, shipment string, o Options) (Captured, string) 
 	h := wireHandover{Shipment: ship, TS: e.EventTime}
 	if x := e.Handover; x != nil {
 		// Our own export: the handover as recorded.
-		h.ID, h.Site, h.Kind, h.FromParty, h.ToParty = x.ID, x.Site, x.Kind, x.FromParty, x.ToParty
-		h.Lat, h.Lon, h.Seal, h.Note, h.QCResult, h.DocSHA256, h.Final = x.Lat, x.Lon, x.Seal, x.Note, x.QCResult, x.DocSHA256, x.Final
+		h.HandoverExt = *x
 	} else {
 		kind, why := o.kindOf(e)
 		if why != "" {
