@@ -112,14 +112,17 @@ func (s *Service) status(w http.ResponseWriter, r *http.Request) {
 	}
 	status := "ok"
 	var open []alertJSON
-	uncalibrated := []string{}
+	uncalibrated, unregistered := []string{}, []string{}
 	for _, v := range s.shipmentAlerts(ship) {
 		if !v.open() {
 			continue
 		}
 		open = append(open, viewJSON(v))
-		if v.last().Rule == RuleCalibration {
+		switch v.last().Rule {
+		case RuleCalibration:
 			uncalibrated = append(uncalibrated, v.last().Device)
+		case RuleUnregistered:
+			unregistered = append(unregistered, v.last().Device)
 		}
 		switch last := v.last(); {
 		case last.Severity == "alarm":
@@ -143,7 +146,7 @@ func (s *Service) status(w http.ResponseWriter, r *http.Request) {
 		"beyond_high_s": st.BeyondHigh.Seconds(), "beyond_low_s": st.BeyondLow.Seconds(),
 		"mkt_c": worst, "mkt_c_by_device": mkt, "last_reading": st.LastReading,
 		"readings": st.Readings, "devices": len(st.Devices), "open_alerts": nonNil(open),
-		"out_of_calibration": uncalibrated,
+		"out_of_calibration": uncalibrated, "unregistered_devices": unregistered,
 	})
 }
 

@@ -134,7 +134,9 @@ type Service struct {
 	custodySrc CustodySource
 	// calibration, when set (EnableCalibration), finds a reading's device.
 	calibration func(id string) *device.Device
-	custodyCfg  custody.Config
+	// flagUnregistered opens unregistered_device warnings.
+	flagUnregistered bool
+	custodyCfg       custody.Config
 }
 
 // New returns the service. mqtt may be nil (no MQTT delivery); sub serves

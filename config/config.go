@@ -26,6 +26,7 @@ import (
 	"github.com/coldchain/coldchain/anchor/evm"
 	"github.com/coldchain/coldchain/api"
 	"github.com/coldchain/coldchain/custody"
+	"github.com/coldchain/coldchain/device"
 	"github.com/coldchain/coldchain/embedded/mqttbroker"
 	"github.com/coldchain/coldchain/epcis"
 	"github.com/coldchain/coldchain/ingest"
@@ -54,7 +55,10 @@ type Config struct {
 	Custody custody.Config `yaml:"custody"`
 	// EPCIS maps sites and parties to GS1 identifiers in EPCIS documents.
 	EPCIS epcis.Options `yaml:"epcis"`
-	Chain evm.Config    `yaml:"chain"`
+	// Devices says what to do with readings of devices that are not in
+	// the device registry.
+	Devices device.Config `yaml:"devices"`
+	Chain   evm.Config    `yaml:"chain"`
 	// Store is the time-series history the API serves: embedded under
 	// <data_dir>/store, or InfluxDB.
 	Store Store `yaml:"store"`
@@ -126,6 +130,7 @@ func Default() Config {
 		Anchor:          anchor.DefaultConfig(),
 		Custody:         custody.DefaultConfig(),
 		EPCIS:           epcis.DefaultOptions(),
+		Devices:         device.DefaultConfig(),
 		Chain:           evm.DefaultConfig(),
 		Store:           Store{Writer: store.DefaultConfig(), Influx: influx.DefaultConfig()},
 		ShutdownTimeout: 15 * time.Second,
@@ -387,6 +392,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.EPCIS.Validate(); err != nil {
+		return err
+	}
+	if err := c.Devices.Validate(); err != nil {
 		return err
 	}
 	if err := c.Anchor.Validate(); err != nil {

@@ -127,6 +127,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"env duration", "", map[string]string{"COLDCHAIN_SHUTDOWN_TIMEOUT": "5"}, "COLDCHAIN_SHUTDOWN_TIMEOUT"},
 		{"bad mqtt url", "", map[string]string{"COLDCHAIN_MQTT_URL": "mosquitto"}, "mqtt.url"},
 		{"bad device", "ingest:\n  devices: [\"a b\"]\n", nil, "ingest.devices"},
+		{"bad devices.unknown", "devices:\n  unknown: maybe\n", nil, "devices.unknown"},
 		{"payload vs packet", "ingest:\n  max_payload: 33554432\n", nil, "mqtt.max_packet_size"},
 		{"no mqtt listener", "", map[string]string{"COLDCHAIN_MQTT_LISTEN": ""}, "mqtt.listen"},
 		{"tls listen without a cert", "", map[string]string{"COLDCHAIN_MQTT_TLS_LISTEN": "127.0.0.1:8883"}, "mqtt.tls_listen"},

@@ -49,6 +49,8 @@ type Gateway struct {
 	httpAddr, mqttAddr, mqttTLSAddr, natsURL atomic.Pointer[string]
 	chain                                    *lazyChain
 	ready                                    chan struct{}
+	// devices is the device registry as the running gateway sees it.
+	devices atomic.Pointer[device.Watched]
 }
 
 // New returns a gateway for cfg.
@@ -85,6 +87,16 @@ func (g *Gateway) ChainRPC() string {
 		return ""
 	}
 	return g.chain.RPC()
+}
+
+// Device returns the device registered as id as this gateway's ingest and
+// detector see it now (nil when not registered, or before Ready): a
+// registration through the API or the CLI reaches it within moments.
+func (g *Gateway) Device(id string) *device.Device {
+	if w := g.devices.Load(); w != nil {
+		return w.Get(id)
+	}
+	return nil
 }
 
 // NATSURL returns the NATS URL the gateway uses; for the embedded server
@@ -214,6 +226,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return err
 	}
 	defer calibrated.Stop()
+	g.devices.Store(calibrated)
+	defer g.devices.Store(nil)
 	// Until both are loaded a grant would look absent and a signing
 	// device's unsigned readings would pass: nothing is ingested before.
 	for _, ready := range []<-chan struct{}{grants.Ready(), keys.Ready(), removals.Ready(), calibrated.Ready()} {
@@ -224,6 +238,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}
 	in.CheckSignatures(keys.Current)
+	switch cfg.Devices.Unknown {
+	case device.UnknownReject:
+		in.RequireRegistered(func(id string) bool { return calibrated.Get(id) != nil })
+		log.Info("readings of devices not in the device registry are refused (devices.unknown: reject)")
+	case device.UnknownAccept:
+		log.Info("readings of devices not in the device registry are accepted without a warning (devices.unknown: accept)")
+	}
 	denied := auth.DeniedCounter(g.reg)
 	if cfg.HTTP.AllowAnonymous {
 		log.Warn("anonymous HTTP access is on (http.allow_anonymous): anyone who reaches the API may post readings, read every shipment and ack alarms; turn it off outside a demo")
@@ -278,6 +299,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	alerts.EnableCustody(st, cfg.Custody)
 	alerts.EnableCalibration(calibrated.Get)
+	if cfg.Devices.Unknown == device.UnknownFlag {
+		alerts.FlagUnregistered()
+	}
 	// The detector outlives the transports, like the indexer: it is
 	// stopped after them.
 	alertsCtx, stopAlerts := context.WithCancel(context.Background())
@@ -365,8 +389,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		Alerts: func(ship string) []epcis.Alert {
 			var out []epcis.Alert
 			for _, a := range alerts.Alerts(ship) {
-				if a.Custody || a.Rule == alert.RuleCalibration {
-					continue // custody failures are in the handover events; calibration is not an excursion
+				if a.Custody || a.Rule == alert.RuleCalibration || a.Rule == alert.RuleUnregistered {
+					continue // custody failures are in the handover events; calibration and registration are not excursions
 				}
 				e := epcis.Alert{ID: a.ID, Device: a.Device, Rule: a.Rule, Severity: a.Severity, State: a.State,
 					Start: a.Start, End: a.End, PeakC: a.PeakC, Beyond: a.Beyond, Acked: a.Acknowledged}

@@ -223,6 +223,21 @@ func (in *Ingester) CheckSignatures(key func(device string) ed25519.PublicKey) {
 	in.limits.DeviceKey = key
 }
 
+// RequireRegistered makes the ingester refuse, as unknown_device, readings
+// of a device for which registered is false (devices.unknown: reject),
+// on top of the ingest.devices list when one is set. Call it before the
+// first message.
+func (in *Ingester) RequireRegistered(registered func(device string) bool) {
+	listed := in.limits.KnownDevice
+	if listed == nil {
+		in.limits.KnownDevice = registered
+		in.limits.UnknownDeviceHint = "register it in the device registry (coldchain devices register ID --serial S, or POST /v1/devices)"
+		return
+	}
+	in.limits.KnownDevice = func(d string) bool { return listed(d) && registered(d) }
+	in.limits.UnknownDeviceHint = "it must be both in ingest.devices and in the device registry (coldchain devices register ID --serial S)"
+}
+
 // ParseTopic maps an MQTT topic to the record kind and scope it carries:
 // coldchain/v1/{shipment}/{device}/readings or coldchain/v1/{shipment}/handovers.
 func ParseTopic(topic string) (record.Kind, record.Scope, *record.Error) {
@@ -424,7 +439,7 @@ func (in *Ingester) decode(msg *Message, sum *Summary, refuse func(*record.Error
 	case record.KindReading:
 		if msg.Scope.Device != "" && in.limits.KnownDevice != nil && !in.limits.KnownDevice(msg.Scope.Device) {
 			refuse(&record.Error{Reason: record.ReasonUnknownDevice, Field: "topic", Index: -1,
-				Detail: fmt.Sprintf("device %q is not registered with this gateway: ask the operator to add it to ingest.devices", msg.Scope.Device)}, msg.Payload)
+				Detail: "device " + in.limits.UnknownDeviceDetail(msg.Scope.Device)}, msg.Payload)
 			return nil
 		}
 		recs, rejects, err := record.DecodeReadings(msg.Payload, msg.Scope, in.limits, now)

@@ -238,6 +238,51 @@ func TestIngestMessageRejects(t *testing.T) {
 	}
 }
 
+// TestRequireRegistered: with the device registry required, a device must
+// be in it, and in ingest.devices too when that list is set; the refusal
+// says which to fix.
+func TestRequireRegistered(t *testing.T) {
+	registered := func(d string) bool { return d == "D1" || d == "D2" }
+	for _, tc := range []struct {
+		name   string
+		listed []string
+		device string
+		hint   string // "" for accepted
+	}{
+		{"registered", nil, "D1", ""},
+		{"not registered", nil, "D9", "register it in the device registry"},
+		{"registered and listed", []string{"D1"}, "D1", ""},
+		{"registered, not listed", []string{"D1"}, "D2", "both in ingest.devices and in the device registry"},
+		{"listed, not registered", []string{"D1", "D3"}, "D3", "both in ingest.devices and in the device registry"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j := &fakeJournal{}
+			in := newIngester(t, j, func(c *Config) { c.Devices = tc.listed })
+			in.RequireRegistered(registered)
+			reading := `{"seq":1,"ts":"2026-03-10T11:00:00Z","temp_c":5}`
+			for _, msg := range []Message{
+				mqttMsg("coldchain/v1/S1/"+tc.device+"/readings", reading),
+				{Transport: "http", Topic: "/v1/readings", Kind: record.KindReading, Received: clock,
+					Payload: []byte(`{"shipment":"S1","device":"` + tc.device + `","seq":2,"ts":"2026-03-10T11:00:00Z","temp_c":5}`)},
+			} {
+				sum, err := in.Ingest(context.Background(), msg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tc.hint == "" {
+					if sum.Accepted != 1 {
+						t.Errorf("%s: %+v, want accepted", msg.Transport, sum.Rejected)
+					}
+					continue
+				}
+				if !sum.Refused() || sum.Rejected[0].Reason != record.ReasonUnknownDevice || !strings.Contains(sum.Rejected[0].Detail, tc.hint) {
+					t.Errorf("%s: %+v, want unknown_device saying %q", msg.Transport, sum.Rejected, tc.hint)
+				}
+			}
+		})
+	}
+}
+
 // TestIngestRetriesUntilDurable checks that a journal outage delays the
 // answer instead of losing the message, and that stopping while it is
 // still down returns ErrStopping (so the transport does not ack).

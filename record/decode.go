@@ -32,12 +32,28 @@ type Limits struct {
 	// KnownDevice, when set, reports whether a device is registered with
 	// the gateway; readings of other devices are rejected.
 	KnownDevice func(device string) bool
+	// UnknownDeviceHint tells the sender of an unknown device's reading
+	// what to do; empty, "ask the operator to add it to ingest.devices".
+	UnknownDeviceHint string
 	// DeviceKey, when set, returns a device's registered Ed25519 public
 	// key, or nil if it registered none. A device with a key must sign
 	// every reading (else ReasonUnsigned); a signature must verify (else
 	// ReasonBadSignature). When DeviceKey is nil, signatures are decoded
 	// and kept but not checked.
 	DeviceKey func(device string) ed25519.PublicKey
+}
+
+func (l *Limits) unknownHint() string {
+	if l.UnknownDeviceHint != "" {
+		return l.UnknownDeviceHint
+	}
+	return "ask the operator to add it to ingest.devices"
+}
+
+// UnknownDeviceDetail is the detail of an unknown_device refusal of
+// device under l.
+func (l Limits) UnknownDeviceDetail(device string) string {
+	return quote(device) + " is not registered with this gateway: " + l.unknownHint()
 }
 
 // DefaultLimits returns the limits the product promises: 10,000 records a
@@ -528,7 +544,7 @@ func (d *item) reading(r *Reading, scope Scope) {
 	}
 	d.require(set, fields, req...)
 	if d.err == nil && !d.canonical && d.lim.KnownDevice != nil && !d.lim.KnownDevice(r.Device) {
-		d.fail(ReasonUnknownDevice, "device", "%s is not registered with this gateway: ask the operator to add it to ingest.devices", quote(r.Device))
+		d.fail(ReasonUnknownDevice, "device", "%s is not registered with this gateway: %s", quote(r.Device), d.lim.unknownHint())
 	}
 	if d.err == nil && !d.canonical && d.lim.DeviceKey != nil {
 		d.checkSig(r, d.lim.DeviceKey(r.Device))

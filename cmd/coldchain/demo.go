@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -17,10 +19,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/coldchain/coldchain/config"
 	"github.com/coldchain/coldchain/custody"
+	"github.com/coldchain/coldchain/device"
 	"github.com/coldchain/coldchain/epcis"
 	"github.com/coldchain/coldchain/gateway"
 	"github.com/coldchain/coldchain/pki"
@@ -128,6 +132,14 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	ships := gen.Shipments()
 	hot := ships[0].ID
+	// Register the fleet with calibration records, as an operator would
+	// (coldchain devices register / calibrate): under the default
+	// devices.unknown: flag, an unregistered device opens a warning.
+	n, err := registerFleet(ctx, g, ships, now)
+	if err != nil {
+		return err
+	}
+	say("registered %d devices in the device registry, each with a calibration record valid through %s", n, now.AddDate(0, 6, 0).Format("2006-01-02"))
 	say("simulating %d shipments × %d devices, %v of device time in %v: %s has a compressor failure", len(ships), sc.Devices, sc.Span, *wall, hot)
 	stats := &simulator.Stats{}
 	pub, err := simulator.DialMQTT(ctx, simulator.MQTTConfig{URL: "tcp://" + g.MQTTAddr(), ClientID: "coldchain-demo", Connections: 4, InFlight: 256}, stats)
@@ -238,6 +250,49 @@ simulating:
 			printAlerts(alerts.flush())
 		}
 	}
+}
+
+// registerFleet registers every simulated device with a calibration
+// record that holds from six months before now to six months after, and
+// waits until the gateway's detector sees them all.
+func registerFleet(ctx context.Context, g *gateway.Gateway, ships []simulator.ShipmentInfo, now time.Time) (int, error) {
+	nc, err := nats.Connect(g.NATSURL())
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, err
+	}
+	reg, err := device.OpenRegistry(ctx, js, 1)
+	if err != nil {
+		return 0, err
+	}
+	var ids []string
+	for _, sh := range ships {
+		for _, d := range sh.Devices {
+			cert := sha256.Sum256([]byte("demo calibration certificate of " + d.ID))
+			_, err := reg.Register(ctx, device.Device{ID: d.ID, Serial: "DEMO-" + d.ID, Model: "simulated " + d.Kind,
+				Calibrations: []device.Calibration{{Lab: "Demo Calibration Lab", Accreditation: "ISO/IEC 17025 (demo)",
+					Reference: "PRT traceable to a national standard", CertSHA256: hex.EncodeToString(cert[:]),
+					CalibratedAt: now.AddDate(0, -6, 0), DueAt: now.AddDate(0, 6, 0), UncertaintyC: 0.1}}})
+			if err != nil {
+				return 0, fmt.Errorf("registering the demo device %s: %w", d.ID, err)
+			}
+			ids = append(ids, d.ID)
+		}
+	}
+	for _, id := range ids {
+		for g.Device(id) == nil {
+			select {
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	return len(ids), nil
 }
 
 // printCustody prints who held ship, where and from when, and how its

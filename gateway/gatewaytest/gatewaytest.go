@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/coldchain/coldchain/config"
+	"github.com/coldchain/coldchain/device"
 	"github.com/coldchain/coldchain/gateway"
 )
 
@@ -27,6 +28,9 @@ func Config(dir string) config.Config {
 	// Publishers connect anonymously (tests of credentials turn this off).
 	cfg.MQTT.Broker.AllowAnonymous = true
 	cfg.HTTP.AllowAnonymous = true
+	// Test devices are not in the device registry; the tests of
+	// devices.unknown set flag and reject themselves.
+	cfg.Devices.Unknown = device.UnknownAccept
 	cfg.ShutdownTimeout = 5 * time.Second
 	return cfg
 }
