@@ -50,8 +50,13 @@ func (s *Service) checkCalibration(out []record.Alert, r *record.Reading, opened
 			return out
 		}
 		rule = RuleUnregistered
-	} else if _, ok := d.At(r.Time); ok {
-		return out
+	} else {
+		if s.registryVersion != nil {
+			s.noteDevice(r, d)
+		}
+		if _, ok := d.At(r.Time); ok {
+			return out
+		}
 	}
 	id := deviceAlertID(rule, r.Shipment, r.Device)
 	if opened[id] || s.alerts[id] != nil {

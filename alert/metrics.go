@@ -12,6 +12,8 @@ type serviceMetrics struct {
 	webhookVec *metrics.CounterVec
 	lag        *metrics.Gauge
 	sse        *metrics.Gauge
+	// deviceRecords counts device records written into shipment logs.
+	deviceRecords *metrics.Counter
 }
 
 func newServiceMetrics(reg *metrics.Registry) serviceMetrics {
@@ -22,6 +24,8 @@ func newServiceMetrics(reg *metrics.Registry) serviceMetrics {
 		webhookVec: reg.Counter("coldchain_webhook_deliveries_total", "Webhook delivery attempts, by result.", "result"),
 		lag:        reg.Gauge("coldchain_detector_pending", "Readings in JetStream the detector has not evaluated yet."),
 		sse:        reg.Gauge("coldchain_alerts_sse_clients", "Clients connected to the alert stream."),
+		deviceRecords: reg.Counter("coldchain_device_records_total",
+			"Device registry records written into shipment logs (a device's first reading on a shipment, and each registry change after).").With(),
 	}
 }
 

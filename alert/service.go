@@ -136,7 +136,13 @@ type Service struct {
 	calibration func(id string) *device.Device
 	// flagUnregistered opens unregistered_device warnings.
 	flagUnregistered bool
-	custodyCfg       custody.Config
+	// registryVersion, when set (EnableDeviceRecords), turns on device
+	// records; recorded holds the registry revision each shipment's log
+	// holds of each device, pendingDevs the records to write next.
+	registryVersion func() uint64
+	recorded        map[shipDevice]uint64
+	pendingDevs     map[shipDevice]bool
+	custodyCfg      custody.Config
 }
 
 // New returns the service. mqtt may be nil (no MQTT delivery); sub serves
@@ -193,6 +199,11 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.loadAlerts(ctx); err != nil {
 		return fmt.Errorf("rebuild alert views: %w", err)
 	}
+	if s.registryVersion != nil {
+		if err := s.loadDeviceRecords(ctx); err != nil {
+			return err
+		}
+	}
 	from, err := s.restore(ctx)
 	if err != nil {
 		return err
@@ -209,6 +220,9 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { s.tick(gctx, s.cfg.GapCheck, s.checkGaps); return nil })
 	if s.custodySrc != nil {
 		g.Go(func() error { s.runCustody(gctx); return nil })
+	}
+	if s.registryVersion != nil {
+		g.Go(func() error { s.runDeviceRecords(gctx); return nil })
 	}
 	g.Go(func() error {
 		s.tick(gctx, s.cfg.SnapshotEvery, func(context.Context) {

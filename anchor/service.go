@@ -42,10 +42,10 @@ import (
 const ConsumerName = "coldchain-anchor"
 
 // loggedKinds are the record streams whose records enter the shipment logs:
-// readings, handovers and alert transitions. The leaf is the canonical
+// readings, handovers, alert transitions and device records. The leaf is the canonical
 // encoding, whose "type" member tells the kinds apart, and the shipment is
 // the third token of every record subject.
-var loggedKinds = []record.Kind{record.KindReading, record.KindHandover, record.KindAlert}
+var loggedKinds = []record.Kind{record.KindReading, record.KindHandover, record.KindAlert, record.KindDevice}
 
 // chainCallTimeout bounds one Submit or Status call.
 const chainCallTimeout = 30 * time.Second

@@ -105,6 +105,9 @@ type Server struct {
 	throttle   *auth.Throttle
 	rate       *auth.Limiter
 	registered []string
+	// outOfCalibration, when set (FlagCalibration), says whether device's
+	// reading at device time t was taken outside its calibration.
+	outOfCalibration func(device string, t time.Time) bool
 }
 
 // New returns the API; maxPayload is ingest's body limit in bytes. access

@@ -48,7 +48,7 @@ const (
 //
 // Call it before Serve.
 func (s *Server) EnableHistory(h History) {
-	hs := &history{h: h, log: s.log}
+	hs := &history{h: h, log: s.log, srv: s}
 	s.HandleFunc("GET /v1/shipments", hs.shipments)
 	s.HandleFunc("GET /v1/shipments/{id}/readings", hs.readings)
 	s.HandleFunc("GET /v1/shipments/{id}/handovers", hs.handovers)
@@ -57,6 +57,17 @@ func (s *Server) EnableHistory(h History) {
 type history struct {
 	h   History
 	log *zap.Logger
+	srv *Server
+}
+
+// FlagCalibration makes the readings history list, beside the readings,
+// the ids of those taken outside their device's calibration:
+// outOfCalibration reports it for a device and device time, from the
+// device registry as it is now (a device not in it is never flagged).
+// The records themselves stay canonical, as anchored. Call it before
+// Serve.
+func (s *Server) FlagCalibration(outOfCalibration func(device string, t time.Time) bool) {
+	s.outOfCalibration = outOfCalibration
 }
 
 // paramError is a 400 answer: which query parameter, and why.
@@ -268,11 +279,16 @@ func (hs *history) readings(w http.ResponseWriter, r *http.Request) {
 		truncated := len(rs) > q.Limit
 		rs = rs[:min(len(rs), q.Limit)]
 		out := make([]json.RawMessage, len(rs))
+		expired := []string{}
 		for i := range rs {
 			out[i] = rs[i].AppendCanonical(nil)
+			if f := hs.srv.outOfCalibration; f != nil && f(rs[i].Device, rs[i].Time) {
+				expired = append(expired, rs[i].ID())
+			}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{
 			"shipment": toShipmentJSON(sh), "count": len(out), "truncated": truncated, "readings": out,
+			"calibration_expired": expired,
 		})
 		return
 	}

@@ -28,27 +28,25 @@ type Device struct {
 	Calibrations []Calibration `json:"calibrations"`
 	// Updated is when the record last changed (gateway time).
 	Updated time.Time `json:"updated"`
+	// Revision is the registry's revision of the entry (its KV revision),
+	// set when read from the registry; it is not part of the stored JSON.
+	Revision uint64 `json:"-"`
 }
 
-// Calibration is one calibration certificate of a device. The PDF stays
-// with the owner; its SHA-256 ties the record to it.
-type Calibration struct {
-	// Lab is the calibration laboratory.
-	Lab string `json:"lab"`
-	// Accreditation is the lab's accreditation, e.g. "ISO/IEC 17025,
-	// CNAS L1234".
-	Accreditation string `json:"accreditation"`
-	// Reference is the reference standard the sensor was compared with.
-	Reference string `json:"reference"`
-	// CertSHA256 is the SHA-256 of the certificate document, 64 hex digits.
-	CertSHA256 string `json:"cert_sha256"`
-	// CalibratedAt and DueAt bound the window in which the calibration
-	// holds, half-open: [CalibratedAt, DueAt).
-	CalibratedAt time.Time `json:"calibrated_at"`
-	DueAt        time.Time `json:"due_at"`
-	// UncertaintyC is the stated expanded uncertainty, °C.
-	UncertaintyC float64 `json:"uncertainty_c"`
+// Record is d as a device record of shipment: what the shipment's log
+// holds of the device at d's registry revision.
+func (d *Device) Record(shipment string) record.DeviceRecord {
+	cals := d.Calibrations
+	if cals == nil {
+		cals = []Calibration{}
+	}
+	return record.DeviceRecord{Shipment: shipment, Device: d.ID, Serial: d.Serial, Model: d.Model,
+		Revision: d.Revision, Updated: d.Updated.UTC(), Calibrations: cals}
 }
+
+// Calibration is one calibration certificate of a device (the record
+// package's type, which device records carry into shipment logs).
+type Calibration = record.Calibration
 
 // ErrInvalid is wrapped by every validation error.
 var ErrInvalid = errors.New("invalid device record")
@@ -73,15 +71,15 @@ func (d *Device) Validate() error {
 		return err
 	}
 	for i := range d.Calibrations {
-		if err := d.Calibrations[i].Validate(); err != nil {
+		if err := ValidateCalibration(&d.Calibrations[i]); err != nil {
 			return fmt.Errorf("calibration %d: %w", i+1, err)
 		}
 	}
 	return nil
 }
 
-// Validate checks one calibration record.
-func (c *Calibration) Validate() error {
+// ValidateCalibration checks one calibration record.
+func ValidateCalibration(c *Calibration) error {
 	for _, f := range []struct {
 		name, v string
 	}{{"lab", c.Lab}, {"accreditation", c.Accreditation}, {"reference", c.Reference}} {

@@ -70,12 +70,14 @@ func (r *Registry) Register(ctx context.Context, d Device) (Device, error) {
 		if err != nil {
 			return Device{}, err
 		}
+		var stored uint64
 		if old == nil {
-			_, err = r.kv.Create(ctx, d.ID, b)
+			stored, err = r.kv.Create(ctx, d.ID, b)
 		} else {
-			_, err = r.kv.Update(ctx, d.ID, b, rev)
+			stored, err = r.kv.Update(ctx, d.ID, b, rev)
 		}
 		if err == nil {
+			out.Revision = stored
 			return out, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !strings.Contains(err.Error(), "wrong last sequence") || attempt >= 10 {
@@ -98,6 +100,7 @@ func (r *Registry) Get(ctx context.Context, id string) (Device, error) {
 	if err := json.Unmarshal(e.Value(), &d); err != nil {
 		return Device{}, fmt.Errorf("device %s: the registry holds an unreadable record: %w", id, err)
 	}
+	d.Revision = e.Revision()
 	return d, nil
 }
 
@@ -129,10 +132,11 @@ func (r *Registry) List(ctx context.Context) ([]Device, error) {
 // Watched is an in-memory copy of the registry kept current by a KV
 // watch: what the detector reads for every reading, without a lock.
 type Watched struct {
-	m     atomic.Pointer[map[string]*Device]
-	ready chan struct{}
-	stop  context.CancelFunc
-	done  chan struct{}
+	m       atomic.Pointer[map[string]*Device]
+	version atomic.Uint64 // bumped on every change
+	ready   chan struct{}
+	stop    context.CancelFunc
+	done    chan struct{}
 }
 
 // Watch starts following the registry until Stop. Get answers from an
@@ -167,6 +171,7 @@ func (r *Registry) Watch(ctx context.Context) (*Watched, error) {
 					if initial {
 						initial = false
 						w.m.Store(&cur)
+						w.version.Add(1)
 						close(w.ready)
 					}
 					continue
@@ -176,12 +181,14 @@ func (r *Registry) Watch(ctx context.Context) (*Watched, error) {
 				}
 				var d Device
 				if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &d) == nil {
+					d.Revision = e.Revision()
 					cur[e.Key()] = &d
 				} else {
 					delete(cur, e.Key())
 				}
 				if !initial {
 					w.m.Store(&cur)
+					w.version.Add(1)
 				}
 			}
 		}
@@ -192,6 +199,9 @@ func (r *Registry) Watch(ctx context.Context) (*Watched, error) {
 // Get returns the registered device id; nil when it is not registered.
 // The device is shared: do not change it.
 func (w *Watched) Get(id string) *Device { return (*w.m.Load())[id] }
+
+// Version changes whenever the registry does.
+func (w *Watched) Version() uint64 { return w.version.Load() }
 
 // Ready is closed once the devices that existed at the start are loaded.
 func (w *Watched) Ready() <-chan struct{} { return w.ready }

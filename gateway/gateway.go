@@ -299,6 +299,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	alerts.EnableCustody(st, cfg.Custody)
 	alerts.EnableCalibration(calibrated.Get)
+	alerts.EnableDeviceRecords(calibrated.Version)
 	if cfg.Devices.Unknown == device.UnknownFlag {
 		alerts.FlagUnregistered()
 	}
@@ -370,13 +371,20 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		out := make([]bundle.Calibration, 0, len(d.Calibrations))
 		for _, c := range d.Calibrations {
-			out = append(out, bundle.Calibration{Device: d.ID, Serial: d.Serial, Lab: c.Lab, Accreditation: c.Accreditation, Reference: c.Reference,
-				CertSHA256: c.CertSHA256, CalibratedAt: c.CalibratedAt, DueAt: c.DueAt, UncertaintyC: c.UncertaintyC})
+			out = append(out, bundle.Calibration{Device: d.ID, Serial: d.Serial, Calibration: c})
 		}
 		return out
 	})
 	srv.Mount(func(r api.Router) { anchors.Routes(r) })
 	srv.EnableHistory(st)
+	srv.FlagCalibration(func(id string, t time.Time) bool {
+		d := calibrated.Get(id)
+		if d == nil {
+			return false
+		}
+		_, ok := d.At(t)
+		return !ok
+	})
 	srv.EnableDevices(devReg, func(ctx context.Context, id string) (string, bool) {
 		c, err := dir.Lookup(ctx, auth.KindDevice, id)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -167,10 +168,14 @@ func TestCustodyThroughServe(t *testing.T) {
 		out, err := exec.Command(binary, "proof", ship, "--api", api, "-o", bundle).CombinedOutput()
 		if err == nil {
 			var b struct {
-				TreeSize int `json:"tree_size"`
+				TreeSize int      `json:"tree_size"`
+				Records  []string `json:"records"`
 			}
 			raw, _ := os.ReadFile(bundle)
-			if json.Unmarshal(raw, &b) == nil && b.TreeSize > want {
+			// L1's registry entry joins the log as a device record.
+			if json.Unmarshal(raw, &b) == nil && b.TreeSize > want && slices.ContainsFunc(b.Records, func(r string) bool {
+				return strings.Contains(r, `"type":"device"`) && strings.Contains(r, run+"-L1")
+			}) {
 				break
 			}
 		}
@@ -183,9 +188,9 @@ func TestCustodyThroughServe(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "OK") {
 		t.Fatalf("coldchain verify: %v\n%s", err, out)
 	}
-	if !strings.Contains(string(out), "calibrated "+run+"-L1 (serial TT-"+run+"): SGS Metrology") ||
+	if !strings.Contains(string(out), "calibrated "+run+"-L1 (serial TT-"+run+"): SGS Metrology") || !strings.Contains(string(out), "(anchored: log record") ||
 		!strings.Contains(string(out), fmt.Sprintf("OUT OF CALIBRATION %d readings of %s-L1", readings/2, run)) {
-		t.Errorf("verify does not name L1's readings out of calibration:\n%s", out)
+		t.Errorf("verify does not name L1's readings out of calibration against its anchored record:\n%s", out)
 	}
 	t.Logf("custody: %d checks, status %s; EPCIS %d events; verify:\n%s", len(tl.Checks), tl.Status, len(d.Body.EventList), out)
 }

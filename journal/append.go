@@ -137,7 +137,7 @@ func (j *Journal) AppendAsync(entries []Entry, meta Meta, out []Result) *Appendi
 	)
 	for i := range entries {
 		e := &entries[i]
-		if e.Kind == record.KindAlert {
+		if e.Kind == record.KindAlert || e.Kind == record.KindDevice {
 			alerts = append(alerts, i)
 			continue
 		}
@@ -174,8 +174,8 @@ func (j *Journal) AppendAsync(entries []Entry, meta Meta, out []Result) *Appendi
 }
 
 // appendSingles stores the entries at idx one message each, deduplicated
-// by JetStream's message ids: the way alerts, whose ids are deterministic
-// and which nobody resends after the window, are stored.
+// by JetStream's message ids: the way alerts and device records, whose ids
+// are deterministic and which nobody resends after the window, are stored.
 func (j *Journal) appendSingles(ctx context.Context, entries []Entry, idx []int, meta Meta, out []Result) error {
 	received := meta.Received.UTC().Format(time.RFC3339Nano)
 	futures := make([]jetstream.PubAckFuture, len(idx))

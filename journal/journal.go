@@ -24,6 +24,7 @@ const (
 	StreamReadings    = "COLDCHAIN_READINGS"
 	StreamHandovers   = "COLDCHAIN_HANDOVERS"
 	StreamAlerts      = "COLDCHAIN_ALERTS"
+	StreamDevices     = "COLDCHAIN_DEVICES"
 	StreamDeadLetters = "COLDCHAIN_DEADLETTERS"
 )
 
@@ -51,6 +52,12 @@ func SubjectHandover(shipment string) string { return "coldchain.handovers." + s
 
 // SubjectAlert returns the subject of a shipment's alert events.
 func SubjectAlert(shipment string) string { return "coldchain.alerts." + shipment }
+
+// SubjectDevice returns the subject of a device's registry records in a
+// shipment's log.
+func SubjectDevice(shipment, device string) string {
+	return "coldchain.devices." + shipment + "." + device
+}
 
 // SubjectDeadLetter returns the subject of dead letters of one reason.
 func SubjectDeadLetter(r record.Reason) string { return "coldchain.deadletters." + r.String() }
@@ -157,6 +164,8 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config, dir string, log *zap.L
 			j.streams[record.KindHandover] = s
 		case StreamAlerts:
 			j.streams[record.KindAlert] = s
+		case StreamDevices:
+			j.streams[record.KindDevice] = s
 		case StreamDeadLetters:
 			j.dead = s
 		}
@@ -186,6 +195,7 @@ func (j *Journal) streamConfigs() []jetstream.StreamConfig {
 		base(StreamReadings, "coldchain sensor readings, canonical encoding", "coldchain.readings.>", j.cfg.Retention),
 		base(StreamHandovers, "coldchain custody handovers, canonical encoding", "coldchain.handovers.>", j.cfg.Retention),
 		base(StreamAlerts, "coldchain excursion alert events", "coldchain.alerts.>", j.cfg.Retention),
+		base(StreamDevices, "coldchain device registry records in shipment logs", "coldchain.devices.>", j.cfg.Retention),
 		base(StreamDeadLetters, "coldchain rejected input with its original bytes", "coldchain.deadletters.>", j.cfg.DeadLetterRetention),
 	}
 }

@@ -22,6 +22,11 @@ const (
 	// KindAlert is an excursion alert transition, which joins its
 	// shipment's log like any other record.
 	KindAlert
+	// KindDevice is a device's registry record (serial, model,
+	// calibrations) as it stood for a shipment: one in the shipment's log
+	// when the device first reports on it and one after each change, so
+	// the calibrations a proof shows are anchored with the readings.
+	KindDevice
 )
 
 // String returns the kind's name as it appears in the canonical "type" member.
@@ -33,6 +38,8 @@ func (k Kind) String() string {
 		return "handover"
 	case KindAlert:
 		return "alert"
+	case KindDevice:
+		return "device"
 	}
 	return "unknown"
 }

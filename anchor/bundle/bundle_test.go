@@ -12,6 +12,7 @@ import (
 
 	"github.com/coldchain/coldchain/anchor/bundle"
 	"github.com/coldchain/coldchain/merkle"
+	"github.com/coldchain/coldchain/record"
 )
 
 // The known answers of the worked example (testdata/README.md), each
@@ -321,8 +322,8 @@ func TestSignedReadings(t *testing.T) {
 // calibration window of their device, and refuses a malformed record.
 func TestCalibrations(t *testing.T) {
 	at := func(s string) time.Time { v, _ := time.Parse(time.RFC3339, s); return v }
-	cal := bundle.Calibration{Device: "logger-9", Serial: "SN", Lab: "Lab", Accreditation: "ISO/IEC 17025", Reference: "PRT",
-		CertSHA256: strings.Repeat("ab", 32), CalibratedAt: at("2025-03-02T00:00:00Z"), DueAt: at("2026-03-02T08:01:00Z"), UncertaintyC: 0.1}
+	cal := bundle.Calibration{Device: "logger-9", Serial: "SN", Calibration: record.Calibration{Lab: "Lab", Accreditation: "ISO/IEC 17025", Reference: "PRT",
+		CertSHA256: strings.Repeat("ab", 32), CalibratedAt: at("2025-03-02T00:00:00Z"), DueAt: at("2026-03-02T08:01:00Z"), UncertaintyC: 0.1}}
 	b := load(t, "signed.json")
 	b.Calibrations = []bundle.Calibration{cal}
 	s, err := bundle.Verify(b)

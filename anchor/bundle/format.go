@@ -51,17 +51,13 @@ type Bundle struct {
 	Calibrations []Calibration `json:"calibrations,omitempty"`
 }
 
-// Calibration is one calibration record of one device.
+// Calibration is one calibration record of one device: the device, its
+// serial, and the record's members (lab, accreditation, reference,
+// cert_sha256, calibrated_at, due_at, uncertainty_c) at the same level.
 type Calibration struct {
-	Device        string    `json:"device"`
-	Serial        string    `json:"serial"`
-	Lab           string    `json:"lab"`
-	Accreditation string    `json:"accreditation"`
-	Reference     string    `json:"reference"`
-	CertSHA256    string    `json:"cert_sha256"`
-	CalibratedAt  time.Time `json:"calibrated_at"`
-	DueAt         time.Time `json:"due_at"`
-	UncertaintyC  float64   `json:"uncertainty_c"`
+	Device string `json:"device"`
+	Serial string `json:"serial"`
+	record.Calibration
 }
 
 // DeviceKey is one signing key of one device. A device that replaced its

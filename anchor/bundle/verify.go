@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/coldchain/coldchain/merkle"
@@ -109,9 +112,30 @@ type Summary struct {
 	// window; FirstOut names the first of each (device:seq).
 	OutOfCalibration map[string]int
 	FirstOut         map[string]string
+	// Calibrations are the calibration records the check above used, by
+	// device: those of the device's latest device record in the log when
+	// it has one (anchored with the readings), else the bundle's
+	// calibrations (from the registry when the bundle was built, not
+	// anchored).
+	Calibrations []CheckedCalibration
+	// Differs lists the devices whose calibrations in the bundle differ
+	// from their latest anchored device record: the registry changed
+	// after that record was logged, or the bundle was altered.
+	Differs []string
 
 	keys map[string][]ed25519.PublicKey
 	cals map[string][]Calibration
+}
+
+// CheckedCalibration is a calibration record and where it comes from.
+type CheckedCalibration struct {
+	Calibration
+	// Anchored is set when it comes from a device record in the log:
+	// Record is then that record's index and Revision its registry
+	// revision.
+	Anchored bool
+	Record   uint64
+	Revision uint64
 }
 
 // Verify checks everything a bundle proves without the outside world: each
@@ -142,7 +166,7 @@ func Verify(b *Bundle) (Summary, error) {
 		return s, err
 	}
 	s.keys = keys
-	if s.cals, err = calibrations(b.Calibrations); err != nil {
+	if s.cals, err = calibrations(b.Calibrations, &s); err != nil {
 		return s, err
 	}
 	if b.Record != nil {
@@ -163,6 +187,9 @@ func Verify(b *Bundle) (Summary, error) {
 }
 
 func verifyAll(b *Bundle, s *Summary) error {
+	if err := useDeviceRecords(b, s); err != nil {
+		return err
+	}
 	leaves := make(merkle.LeafHashes, 0, len(b.Records))
 	var tree merkle.Tree
 	for i, data := range b.Records {
@@ -312,6 +339,12 @@ func checkRecord(s *Summary, i uint64, data []byte, shipment string) error {
 			return fmt.Errorf("%w %d: %w", ErrRecord, i, err)
 		}
 		canonical, ts = hv.AppendCanonical(nil), hv.Time
+	case "device":
+		d, err := record.ParseDeviceRecord(data)
+		if err != nil {
+			return fmt.Errorf("%w %d: %w", ErrRecord, i, err)
+		}
+		canonical = d.AppendCanonical(nil)
 	}
 	if canonical != nil && !bytes.Equal(canonical, data) {
 		return fmt.Errorf("%w %d: not in canonical form; canonical is %s", ErrRecord, i, canonical)
@@ -385,16 +418,78 @@ func CheckAnchor(ctx context.Context, b *Bundle, c AnchorChecker) error {
 }
 
 // calibrations indexes a bundle's calibration records by device, refusing
-// malformed ones.
-func calibrations(list []Calibration) (map[string][]Calibration, error) {
+// malformed ones, and lists them as not anchored.
+func calibrations(list []Calibration, s *Summary) (map[string][]Calibration, error) {
 	m := make(map[string][]Calibration, len(list))
 	for i, c := range list {
 		if !record.ValidID(c.Device) || !c.DueAt.After(c.CalibratedAt) {
 			return nil, fmt.Errorf("%w: calibrations[%d]: want a valid device id and due_at after calibrated_at", ErrMalformed, i)
 		}
 		m[c.Device] = append(m[c.Device], c)
+		s.Calibrations = append(s.Calibrations, CheckedCalibration{Calibration: c})
 	}
 	return m, nil
+}
+
+// useDeviceRecords makes the calibrations of each device's latest device
+// record in the log (the highest registry revision) the ones readings are
+// checked against, in place of the bundle's, and notes the devices whose
+// bundle calibrations say otherwise. A malformed device record is left for
+// checkRecord to refuse.
+func useDeviceRecords(b *Bundle, s *Summary) error {
+	type latest struct {
+		rec   record.DeviceRecord
+		index uint64
+	}
+	last := map[string]latest{}
+	for i, data := range b.Records {
+		if !strings.Contains(data, `"type":"device"`) {
+			continue
+		}
+		d, err := record.ParseDeviceRecord([]byte(data))
+		if err != nil {
+			continue
+		}
+		if have, ok := last[d.Device]; !ok || d.Revision > have.rec.Revision {
+			last[d.Device] = latest{d, uint64(i)}
+		}
+	}
+	if len(last) == 0 {
+		return nil
+	}
+	var kept []CheckedCalibration
+	for _, c := range s.Calibrations {
+		if _, ok := last[c.Device]; !ok {
+			kept = append(kept, c)
+		}
+	}
+	for _, dev := range slices.Sorted(maps.Keys(last)) {
+		l := last[dev]
+		var anchored []Calibration
+		for _, c := range l.rec.Calibrations {
+			bc := Calibration{Device: dev, Serial: l.rec.Serial, Calibration: c}
+			anchored = append(anchored, bc)
+			kept = append(kept, CheckedCalibration{Calibration: bc, Anchored: true, Record: l.index, Revision: l.rec.Revision})
+		}
+		if !sameCalibrations(anchored, s.cals[dev]) {
+			s.Differs = append(s.Differs, dev)
+		}
+		// A device record with no calibration still says the device is
+		// registered and never calibrated: every reading is out.
+		s.cals[dev] = anchored
+		if s.cals[dev] == nil {
+			s.cals[dev] = []Calibration{}
+		}
+	}
+	s.Calibrations = kept
+	return nil
+}
+
+func sameCalibrations(a, b []Calibration) bool {
+	return slices.EqualFunc(a, b, func(x, y Calibration) bool {
+		return x.Serial == y.Serial && x.Lab == y.Lab && x.Accreditation == y.Accreditation && x.Reference == y.Reference &&
+			x.CertSHA256 == y.CertSHA256 && x.CalibratedAt.Equal(y.CalibratedAt) && x.DueAt.Equal(y.DueAt) && x.UncertaintyC == y.UncertaintyC
+	})
 }
 
 // checkCalibration counts r when its device has calibration records and

@@ -97,7 +97,7 @@ func deviceRecords(verb, id string, f calibrationFlags, js func() (jetstream.Jet
 		if c.DueAt, err = parseDate("due-at", *f.due); err != nil {
 			return err
 		}
-		if err := c.Validate(); err != nil {
+		if err := device.ValidateCalibration(&c); err != nil {
 			return err
 		}
 		d = device.Device{ID: id, Calibrations: []device.Calibration{c}}

@@ -180,7 +180,7 @@ func verifyBundle(ctx context.Context, raw []byte, rpc string, tls pki.ClientTLS
 		return errVerify
 	}
 	writeSummary(stdout, s, b.DeviceKeys)
-	writeCalibrations(stdout, s, b.Calibrations)
+	writeCalibrations(stdout, s)
 	if rpc == "" {
 		fmt.Fprintln(stdout, "on chain   not checked: pass --rpc URL to check the anchor transaction")
 		fmt.Fprintln(stdout, "OK (offline)")
@@ -242,19 +242,30 @@ func writeSummary(w io.Writer, s bundle.Summary, keys []bundle.DeviceKey) {
 		a.ChainID, a.Contract, a.Tx, a.Block, time.Unix(a.BlockTime, 0).UTC().Format(time.RFC3339), a.State)
 }
 
-// writeCalibrations lists the devices' calibration records the bundle
-// carries and names the readings taken out of calibration.
-func writeCalibrations(w io.Writer, s bundle.Summary, cals []bundle.Calibration) {
-	if len(cals) == 0 {
-		if s.Kinds["reading"] > 0 {
+// writeCalibrations lists the calibration records the readings were
+// checked against, saying which are anchored (a device record in the log)
+// and which only the bundle asserts, and names the readings taken out of
+// calibration.
+func writeCalibrations(w io.Writer, s bundle.Summary) {
+	if len(s.Calibrations) == 0 {
+		if s.Kinds["reading"] > 0 && s.Kinds["device"] == 0 {
 			fmt.Fprintln(w, "calibrated no calibration records in the bundle: the devices are not in the gateway's device registry")
 		}
-		return
+		if s.Kinds["device"] > 0 {
+			fmt.Fprintln(w, "calibrated none: the devices' anchored registry records hold no calibration")
+		}
 	}
-	for _, c := range cals {
-		fmt.Fprintf(w, "calibrated %s (serial %s): %s, %s, against %s, ±%g °C, %s … %s, certificate SHA-256 %s\n",
+	for _, c := range s.Calibrations {
+		from := "not anchored: from the registry when the bundle was built"
+		if c.Anchored {
+			from = fmt.Sprintf("anchored: log record %d, registry revision %d", c.Record, c.Revision)
+		}
+		fmt.Fprintf(w, "calibrated %s (serial %s): %s, %s, against %s, ±%g °C, %s … %s, certificate SHA-256 %s (%s)\n",
 			c.Device, c.Serial, c.Lab, c.Accreditation, c.Reference, c.UncertaintyC,
-			c.CalibratedAt.UTC().Format(time.DateOnly), c.DueAt.UTC().Format(time.DateOnly), c.CertSHA256)
+			c.CalibratedAt.UTC().Format(time.DateOnly), c.DueAt.UTC().Format(time.DateOnly), c.CertSHA256, from)
+	}
+	for _, d := range s.Differs {
+		fmt.Fprintf(w, "NOTE       the bundle's calibration records of %s differ from its latest anchored device record; the anchored ones were used (the registry changed after it was logged, or the bundle was edited)\n", d)
 	}
 	devices := make([]string, 0, len(s.OutOfCalibration))
 	for d := range s.OutOfCalibration {
