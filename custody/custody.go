@@ -116,6 +116,9 @@ type Period struct {
 	// To is when the period ended; nil while it lasts.
 	To   *time.Time `json:"to,omitempty"`
 	Seal string     `json:"seal,omitempty"`
+	// Owner is who owned the goods (title) in the period, where the
+	// handovers said (their owner member).
+	Owner string `json:"owner,omitempty"`
 	// OpenedBy and ClosedBy are the handovers that began and ended it.
 	OpenedBy string `json:"opened_by"`
 	ClosedBy string `json:"closed_by,omitempty"`
@@ -137,6 +140,8 @@ type Timeline struct {
 	Checks    []Finding         `json:"checks"`
 	// Holder is who holds the shipment now; empty before any handover.
 	Holder string `json:"holder,omitempty"`
+	// Owner is who owns it now, by the latest handover that said.
+	Owner string `json:"owner,omitempty"`
 	// Final is the handover at the final site, if there was one.
 	Final string `json:"final,omitempty"`
 	// AsOf is the device time the timeline was derived at.
@@ -192,7 +197,7 @@ func Build(shipment string, handovers []record.Handover, readings []Reading, asO
 func (t *Timeline) periods() {
 	open := func(h *record.Handover, party, site string, confirmed bool) {
 		t.close(h)
-		p := Period{Party: party, Site: site, From: h.Time, Seal: h.Seal, OpenedBy: h.ID, Confirmed: confirmed}
+		p := Period{Party: party, Site: site, From: h.Time, Seal: h.Seal, Owner: t.Owner, OpenedBy: h.ID, Confirmed: confirmed}
 		if h.Lat.Set && h.Lon.Set {
 			lat, lon := h.Lat.V, h.Lon.V
 			p.Lat, p.Lon = &lat, &lon
@@ -205,6 +210,12 @@ func (t *Timeline) periods() {
 			t.Final = h.ID
 		}
 		cur := t.current()
+		if h.Owner != "" {
+			// Periods opened from here on are the new owner's; one this
+			// handover does not close changes owner now (below).
+			t.Owner = h.Owner
+		}
+		n := len(t.Custody)
 		switch h.Kind {
 		case record.HandoverIntake:
 			open(h, h.ToParty, h.Site, true)
@@ -226,6 +237,9 @@ func (t *Timeline) periods() {
 						break
 					}
 					p.Confirmed = true
+				}
+				if h.Owner != "" {
+					cur.Owner = h.Owner
 				}
 				continue
 			}
@@ -259,6 +273,9 @@ func (t *Timeline) periods() {
 			if cur != nil {
 				cur.Held = false
 			}
+		}
+		if h.Owner != "" && len(t.Custody) == n && cur != nil {
+			cur.Owner = h.Owner
 		}
 	}
 }

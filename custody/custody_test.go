@@ -2,6 +2,7 @@ package custody
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -232,6 +233,18 @@ func TestTimeline(t *testing.T) {
 	if tl.Custody[0].Lat == nil || *tl.Custody[0].Lat != lat || tl.Holder != "importer" || tl.Final != "V1" {
 		t.Errorf("geotag %v, holder %q, final %q", tl.Custody[0].Lat, tl.Holder, tl.Final)
 	}
+	// Title: the maker owns the goods until the importer's receive, which
+	// names the importer; a QC check that names the owner again opens no
+	// period.
+	hs[0].Owner, hs[1].Owner, hs[5].Owner = "maker", "maker", "importer"
+	tl = Build("S1", hs, nil, at(80), DefaultConfig())
+	var owners []string
+	for _, p := range tl.Custody {
+		owners = append(owners, p.Owner)
+	}
+	if fmt.Sprint(owners) != "[maker maker maker maker importer]" || tl.Owner != "importer" || len(tl.Custody) != len(want) {
+		t.Errorf("owners %v, now %q", owners, tl.Owner)
+	}
 	// The release to the carrier is never received by the carrier: the
 	// importer's receive is another transfer.
 	if f := one(t, tl, RuleUnmatchedRelease); f.Result != Fail {
@@ -252,6 +265,12 @@ func TestConfirmedTransfer(t *testing.T) {
 	}
 	if len(tl.Failed()) != 0 {
 		t.Fatalf("failed %+v", tl.Failed())
+	}
+	// A receive that names a new owner changes the owner of the period it
+	// confirms.
+	hs[1].Owner = "B"
+	if tl := Build("S1", hs, nil, at(4), DefaultConfig()); len(tl.Custody) != 1 || tl.Custody[0].Owner != "B" || tl.Owner != "B" {
+		t.Errorf("owner after the confirming receive: %+v", tl.Custody)
 	}
 	// Through a departure and an arrival, the receive confirms every
 	// stretch since the release, and the seal carries over.

@@ -183,6 +183,10 @@ func captureOne(e *captureEvent, shipment string, o Options) (Captured, string) 
 			to = from
 		}
 		h.FromParty, h.ToParty = from, to
+		h.Owner = o.ownerOf(e.DestinationList, true)
+		if h.Owner == "" {
+			h.Owner = o.ownerOf(e.SourceList, false)
+		}
 		if kind == record.HandoverQCCheckpoint {
 			switch e.Disposition {
 			case "conformant":
@@ -266,17 +270,37 @@ func (o Options) partyOf(list []Party, dest bool) string {
 	if pick == "" {
 		return ""
 	}
+	return o.nameOf(pick)
+}
+
+// nameOf maps a party URI back to the name it stands for: the name of
+// epcis.parties, ours (urn:coldchain:epcis:party:{name}), else the URI.
+func (o Options) nameOf(uri string) string {
 	for name, u := range o.Parties {
-		if u == pick {
+		if u == uri {
 			return name
 		}
 	}
-	if s, ok := strings.CutPrefix(pick, Namespace+"party:"); ok {
+	if s, ok := strings.CutPrefix(uri, Namespace+"party:"); ok {
 		if u, err := url.PathUnescape(s); err == nil {
 			return u
 		}
 	}
-	return pick
+	return uri
+}
+
+// ownerOf returns the owning party a list names, mapped back to a name.
+func (o Options) ownerOf(list []Party, dest bool) string {
+	for _, p := range list {
+		id := p.ID
+		if dest {
+			id = p.Dest
+		}
+		if p.Type == "owning_party" && id != "" {
+			return o.nameOf(id)
+		}
+	}
+	return ""
 }
 
 // eventHandoverID is the handover id of a foreign event: ours when the

@@ -54,7 +54,7 @@ func TestCaptureForeign(t *testing.T) {
 		"action":"OBSERVE","bizStep":"https://ref.gs1.org/cbv/BizStep-receiving","disposition":"in_progress",
 		"bizLocation":{"id":"urn:epc:id:sgln:0614141.00001.0"},
 		"sourceList":[{"type":"possessing_party","source":"urn:epc:id:pgln:0614141.99999"}],
-		"destinationList":[{"type":"possessing_party","destination":"urn:epc:id:pgln:0614141.00001"}],
+		"destinationList":[{"type":"possessing_party","destination":"urn:epc:id:pgln:0614141.00001"},{"type":"owning_party","destination":"urn:epc:id:pgln:0614141.00001"}],
 		"sensorElementList":[{"sensorReport":[{"type":"Temperature","value":41,"uom":"FAH"}]}]}`
 	doc := `{"@context":["` + ContextURL + `"],"type":"EPCISDocument","schemaVersion":"2.0","creationDate":"2026-11-02T08:00:00Z","epcisBody":{"eventList":[` + ev + `]}}`
 	res, err := Capture([]byte(doc), "SHP-9", o)
@@ -68,7 +68,7 @@ func TestCaptureForeign(t *testing.T) {
 	}
 	h := hs[0]
 	if h.Shipment != "SHP-9" || h.Kind != record.HandoverReceive || h.Site != "SIN-BW1" || h.FromParty != "urn:epc:id:pgln:0614141.99999" ||
-		h.ToParty != "Changi Bonded" || !h.TempC.Set || h.TempC.V != 5 || !h.Time.Equal(time.Date(2026, 11, 2, 8, 0, 0, 0, time.UTC)) {
+		h.ToParty != "Changi Bonded" || h.Owner != "Changi Bonded" || !h.TempC.Set || h.TempC.V != 5 || !h.Time.Equal(time.Date(2026, 11, 2, 8, 0, 0, 0, time.UTC)) {
 		t.Errorf("handover %+v", h)
 	}
 	// The same event again is the same record: its id comes from the eventID.

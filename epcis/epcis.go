@@ -182,6 +182,7 @@ type HandoverExt struct {
 	QCResult  string   `json:"qc_result,omitempty"`
 	DocSHA256 string   `json:"doc_sha256,omitempty"`
 	Final     bool     `json:"final,omitempty"`
+	Owner     string   `json:"owner,omitempty"`
 }
 
 // PersistentDisposition sets or unsets dispositions that stay until
@@ -284,9 +285,13 @@ func Build(in Input, o Options) Document {
 		e Event
 	}
 	var evs []timed
+	owner := "" // the owning party so far, in device-time order
 	for i := range in.Handovers {
 		h := &in.Handovers[i]
-		evs = append(evs, timed{h.Time, handoverEvent(h, epc, o)})
+		evs = append(evs, timed{h.Time, handoverEvent(h, owner, epc, o)})
+		if h.Owner != "" {
+			owner = h.Owner
+		}
 	}
 	for _, iv := range groupIntervals(in.Sensors) {
 		evs = append(evs, timed{iv.last, intervalEvent(in.Shipment, iv, epc, in.Calibrations)})
@@ -302,7 +307,9 @@ func Build(in Input, o Options) Document {
 	return doc
 }
 
-func handoverEvent(h *record.Handover, epc []string, o Options) Event {
+// handoverEvent maps one handover; owner is the owning party before it
+// (the latest earlier handover's owner), "" when none was recorded.
+func handoverEvent(h *record.Handover, owner string, epc []string, o Options) Event {
 	m := kinds[h.Kind]
 	loc := &Location{ID: o.SGLN(h.Site)}
 	e := Event{
@@ -311,7 +318,7 @@ func handoverEvent(h *record.Handover, epc []string, o Options) Event {
 		EPCList: epc, Action: m.action, BizStep: m.bizStep, Disposition: m.disposition,
 		PersistentDisposition: m.persistent, ReadPoint: loc, BizLocation: loc,
 		Handover: &HandoverExt{ID: h.ID, Kind: h.Kind.String(), Site: h.Site, FromParty: h.FromParty, ToParty: h.ToParty,
-			Seal: h.Seal, Note: h.Note, QCResult: h.QCResult, DocSHA256: h.DocSHA256, Final: h.Final},
+			Seal: h.Seal, Note: h.Note, QCResult: h.QCResult, DocSHA256: h.DocSHA256, Final: h.Final, Owner: h.Owner},
 	}
 	if h.Kind == record.HandoverQCCheckpoint {
 		e.Disposition = "conformant"
@@ -331,6 +338,16 @@ func handoverEvent(h *record.Handover, epc []string, o Options) Event {
 	case record.HandoverRelease, record.HandoverReceive, record.HandoverIntake, record.HandoverCustomsHold, record.HandoverCustomsRelease:
 		e.SourceList = []Party{{Type: "possessing_party", ID: o.Party(h.FromParty)}}
 		e.DestinationList = []Party{{Type: "possessing_party", Dest: o.Party(h.ToParty)}}
+	}
+	// Who owns it: the owning party before (the source) and after (the
+	// destination); the same party when title did not change.
+	if h.Owner != "" {
+		before := owner
+		if before == "" {
+			before = h.Owner
+		}
+		e.SourceList = append(e.SourceList, Party{Type: "owning_party", ID: o.Party(before)})
+		e.DestinationList = append(e.DestinationList, Party{Type: "owning_party", Dest: o.Party(h.Owner)})
 	}
 	if h.TempC.Set {
 		v := h.TempC.V

@@ -3,6 +3,7 @@ package epcis
 import (
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -88,6 +89,9 @@ func handovers() []record.Handover {
 	hs[2].QCResult = "fail"
 	hs[8].Final = false
 	hs[6].TempC = record.Opt[float64]{}
+	// Title: the importer owns the goods from intake; it passes to the
+	// distributor at the receive.
+	hs[0].Owner, hs[5].Owner = "Pharma Importer Pte", "Distributor FZE"
 	return hs
 }
 
@@ -189,6 +193,27 @@ func TestHandoverMapping(t *testing.T) {
 	rel := doc.Body.EventList[4]
 	if len(rel.SourceList) != 1 || rel.SourceList[0].ID != Namespace+"party:Qianhai%20Cold%20Chain" || rel.DestinationList[0].Dest != Namespace+"party:Reefer%20Haulage" {
 		t.Errorf("release parties %+v → %+v", rel.SourceList, rel.DestinationList)
+	}
+	// Owning parties: the same before and after at intake; the importer
+	// before and the distributor after at the receive that moves title.
+	owning := func(ps []Party, dest bool) []string {
+		var out []string
+		for _, p := range ps {
+			if p.Type == "owning_party" {
+				out = append(out, map[bool]string{false: p.ID, true: p.Dest}[dest])
+			}
+		}
+		return out
+	}
+	imp, dist := Namespace+"party:Pharma%20Importer%20Pte", Namespace+"party:Distributor%20FZE"
+	if e := doc.Body.EventList[0]; fmt.Sprint(owning(e.SourceList, false), owning(e.DestinationList, true)) != fmt.Sprint([]string{imp}, []string{imp}) {
+		t.Errorf("intake owning parties %+v → %+v", e.SourceList, e.DestinationList)
+	}
+	if e := doc.Body.EventList[5]; fmt.Sprint(owning(e.SourceList, false), owning(e.DestinationList, true)) != fmt.Sprint([]string{imp}, []string{dist}) {
+		t.Errorf("receive owning parties %+v → %+v", e.SourceList, e.DestinationList)
+	}
+	if e := doc.Body.EventList[4]; len(owning(e.SourceList, false)) != 0 {
+		t.Errorf("a handover without an owner names one: %+v", e.SourceList)
 	}
 	if doc.Body.EventList[6].SensorElementList != nil || doc.Body.EventList[0].SensorElementList[0].Report[0].Value == nil {
 		t.Error("a handover's temp_c is its sensor report, and only when set")

@@ -125,6 +125,10 @@ func (h *Handover) AppendCanonical(b []byte) []byte {
 		b = appendKey(b, "note")
 		b = AppendString(b, h.Note)
 	}
+	if h.Owner != "" {
+		b = appendKey(b, "owner")
+		b = AppendString(b, h.Owner)
+	}
 	if h.QCResult != "" {
 		b = appendKey(b, "qc_result")
 		b = AppendString(b, h.QCResult)

@@ -691,7 +691,7 @@ func (d *item) ext() []Ext {
 	return out
 }
 
-var handoverFields = []string{"id", "shipment", "ts", "site", "kind", "from_party", "to_party", "lat", "lon", "temp_c", "seal", "note", "qc_result", "doc_sha256", "final", "type", "v"}
+var handoverFields = []string{"id", "shipment", "ts", "site", "kind", "from_party", "to_party", "lat", "lon", "temp_c", "seal", "note", "qc_result", "doc_sha256", "final", "owner", "type", "v"}
 
 const (
 	hID = iota
@@ -709,6 +709,7 @@ const (
 	hQC
 	hDoc
 	hFinal
+	hOwner
 	hType
 	hV
 )
@@ -769,6 +770,8 @@ func (d *item) handover(h *Handover, scope Scope) {
 			}
 		case hFinal:
 			h.Final, _ = d.boolean("final")
+		case hOwner:
+			h.Owner, _ = d.text("owner", 1, 128, false)
 		case hType, hV:
 			d.header(fields[i], KindHandover)
 		}

@@ -235,4 +235,7 @@ type Handover struct {
 	// Final marks a receive or arrive at the shipment's final site: a
 	// device's readings after it are flagged by the custody checks.
 	Final bool
+	// Owner is the party that owns the goods (holds title) after the
+	// event, where the sender knows it; possession is FromParty/ToParty.
+	Owner string
 }

@@ -330,7 +330,7 @@ func TestHandoverKinds(t *testing.T) {
 		case "qc_checkpoint":
 			extra = `,"qc_result":"fail","doc_sha256":"` + doc + `"`
 		case "receive", "arrive":
-			extra = `,"final":true`
+			extra = `,"final":true,"owner":"Consignee GmbH"`
 		}
 		in := `{"id":"H-` + kind + `","shipment":"S1","ts":"2026-03-10T11:00:00Z","site":"SIN-1","kind":"` + kind + `","from_party":"A","to_party":"B"` + extra + `}`
 		recs, rej, err := DecodeHandovers([]byte(in), Scope{}, DefaultLimits(), now)
@@ -341,12 +341,15 @@ func TestHandoverKinds(t *testing.T) {
 		if h.Kind.String() != kind {
 			t.Fatalf("%s decoded as %s", kind, h.Kind)
 		}
+		if strings.Contains(extra, "owner") != (h.Owner == "Consignee GmbH") {
+			t.Fatalf("%s: owner %q", kind, h.Owner)
+		}
 		canon := h.AppendCanonical(nil)
 		back, perr := ParseHandover(canon)
 		if perr != nil {
 			t.Fatalf("%s: canonical %s does not parse: %v", kind, canon, perr)
 		}
-		if !bytes.Equal(back.AppendCanonical(nil), canon) || back.QCResult != h.QCResult || back.DocSHA256 != h.DocSHA256 || back.Final != h.Final {
+		if !bytes.Equal(back.AppendCanonical(nil), canon) || back.QCResult != h.QCResult || back.DocSHA256 != h.DocSHA256 || back.Final != h.Final || back.Owner != h.Owner {
 			t.Fatalf("%s: round trip %+v, want %+v", kind, back, h)
 		}
 	}
@@ -395,6 +398,7 @@ func TestDecodeHandoverRejects(t *testing.T) {
 		{"doc hash short", func(m map[string]any) { m["doc_sha256"] = "abcd" }, ReasonBadValue, "doc_sha256"},
 		{"final on a release", func(m map[string]any) { m["kind"], m["final"] = "release", true }, ReasonBadValue, "final"},
 		{"final not a boolean", func(m map[string]any) { m["final"] = "yes" }, ReasonWrongType, "final"},
+		{"empty owner", func(m map[string]any) { m["owner"] = "" }, ReasonBadValue, "owner"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, rej, err := DecodeHandovers([]byte(enc(tc.mut)), Scope{}, DefaultLimits(), now)

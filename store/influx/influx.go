@@ -301,6 +301,9 @@ func AppendHandover(b []byte, h *record.Handover) []byte {
 	if h.DocSHA256 != "" {
 		b = appendStringField(b, "doc_sha256", h.DocSHA256)
 	}
+	if h.Owner != "" {
+		b = appendStringField(b, "owner", h.Owner)
+	}
 	if h.Final {
 		b = append(b, ",final=true"...)
 	}

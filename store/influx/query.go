@@ -270,6 +270,7 @@ func (s *Store) Handovers(ctx context.Context, shipment string) ([]record.Handov
 		h.Note, _ = v["note"].(string)
 		h.QCResult, _ = v["qc_result"].(string)
 		h.DocSHA256, _ = v["doc_sha256"].(string)
+		h.Owner, _ = v["owner"].(string)
 		h.Final, _ = v["final"].(bool)
 		h.Time = rec.Time().Add(-handoverNudge(h.ID)).UTC()
 		if cutoff.IsZero() || !h.Time.Before(cutoff) {

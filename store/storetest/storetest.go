@@ -468,7 +468,7 @@ func testHandovers(t *testing.T, open Factory, ship string) {
 	qc := handover(ship, ship+"-h0", Base.Add(-time.Hour), "SIN-T1", record.HandoverQCCheckpoint)
 	qc.QCResult, qc.DocSHA256 = "fail", strings.Repeat("0f", 32)
 	final := handover(ship, ship+"-h4", Base.Add(4*time.Hour), "NRT-W", record.HandoverArrive)
-	final.Final = true
+	final.Final, final.Owner = true, "Consignee GmbH"
 	hs = append(hs, qc, final, handover(ship, ship+"-h5", Base.Add(5*time.Hour), "NRT-W", record.HandoverCustomsRelease))
 	write(t, s, nil, hs[:2], 1)
 	write(t, s, nil, hs[2:], 1)
