@@ -3,6 +3,7 @@ package alert
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"time"
 
 	"github.com/coldchain/coldchain/device"
 	"github.com/coldchain/coldchain/record"
@@ -59,11 +60,78 @@ func (s *Service) checkCalibration(out []record.Alert, r *record.Reading, opened
 		}
 	}
 	id := deviceAlertID(rule, r.Shipment, r.Device)
-	if opened[id] || s.alerts[id] != nil {
+	if opened[id] {
+		return out
+	}
+	t := r.Time.UTC()
+	a := record.Alert{ID: id, Shipment: r.Shipment, Device: r.Device, Rule: rule, Severity: "warning",
+		Transition: "opened", Start: t, End: t, At: t, Readings: []string{r.ID()}}
+	switch v := s.alerts[id]; {
+	case v == nil:
+	case !v.open():
+		// Retracted by a calibration that covered the readings then; this
+		// one is outside it.
+		a.Transition = "reopened"
+	case t.Before(v.last().Start):
+		// A late reading, earlier than the first one flagged: the warning
+		// now starts there (what a later calibration must cover).
+		a = *v.last()
+		a.Transition, a.Start, a.At, a.By, a.Comment, a.Readings = "revised", t, t, "", "", []string{r.ID()}
+	default:
 		return out
 	}
 	opened[id] = true
-	t := r.Time.UTC()
-	return append(out, record.Alert{ID: id, Shipment: r.Shipment, Device: r.Device, Rule: rule, Severity: "warning",
-		Transition: "opened", Start: t, End: t, At: t, Readings: []string{r.ID()}})
+	return append(out, a)
+}
+
+// reviewDeviceAlerts, after a registry change, retracts each open
+// calibration warning whose device's calibrations now cover every reading
+// it flagged (from its start to the device's newest reading), and each
+// open unregistered_device warning whose device is now registered,
+// opening a calibration warning in its place when the device's
+// calibrations do not cover those readings. s.mu is held.
+func (s *Service) reviewDeviceAlerts() []record.Alert {
+	var out []record.Alert
+	for _, v := range s.alerts {
+		if !v.open() {
+			continue
+		}
+		last := v.last()
+		if last.Rule != RuleCalibration && last.Rule != RuleUnregistered {
+			continue
+		}
+		d := s.calibration(last.Device)
+		if d == nil {
+			continue
+		}
+		to := last.Start
+		if dev := s.devices[last.Device]; dev != nil && dev.Newest > to.UnixNano() {
+			to = time.Unix(0, dev.Newest).UTC()
+		}
+		covered := d.Covers(last.Start, to)
+		if last.Rule == RuleCalibration && !covered {
+			continue
+		}
+		// The registry change decided it: its time (gateway clock) is the
+		// transition's, the same on every replay of this revision.
+		at := d.Updated.UTC()
+		a := *last
+		a.Transition, a.At, a.By, a.Comment = "retracted", at, "", ""
+		out = append(out, a)
+		if last.Rule == RuleCalibration || covered {
+			continue
+		}
+		id := deviceAlertID(RuleCalibration, last.Shipment, last.Device)
+		cv := s.alerts[id]
+		if cv != nil && cv.open() {
+			continue
+		}
+		c := record.Alert{ID: id, Shipment: last.Shipment, Device: last.Device, Rule: RuleCalibration, Severity: "warning",
+			Transition: "opened", Start: last.Start, End: last.Start, At: last.Start, Readings: last.Readings}
+		if cv != nil {
+			c.Transition, c.At = "reopened", at
+		}
+		out = append(out, c)
+	}
+	return out
 }

@@ -73,8 +73,13 @@ func (s *Service) runDeviceRecords(ctx context.Context) {
 	var seen uint64
 	s.tick(ctx, deviceRecordEvery, func(ctx context.Context) {
 		s.mu.Lock()
-		if v := s.registryVersion(); v != seen {
+		var review []record.Alert
+		// After a restart, a registry change is reviewed once the
+		// detector has replayed what it had seen: the warnings it would
+		// reopen are in its state then.
+		if v := s.registryVersion(); v != seen && s.seq >= s.floor {
 			seen = v
+			review = s.reviewDeviceAlerts()
 			for ship, st := range s.ships {
 				for dev := range st.Devices {
 					if d := s.calibration(dev); d != nil && s.recorded[shipDevice{ship, dev}] < d.Revision {
@@ -91,6 +96,11 @@ func (s *Service) runDeviceRecords(ctx context.Context) {
 			delete(s.pendingDevs, k)
 		}
 		s.mu.Unlock()
+		if len(review) > 0 {
+			if err := s.publish(ctx, review); err != nil && ctx.Err() == nil {
+				s.log.Error("publish the calibration warnings a registry change decided", zap.Error(err))
+			}
+		}
 		if len(recs) == 0 {
 			return
 		}

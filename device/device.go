@@ -180,6 +180,28 @@ func (d *Device) At(t time.Time) (c Calibration, ok bool) {
 	return Calibration{}, false
 }
 
+// Covers reports whether d's calibrations hold at every instant of
+// [from, to], windows joined end to start: a reading taken anywhere in it
+// was calibrated.
+func (d *Device) Covers(from, to time.Time) bool {
+	t := from
+	for {
+		next, ok := time.Time{}, false
+		for _, c := range d.Calibrations {
+			if !t.Before(c.CalibratedAt) && t.Before(c.DueAt) && (!ok || c.DueAt.After(next)) {
+				next, ok = c.DueAt, true
+			}
+		}
+		if !ok {
+			return false
+		}
+		if next.After(to) {
+			return true
+		}
+		t = next
+	}
+}
+
 // Status says, in words, how d stands at t.
 func (d *Device) Status(t time.Time) string {
 	if len(d.Calibrations) == 0 {

@@ -164,3 +164,30 @@ func TestRegistry(t *testing.T) {
 		t.Fatalf("list %v %v", list, err)
 	}
 }
+
+// TestCovers: a range is covered when windows joined end to start hold
+// at every instant of it, its end included.
+func TestCovers(t *testing.T) {
+	d := Device{ID: "L1", Serial: "S", Calibrations: []Calibration{cal(1, t0, 6), cal(2, t0.AddDate(0, 6, 0), 6), cal(3, t0.AddDate(2, 0, 0), 6)}}
+	due := t0.AddDate(1, 0, 0) // the second window's end
+	for _, tc := range []struct {
+		name     string
+		from, to time.Time
+		want     bool
+	}{
+		{"inside one window", t0.AddDate(0, 1, 0), t0.AddDate(0, 2, 0), true},
+		{"across two joined windows", t0, due.Add(-time.Nanosecond), true},
+		{"up to the due instant", t0, due, false},
+		{"into the gap", t0.AddDate(0, 11, 0), t0.AddDate(1, 1, 0), false},
+		{"in the gap", t0.AddDate(1, 1, 0), t0.AddDate(1, 2, 0), false},
+		{"before the first", t0.Add(-time.Hour), t0.Add(time.Hour), false},
+		{"the last window", t0.AddDate(2, 0, 0), t0.AddDate(2, 5, 0), true},
+	} {
+		if got := d.Covers(tc.from, tc.to); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if (&Device{ID: "L2", Serial: "S"}).Covers(t0, t0) {
+		t.Error("a device never calibrated covers nothing")
+	}
+}

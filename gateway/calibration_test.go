@@ -203,6 +203,16 @@ func TestCalibrationWarning(t *testing.T) {
 	if s, err = bundle.Verify(b); err != nil || fmt.Sprint(s.Differs) != "[K1]" || len(s.OutOfCalibration) != 0 {
 		t.Errorf("edited bundle calibrations: %v, differs %v, out %v; want the anchored ones used and K1 named", err, s.Differs, s.OutOfCalibration)
 	}
+	// The new calibration covers every reading the warning flagged: it is
+	// retracted, and the status no longer names K1. A late reading from
+	// before the first calibration reopens it.
+	waitFor(t, "the calibration warning retracted", func() bool { return fmt.Sprint(calibrationAlerts()) == "[K1 warning retracted]" })
+	getJSON(t, base+"/v1/shipments/SHP-K/status", &st)
+	if len(st.OutOfCalibration) != 0 {
+		t.Errorf("after the retraction, status %+v", st)
+	}
+	postItems(t, base, "/v1/readings", []string{reading("K1", 6, -25*60)})
+	waitFor(t, "the calibration warning reopened", func() bool { return fmt.Sprint(calibrationAlerts()) == "[K1 warning open]" })
 }
 
 // deviceRecords counts the device records in a bundle's records.

@@ -93,6 +93,11 @@ func TestUnknownDevicesFlagged(t *testing.T) {
 	if got := fmt.Sprint(warnings()); got != want {
 		t.Errorf("after a restart: alerts %s, want %s", got, want)
 	}
+	// Once U2 is registered, calibrated over its readings, both warnings
+	// are retracted and no calibration warning takes their place.
+	registerDevice(t, gw, "U2")
+	want = "[SHP-U U2 unregistered_device warning retracted SHP-V U2 unregistered_device warning retracted]"
+	waitFor(t, "the unregistered_device warnings retracted", func() bool { return fmt.Sprint(warnings()) == want })
 }
 
 // TestUnknownDevicesRejected: with devices.unknown: reject, a reading of a

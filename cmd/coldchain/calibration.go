@@ -33,8 +33,13 @@ with you: --cert-file hashes it here), the window [calibrated_at, due_at)
 certificate twice counts once. show prints the device, each calibration
 and whether it is in calibration now. A reading the device takes outside
 every calibration window is stored and opens a calibration warning of the
-shipment, once, and the shipment's proof bundle carries these records:
-coldchain verify prints them and names such readings.
+shipment, once. Each registered device's record joins the log of every
+shipment it reports on, and again after each change (a calibration added
+later included), so the calibrations in a proof bundle are anchored:
+coldchain verify prints them and names the readings taken out of
+calibration. A device not registered here: see devices.unknown in the
+configuration (flag by default: one unregistered_device warning per
+shipment; reject refuses its readings).
 `
 
 // calibrationFlags are the flags of register, calibrate and show.
