@@ -171,6 +171,17 @@ func New(cfg Config, j Journal, mqtt Publisher, sub Subscriber, reg *metrics.Reg
 	s := &Service{cfg: cfg, j: j, mqtt: mqtt, sub: sub, log: log, dir: filepath.Join(dataDir, "detector"),
 		m: newServiceMetrics(reg), profiles: profiles, now: time.Now}
 	s.reset()
+	reg.GaugeFunc("coldchain_alerts_open", "Alerts open now, by severity (warning or alarm).", []string{"severity"}, func() map[string]float64 {
+		out := map[string]float64{"warning": 0, "alarm": 0}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, v := range s.alerts {
+			if v.open() {
+				out[v.last().Severity]++
+			}
+		}
+		return out
+	})
 	return s, nil
 }
 

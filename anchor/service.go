@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -34,6 +35,7 @@ import (
 	"github.com/coldchain/coldchain/internal/pebblelog"
 	"github.com/coldchain/coldchain/journal"
 	"github.com/coldchain/coldchain/merkle"
+	"github.com/coldchain/coldchain/metrics"
 	"github.com/coldchain/coldchain/record"
 )
 
@@ -77,8 +79,11 @@ type Service struct {
 	// Owned by the epoch loop (Run); read at New.
 	last       *epochState   // the latest cut epoch, nil before the first
 	unfinished []*epochState // epochs not final, in epoch order
-	lastCut    time.Time
-	chainErr   string // last chain error logged, to log each once
+	// unfinishedN is len(unfinished), for the metrics, and lastNumber
+	// the latest epoch's number.
+	unfinishedN, lastNumber atomic.Int64
+	lastCut                 time.Time
+	chainErr                string // last chain error logged, to log each once
 
 	keys func(device string) []bundle.DeviceKey   // set before Run; nil: bundles carry no keys
 	cals func(device string) []bundle.Calibration // set before Run; nil: bundles carry no calibrations
@@ -166,6 +171,7 @@ func (s *Service) load() error {
 			return false, fmt.Errorf("epoch %x: %w", k, err)
 		}
 		s.last = &epochState{number: se.Number, root: se.Root}
+		s.lastNumber.Store(int64(se.Number))
 		s.lastCut = se.Cut
 		return false, nil
 	})
@@ -193,6 +199,7 @@ func (s *Service) load() error {
 			es = s.last
 		}
 		s.unfinished = append(s.unfinished, es)
+		s.unfinishedN.Store(int64(len(s.unfinished)))
 		return true, nil
 	})
 }
@@ -203,6 +210,23 @@ func beUint(b []byte) uint64 {
 		v = v<<8 | uint64(c)
 	}
 	return v
+}
+
+// RegisterMetrics registers the anchorer's gauges: the records logged but
+// in no epoch yet, the epochs cut but not final on chain, and the latest
+// epoch's number.
+func (s *Service) RegisterMetrics(reg *metrics.Registry) {
+	reg.GaugeFunc("coldchain_anchor_pending_records", "Records in the shipment logs that no epoch covers yet.", nil, func() map[string]float64 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return map[string]float64{"": float64(s.pending)}
+	})
+	reg.GaugeFunc("coldchain_anchor_epochs_unfinished", "Epochs cut but not yet final on chain (submitted, included, or waiting to be).", nil, func() map[string]float64 {
+		return map[string]float64{"": float64(s.unfinishedN.Load())}
+	})
+	reg.GaugeFunc("coldchain_anchor_epoch", "Number of the latest epoch cut.", nil, func() map[string]float64 {
+		return map[string]float64{"": float64(s.lastNumber.Load())}
+	})
 }
 
 // Close closes the shipment logs. Call it after Run returned.
@@ -369,6 +393,7 @@ func (s *Service) follow(ctx context.Context) {
 		}
 	}
 	s.unfinished = kept
+	s.unfinishedN.Store(int64(len(kept)))
 }
 
 func (s *Service) advance(ctx context.Context, e *epochState) {
@@ -482,6 +507,8 @@ func (s *Service) cut() error {
 	s.pending -= n
 	s.last = &epochState{number: number, root: e.Root, status: st}
 	s.unfinished = append(s.unfinished, s.last)
+	s.unfinishedN.Store(int64(len(s.unfinished)))
+	s.lastNumber.Store(int64(number))
 	s.lastCut = now
 	s.log.Info("epoch cut", zap.Uint64("epoch", number), zap.Int("shipments", len(entries)),
 		zap.Int("records", n), zap.Stringer("root", e.Root))

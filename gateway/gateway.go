@@ -357,6 +357,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		stopChain()
 		chain.close(log)
 	}()
+	anchors.RegisterMetrics(g.reg)
 	anchors.SetDeviceKeys(func(device string) []bundle.DeviceKey {
 		var out []bundle.DeviceKey
 		for _, k := range keys.Of(device) {
