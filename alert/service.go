@@ -185,6 +185,15 @@ func New(cfg Config, j Journal, mqtt Publisher, sub Subscriber, reg *metrics.Reg
 	return s, nil
 }
 
+// Profile returns the alarm profile shipment is evaluated with.
+func (s *Service) Profile(shipment string) excursion.Profile {
+	name := s.cfg.Profile
+	if p, ok := s.cfg.Shipments[shipment]; ok {
+		name = p
+	}
+	return s.profiles[name]
+}
+
 func (s *Service) reset() {
 	s.dets = map[string]*excursion.Detector{}
 	s.devices = map[string]*deviceState{}

@@ -50,27 +50,28 @@ type route struct {
 // list several shipments (the shipment list, the alert stream) or find
 // the shipment themselves (an ack) filter with the request's auth.Scope.
 var routes = map[string]route{
-	"GET /healthz":                     {auth.ActOpen, false},
-	"GET /readyz":                      {auth.ActOpen, false},
-	"GET /metrics":                     {auth.ActMetrics, false}, // open unless http.protect_metrics
-	"POST /v1/readings":                {auth.ActWrite, false},   // shipments checked per record
-	"POST /v1/handovers":               {auth.ActWrite, false},
-	"POST /epcis/capture":              {auth.ActWrite, false}, // shipments checked per event
-	"GET /v1/deadletters":              {auth.ActDeadLetters, false},
-	"GET /v1/shipments":                {auth.ActRead, false},
-	"GET /v1/shipments/{id}/readings":  {auth.ActRead, true},
-	"GET /v1/shipments/{id}/handovers": {auth.ActRead, true},
-	"GET /v1/shipments/{id}/custody":   {auth.ActRead, true},
-	"GET /v1/shipments/{id}/alerts":    {auth.ActRead, true},
-	"GET /v1/shipments/{id}/status":    {auth.ActRead, true},
-	"GET /v1/alerts/stream":            {auth.ActRead, false},
-	"POST /v1/alerts/{id}/ack":         {auth.ActAck, false},
-	"GET /v1/shipments/{id}/anchors":   {auth.ActProof, true},
-	"GET /v1/shipments/{id}/proof":     {auth.ActProof, true},
-	"GET /v1/shipments/{id}/epcis":     {auth.ActProof, true},
-	"GET /v1/devices":                  {auth.ActDevices, false}, // filtered by org
-	"GET /v1/devices/{id}":             {auth.ActDevices, false}, // {id} is a device: checked by org
-	"POST /v1/devices":                 {auth.ActRegistry, false},
+	"GET /healthz":                      {auth.ActOpen, false},
+	"GET /readyz":                       {auth.ActOpen, false},
+	"GET /metrics":                      {auth.ActMetrics, false}, // open unless http.protect_metrics
+	"POST /v1/readings":                 {auth.ActWrite, false},   // shipments checked per record
+	"POST /v1/handovers":                {auth.ActWrite, false},
+	"POST /epcis/capture":               {auth.ActWrite, false}, // shipments checked per event
+	"GET /v1/deadletters":               {auth.ActDeadLetters, false},
+	"GET /v1/shipments":                 {auth.ActRead, false},
+	"GET /v1/shipments/{id}/readings":   {auth.ActRead, true},
+	"GET /v1/shipments/{id}/handovers":  {auth.ActRead, true},
+	"GET /v1/shipments/{id}/custody":    {auth.ActRead, true},
+	"GET /v1/shipments/{id}/alerts":     {auth.ActRead, true},
+	"GET /v1/shipments/{id}/status":     {auth.ActRead, true},
+	"GET /v1/alerts/stream":             {auth.ActRead, false},
+	"POST /v1/alerts/{id}/ack":          {auth.ActAck, false},
+	"GET /v1/shipments/{id}/anchors":    {auth.ActProof, true},
+	"GET /v1/shipments/{id}/proof":      {auth.ActProof, true},
+	"GET /v1/shipments/{id}/epcis":      {auth.ActProof, true},
+	"GET /v1/shipments/{id}/report.pdf": {auth.ActProof, true},
+	"GET /v1/devices":                   {auth.ActDevices, false}, // filtered by org
+	"GET /v1/devices/{id}":              {auth.ActDevices, false}, // {id} is a device: checked by org
+	"POST /v1/devices":                  {auth.ActRegistry, false},
 }
 
 // ServeHTTP authenticates the request, applies its route's rule and

@@ -34,7 +34,7 @@ func TestRouteWithoutRuleRefused(t *testing.T) {
 
 // TestUnserved lists the rules whose routes a server did not register:
 // the API's own are registered by New, EnableHistory, EnableCustody and
-// EnableEPCIS and EnableDevices; the alert and
+// EnableEPCIS, EnableReport and EnableDevices; the alert and
 // proof routes by their packages (the gateway refuses to start while any
 // rule is unserved).
 func TestUnserved(t *testing.T) {
@@ -42,6 +42,7 @@ func TestUnserved(t *testing.T) {
 	s.EnableHistory(nil)
 	s.EnableCustody(nil, custody.DefaultConfig())
 	s.EnableEPCIS(nil, EPCISSources{}, epcis.DefaultOptions())
+	s.EnableReport(ReportSources{})
 	s.EnableDevices(nil, nil)
 	want := []string{
 		"GET /v1/alerts/stream", "GET /v1/shipments/{id}/alerts", "GET /v1/shipments/{id}/anchors",

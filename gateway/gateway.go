@@ -5,6 +5,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -34,6 +35,7 @@ import (
 	"github.com/coldchain/coldchain/journal"
 	"github.com/coldchain/coldchain/metrics"
 	"github.com/coldchain/coldchain/pki"
+	"github.com/coldchain/coldchain/report"
 	"github.com/coldchain/coldchain/store"
 	"github.com/coldchain/coldchain/store/influx"
 	"github.com/coldchain/coldchain/store/pebble"
@@ -377,6 +379,32 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return out
 	})
 	srv.Mount(func(r api.Router) { anchors.Routes(r) })
+	srv.EnableReport(api.ReportSources{
+		Bundle: func(ship string) ([]byte, error) {
+			b, err := anchors.Proof(ship, anchor.ProofOptions{})
+			switch {
+			case errors.Is(err, anchor.ErrUnknownShipment):
+				return nil, fmt.Errorf("%w: %w", api.ErrNotFound, err)
+			case errors.Is(err, anchor.ErrNotAnchored):
+				return nil, fmt.Errorf("%w: %w", api.ErrConflict, err)
+			case err != nil:
+				return nil, err
+			}
+			var buf bytes.Buffer
+			if err := bundle.Encode(&buf, b); err != nil {
+				return nil, err
+			}
+			return buf.Bytes(), nil
+		},
+		Options: func(ship string) report.Options {
+			p := alerts.Profile(ship)
+			// The embedded chain's RPC; an external chain.rpc_url may
+			// carry an API key, so the report names the chain instead.
+			rpc := g.ChainRPC()
+			return report.Options{Low: p.Low.Limit, High: p.High.Limit, Profile: p.Name, BundleFile: ship + ".bundle.json",
+				RPC: rpc, Custody: cfg.Custody}
+		},
+	})
 	srv.EnableHistory(st)
 	srv.FlagCalibration(func(id string, t time.Time) bool {
 		d := calibrated.Get(id)

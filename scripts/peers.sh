@@ -3,7 +3,12 @@
 # ("peers") that the gateway's integration tests talk to.
 #
 # Usage: scripts/peers.sh {install|start|stop|restart|status|env|help} [peer...]
+#        scripts/peers.sh tools
 #   peers: mosquitto nats influxdb hardhat   (default: all of them)
+#
+#   tools    install the command-line tools the integration tests use
+#            that are not servers: poppler-utils (pdftotext, pdftoppm), to
+#            read and render the traceability report
 #
 #   install  install what is missing (apt for mosquitto and nats-server,
 #            `go install` for InfluxDB 1.8, npm for Hardhat 2)
@@ -641,6 +646,9 @@ main() {
 
 	local rc=0
 	case $cmd in
+	tools)
+		command -v pdftoppm >/dev/null && command -v pdftotext >/dev/null || apt_install poppler-utils || rc=1
+		;;
 	install)
 		need_cmd curl
 		for p in "${peers[@]}"; do "install_$p" || rc=1; done

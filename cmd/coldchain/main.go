@@ -32,6 +32,8 @@ Usage:
                                     fetch a shipment's proof bundle
   coldchain verify bundle.json [--rpc URL]
                                     check a proof bundle, offline or also on chain
+  coldchain report SHIPMENT --api URL -o report.pdf
+                                    a traceability report (PDF) made from the proof bundle
   coldchain epcis SHIPMENT --api URL -o shipment.jsonld
                                     fetch a shipment as a GS1 EPCIS 2.0 document
   coldchain devices add|list|remove ID
@@ -50,7 +52,7 @@ func main() {
 }
 
 // commands are the subcommands that take --help.
-var commands = map[string]bool{"serve": true, "demo": true, "simulate": true, "proof": true, "epcis": true, "verify": true, "devices": true, "tokens": true, "shipments": true, "certs": true}
+var commands = map[string]bool{"serve": true, "demo": true, "simulate": true, "proof": true, "report": true, "epcis": true, "verify": true, "devices": true, "tokens": true, "shipments": true, "certs": true}
 
 // errUsage marks a usage error: exit status 2.
 var errUsage = errors.New("usage")
@@ -70,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = simulateCmd(args[1:], stdout, stderr)
 	case "proof":
 		err = proofCmd(args[1:], stdout, stderr)
+	case "report":
+		err = reportCmd(args[1:], stdout, stderr)
 	case "epcis":
 		err = epcisCmd(args[1:], stdout, stderr)
 	case "verify":
