@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -52,6 +54,7 @@ type route struct {
 var routes = map[string]route{
 	"GET /healthz":                      {auth.ActOpen, false},
 	"GET /readyz":                       {auth.ActOpen, false},
+	"GET /openapi.json":                 {auth.ActOpen, false},
 	"GET /metrics":                      {auth.ActMetrics, false}, // open unless http.protect_metrics
 	"POST /v1/readings":                 {auth.ActWrite, false},   // shipments checked per record
 	"POST /v1/handovers":                {auth.ActWrite, false},
@@ -73,6 +76,12 @@ var routes = map[string]route{
 	"GET /v1/devices/{id}":              {auth.ActDevices, false}, // {id} is a device: checked by org
 	"POST /v1/devices":                  {auth.ActRegistry, false},
 }
+
+// Routes returns every route pattern ("METHOD /path"), sorted: the access
+// rules, which are exactly the routes a gateway serves (HandleFunc refuses
+// a route without a rule, and the gateway refuses to start with a rule
+// unserved).
+func Routes() []string { return slices.Sorted(maps.Keys(routes)) }
 
 // ServeHTTP authenticates the request, applies its route's rule and
 // passes it on with its auth.Scope in the context.

@@ -119,6 +119,7 @@ func New(cfg Config, in Ingester, dead DeadLetters, reg *metrics.Registry, check
 	s.HandleFunc("POST /v1/readings", s.ingest(record.KindReading))
 	s.HandleFunc("POST /v1/handovers", s.ingest(record.KindHandover))
 	s.HandleFunc("GET /v1/deadletters", s.deadLetters)
+	s.HandleFunc("GET /openapi.json", s.openAPI)
 	s.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
