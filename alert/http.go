@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/coldchain/coldchain/auth"
+	"github.com/coldchain/coldchain/excursion"
 	"github.com/coldchain/coldchain/journal"
 	"github.com/coldchain/coldchain/record"
 )
@@ -147,7 +148,14 @@ func (s *Service) status(w http.ResponseWriter, r *http.Request) {
 		"mkt_c": worst, "mkt_c_by_device": mkt, "last_reading": st.LastReading,
 		"readings": st.Readings, "devices": len(st.Devices), "open_alerts": nonNil(open),
 		"out_of_calibration": uncalibrated, "unregistered_devices": unregistered,
+		"limits": limitsOf(s.profiles[st.Profile]),
 	})
+}
+
+// limitsOf is a profile's thresholds as the status shows them, for a
+// chart's band.
+func limitsOf(p excursion.Profile) map[string]float64 {
+	return map[string]float64{"low": p.Low.Limit, "high": p.High.Limit, "pre_alarm_low": p.Low.PreAlarm, "pre_alarm_high": p.High.PreAlarm}
 }
 
 func nonNil[T any](s []T) []T {

@@ -55,6 +55,8 @@ var routes = map[string]route{
 	"GET /healthz":                      {auth.ActOpen, false},
 	"GET /readyz":                       {auth.ActOpen, false},
 	"GET /openapi.json":                 {auth.ActOpen, false},
+	"GET /{$}":                          {auth.ActOpen, false}, // the dashboard page: static, its data comes through the API with the viewer's token
+	"GET /assets/{file...}":             {auth.ActOpen, false},
 	"GET /metrics":                      {auth.ActMetrics, false}, // open unless http.protect_metrics
 	"POST /v1/readings":                 {auth.ActWrite, false},   // shipments checked per record
 	"POST /v1/handovers":                {auth.ActWrite, false},

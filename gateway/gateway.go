@@ -39,6 +39,7 @@ import (
 	"github.com/coldchain/coldchain/store"
 	"github.com/coldchain/coldchain/store/influx"
 	"github.com/coldchain/coldchain/store/pebble"
+	"github.com/coldchain/coldchain/web"
 )
 
 // Gateway is the whole gateway. Create it with New, run it with Run.
@@ -379,6 +380,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return out
 	})
 	srv.Mount(func(r api.Router) { anchors.Routes(r) })
+	srv.Mount(func(r api.Router) { web.Routes(r) })
 	srv.EnableReport(api.ReportSources{
 		Bundle: func(ship string) ([]byte, error) {
 			b, err := anchors.Proof(ship, anchor.ProofOptions{})

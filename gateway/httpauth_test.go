@@ -180,12 +180,5 @@ func TestAPITokens(t *testing.T) {
 // it and its id.
 func addToken(t *testing.T, dir *auth.Directory, p auth.Principal) (string, string) {
 	t.Helper()
-	tok, c, err := auth.NewToken(p, time.Now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := dir.Add(context.Background(), c); err != nil {
-		t.Fatal(err)
-	}
-	return tok, c.ID
+	return authtest.Token(t, dir, p)
 }

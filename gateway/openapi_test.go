@@ -18,6 +18,17 @@ import (
 	"github.com/coldchain/coldchain/api"
 )
 
+// servedRoutes are the gateway's routes as OpenAPI writes paths: Go's
+// "/{$}" (exactly "/") is "/", and "{file...}" is "{file}".
+func servedRoutes() []string {
+	var out []string
+	for _, r := range api.Routes() {
+		r = strings.ReplaceAll(strings.ReplaceAll(r, "{$}", ""), "...}", "}")
+		out = append(out, r)
+	}
+	return out
+}
+
 func loadOpenAPI(t *testing.T) *openapi3.T {
 	t.Helper()
 	loader := openapi3.NewLoader()
@@ -45,7 +56,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 		}
 	}
 	slices.Sort(spec)
-	served := api.Routes()
+	served := servedRoutes()
 	for _, r := range served {
 		if !slices.Contains(spec, r) {
 			t.Errorf("route %s is served but not in api/openapi.json", r)
@@ -110,7 +121,7 @@ func TestOpenAPIResponses(t *testing.T) {
 		}
 		out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode, Header: resp.Header,
 			Body: io.NopCloser(bytes.NewReader(raw)), Options: &openapi3filter.Options{IncludeResponseStatus: true}}
-		if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") || strings.HasPrefix(resp.Header.Get("Content-Type"), "application/pdf") {
+		if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 			out.Options.ExcludeResponseBody = true
 		}
 		if err := openapi3filter.ValidateResponse(ctx, out); err != nil {
@@ -190,6 +201,8 @@ func TestOpenAPIResponses(t *testing.T) {
 	call("GET", "/readyz", "", 200)
 	call("GET", "/metrics", "", 200)
 	call("GET", "/openapi.json", "", 200)
+	call("GET", "/", "", 200)
+	call("GET", "/assets/app.js", "", 200)
 
 	// The alert stream: its headers, then the test hangs up.
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -203,7 +216,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	}
 	cancel()
 
-	for _, r := range api.Routes() {
+	for _, r := range servedRoutes() {
 		if !checked[r] {
 			t.Errorf("route %s was not exercised against the document", r)
 		}

@@ -8,7 +8,8 @@
 #
 #   tools    install the command-line tools the integration tests use
 #            that are not servers: poppler-utils (pdftotext, pdftoppm), to
-#            read and render the traceability report
+#            read and render the traceability report, and chromium, to drive
+#            the dashboard headless
 #
 #   install  install what is missing (apt for mosquitto and nats-server,
 #            `go install` for InfluxDB 1.8, npm for Hardhat 2)
@@ -648,6 +649,7 @@ main() {
 	case $cmd in
 	tools)
 		command -v pdftoppm >/dev/null && command -v pdftotext >/dev/null || apt_install poppler-utils || rc=1
+		command -v chromium >/dev/null || apt_install chromium || rc=1
 		;;
 	install)
 		need_cmd curl

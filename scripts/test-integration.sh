@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test-integration.sh - start the real peers (Mosquitto, nats-server,
 # InfluxDB 1.8.10, Hardhat), run the external integration tests against
-# them (and the report test with poppler's pdftotext and pdftoppm), and
+# them (the report read with poppler, the dashboard in headless Chromium), and
 # stop the peers by PID whatever happens. Also recompiles the
 # anchor contract with the pinned solc and compares it with the committed
 # bytecode.
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 echo "== contract: recompile and compare with the committed bytecode"
 scripts/contract.sh check
 
-echo "== tools: poppler-utils, to read and render the traceability report"
+echo "== tools: poppler-utils (the report) and chromium (the dashboard)"
 scripts/peers.sh tools
 
 peers=(mosquitto nats influxdb hardhat)

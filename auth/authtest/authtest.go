@@ -5,6 +5,7 @@ package authtest
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -45,4 +46,18 @@ func Open(t testing.TB, url string) *auth.Directory {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// Token adds an API token of p, valid for an hour, and returns it and its
+// id.
+func Token(t testing.TB, dir *auth.Directory, p auth.Principal) (token, id string) {
+	t.Helper()
+	tok, c, err := auth.NewToken(p, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dir.Add(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	return tok, c.ID
 }
