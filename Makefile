@@ -30,7 +30,7 @@ test-integration: ## tests against real Mosquitto and nats-server (installed and
 bench: ## every benchmark of docs/PERFORMANCE.md: ingest, alert latency, codec, Merkle, detector, journal, store, proofs, gas
 	$(GO) run ./cmd/ingestbench
 	$(GO) run ./cmd/alertbench
-	$(GO) test -run '^$$' -bench . -benchmem ./record/ ./merkle/ ./excursion/ ./journal/ ./anchor/ ./device/ ./alert/
+	$(GO) test -run '^$$' -bench . -benchmem ./record/ ./merkle/ ./excursion/ ./journal/ ./anchor/ ./device/ ./alert/ ./report/
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./store/pebble/
 	$(GO) test -run '^$$' -bench AnchorGas -benchtime 1x ./anchor/evm/
 

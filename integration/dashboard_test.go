@@ -117,7 +117,22 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	shot("dashboard-fleet.png")
 
-	// The shipment view: chart, alerts, ack.
+	// The shipment view: chart, alerts, ack; once the store has all 48
+	// readings (the live alert can come before the store writer's batch).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var h struct {
+			Count int `json:"count"`
+		}
+		getAuthJSON(t, api+"/v1/shipments/"+ship+"/readings", shipperTok, &h)
+		if h.Count == 48 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the store holds %d of the 48 readings after 30s", h.Count)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	form := `#alert-table tr[data-rule="single_event_high"] form.ack`
 	if err := chromedp.Do(bctx,
 		chromedp.Navigate(api+"/#/shipment/"+ship),
