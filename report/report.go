@@ -338,12 +338,22 @@ func (c *content) chart(pdf *fpdf.Fpdf, tr translate, o Options) {
 	pdf.SetFillColor(226, 244, 226)
 	pdf.Rect(x0, yOf(o.High), cw, yOf(o.Low)-yOf(o.High), "F")
 	for _, id := range slices.Sorted(mapsKeys(c.alerts)) {
-		ts := c.alerts[id]
-		a := ts[len(ts)-1]
-		if a.Shipment != c.b.Shipment || a.Rule == "calibration" || a.Rule == "unregistered_device" || a.Transition == "retracted" {
+		// The span is the latest transition the detector decided (an
+		// acknowledgement carries no figures of its own); one still open
+		// runs to the last reading.
+		var a record.Alert
+		for _, tr := range c.alerts[id] {
+			if tr.Transition != "acknowledged" {
+				a = tr
+			}
+		}
+		if a.ID == "" || a.Shipment != c.b.Shipment || a.Rule == "calibration" || a.Rule == "unregistered_device" || a.Transition == "retracted" {
 			continue
 		}
 		end := a.End
+		if a.Transition == "opened" || a.Transition == "reopened" || a.Transition == "revised" {
+			end = t1
+		}
 		if !end.After(a.Start) {
 			continue
 		}
