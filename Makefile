@@ -35,7 +35,7 @@ bench: ## every benchmark of docs/PERFORMANCE.md: ingest, alert latency, codec, 
 	$(GO) test -run '^$$' -bench AnchorGas -benchtime 1x ./anchor/evm/
 
 fuzz: ## run every fuzz target for FUZZTIME each
-	@set -e; for pkg in ./record ./merkle ./excursion ./anchor/bundle; do \
+	@set -e; for pkg in ./record ./merkle ./excursion ./anchor/bundle ./report; do \
 	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; done

@@ -104,3 +104,19 @@ func TestMKT(t *testing.T) {
 		t.Error("one reading has an MKT")
 	}
 }
+
+// FuzzRender: whatever file coldchain report --bundle is given, it answers
+// a PDF or an error, never a crash.
+func FuzzRender(f *testing.F) {
+	for _, name := range []string{"full.json", "record.json", "signed.json"} {
+		if raw, err := os.ReadFile("../anchor/bundle/testdata/" + name); err == nil {
+			f.Add(raw)
+		}
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var out bytes.Buffer
+		if err := Render(&out, raw, options()); err == nil && !bytes.HasPrefix(out.Bytes(), []byte("%PDF-")) {
+			t.Fatalf("no error and no PDF for %q", raw)
+		}
+	})
+}
