@@ -337,7 +337,13 @@ func (c *content) chart(pdf *fpdf.Fpdf, tr translate, o Options) {
 	// Band, alert spans, frame.
 	pdf.SetFillColor(226, 244, 226)
 	pdf.Rect(x0, yOf(o.High), cw, yOf(o.Low)-yOf(o.High), "F")
-	for _, id := range slices.Sorted(mapsKeys(c.alerts)) {
+	// Warnings first, alarms over them: an alarm's span shows red where
+	// both hold.
+	ids := slices.Sorted(mapsKeys(c.alerts))
+	slices.SortStableFunc(ids, func(x, y string) int {
+		return strings.Compare(c.alerts[y][0].Severity, c.alerts[x][0].Severity) // "warning" > "alarm"
+	})
+	for _, id := range ids {
 		// The span is the latest transition the detector decided (an
 		// acknowledgement carries no figures of its own); one still open
 		// runs to the last reading.

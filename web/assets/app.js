@@ -161,7 +161,8 @@ async function chart(id, st) {
   out.push(`<rect class="band" x="${L}" y="${y(st.limits.high)}" width="${W - L - 4}" height="${y(st.limits.low) - y(st.limits.high)}"/>`);
   let al = [];
   try { al = (await api(`/v1/shipments/${enc(id)}/alerts`)).alerts; } catch (e) { /* shown below */ }
-  for (const a of al) {
+  // Warnings first, alarms over them.
+  for (const a of [...al].sort((p, q) => (p.severity === "alarm") - (q.severity === "alarm"))) {
     if (a.state === "retracted" || !a.end || a.end <= a.start) continue;
     const end = a.state === "open" ? t1 : new Date(a.end).getTime();
     out.push(`<rect class="${a.severity === "alarm" ? "alarm" : "warn"}" x="${x(new Date(a.start).getTime())}" y="${T}" width="${Math.max(1, x(end) - x(new Date(a.start).getTime()))}" height="${H - T - B}"><title>${esc(a.rule)}</title></rect>`);
