@@ -583,7 +583,7 @@ func (d *item) checkSig(r *Reading, key ed25519.PublicKey) {
 		d.fail(ReasonUnsigned, "sig", "device %s registered a signing key: every reading it sends must carry sig, the Ed25519 signature of its canonical bytes (docs/RECORDS.md)", r.Device)
 	default:
 		var buf [512]byte
-		if !ed25519.Verify(key, r.AppendSigned(buf[:0]), r.Sig) {
+		if !verifySig(key, r.AppendSigned(buf[:0]), r.Sig) {
 			d.fail(ReasonBadSignature, "sig", "does not verify with device %s's registered key: the reading was altered after signing, or signed by another key or over other bytes than its canonical encoding without sig (docs/RECORDS.md)", r.Device)
 		}
 	}
