@@ -123,8 +123,10 @@ func New(cfg Config, j Journal, chain Chain, dataDir string, log *zap.Logger) (*
 	dir := filepath.Join(dataDir, "anchor")
 	db, err := pebble.Open(dir, &pebble.Options{Logger: pebblelog.New(log.Named("pebble")),
 		// Every record adds a leaf: a large memtable flushes, and so
-		// compacts, less often.
-		MemTableSize: 64 << 20})
+		// compacts, less often. Leaves are appended per shipment: fewer,
+		// larger compactions into a larger base level rewrite each fewer
+		// times (as for the embedded store, store/pebble).
+		MemTableSize: 64 << 20, L0CompactionThreshold: 8, L0StopWritesThreshold: 32, LBaseMaxBytes: 512 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", dir, err)
 	}
