@@ -39,7 +39,8 @@ func (d *Detector) MarshalBinary() ([]byte, error) {
 		}
 		w.u(uint64(len(dv.ledger)))
 		for i := range dv.ledger {
-			w.event(&dv.ledger[i])
+			ev := dv.ledger[i].event(name)
+			w.event(&ev)
 		}
 	}
 	return w.b, nil
@@ -85,8 +86,10 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 		m := r.count(16)
 		for ; m > 0 && r.err == nil; m-- {
 			ev := r.event()
-			ev.Device = name
-			dv.ledger = append(dv.ledger, ev)
+			if r.err == nil && ev.ID != AlertID(name, ev.Rule, ev.Start) {
+				r.fail("device %q: alert %q is not the id of its rule and start", name, ev.ID)
+			}
+			dv.ledger = append(dv.ledger, publishedOf(&ev))
 		}
 		if r.err != nil {
 			break

@@ -139,7 +139,12 @@ func (s *state) insert(t tracker) int {
 	for i < len(s.alerts) && s.alerts[i].rule < t.rule {
 		i++
 	}
-	s.alerts = append(s.alerts, tracker{})
+	// One more at a time: a device rarely follows more than two alerts,
+	// and each tracker is about 100 bytes.
+	if len(s.alerts) == cap(s.alerts) {
+		s.alerts = append(make([]tracker, 0, len(s.alerts)+1), s.alerts...)
+	}
+	s.alerts = s.alerts[:len(s.alerts)+1]
 	copy(s.alerts[i+1:], s.alerts[i:])
 	s.alerts[i] = t
 	return i
@@ -150,6 +155,14 @@ func (s *state) remove(i int) {
 	copy(s.alerts[i:], s.alerts[i+1:])
 	s.alerts[len(s.alerts)-1] = tracker{}
 	s.alerts = s.alerts[:len(s.alerts)-1]
+	// A reading far out opens several at once; give the room back when
+	// they are over, since a device keeps its state for the shipment.
+	switch {
+	case len(s.alerts) == 0:
+		s.alerts = nil
+	case cap(s.alerts) >= 2*len(s.alerts):
+		s.alerts = append(make([]tracker, 0, len(s.alerts)), s.alerts...)
+	}
 }
 
 // stepper applies readings to a state and collects the events they produce.
