@@ -3,7 +3,7 @@
 // Events, while a background load of readings flows through the same
 // gateway. It prints figures; it does not pass or fail.
 //
-//	go run ./cmd/alertbench -load 10000 -alerts 200
+//	go run ./cmd/alertbench -load 20000 -alerts 200
 package main
 
 import (
