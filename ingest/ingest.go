@@ -241,24 +241,25 @@ func (in *Ingester) RequireRegistered(registered func(device string) bool) {
 // ParseTopic maps an MQTT topic to the record kind and scope it carries:
 // coldchain/v1/{shipment}/{device}/readings or coldchain/v1/{shipment}/handovers.
 func ParseTopic(topic string) (record.Kind, record.Scope, *record.Error) {
-	const prefix = "coldchain/v1/"
-	unknown := &record.Error{Reason: record.ReasonUnknownTopic, Index: -1,
-		Detail: fmt.Sprintf("topic %q is not an ingest topic: publish readings to coldchain/v1/{shipment}/{device}/readings and handovers to coldchain/v1/{shipment}/handovers", topic)}
-	if !strings.HasPrefix(topic, prefix) {
-		return 0, record.Scope{}, unknown
+	// Every message passes here: no allocation unless the topic is wrong.
+	rest, ok := strings.CutPrefix(topic, "coldchain/v1/")
+	if !ok {
+		return 0, record.Scope{}, unknownTopic(topic)
 	}
-	parts := strings.Split(topic[len(prefix):], "/")
+	ship, rest, ok := strings.Cut(rest, "/")
+	if !ok {
+		return 0, record.Scope{}, unknownTopic(topic)
+	}
 	var (
 		kind  record.Kind
 		scope record.Scope
 	)
-	switch {
-	case len(parts) == 3 && parts[2] == "readings":
-		kind, scope = record.KindReading, record.Scope{Shipment: parts[0], Device: parts[1]}
-	case len(parts) == 2 && parts[1] == "handovers":
-		kind, scope = record.KindHandover, record.Scope{Shipment: parts[0]}
-	default:
-		return 0, record.Scope{}, unknown
+	if rest == "handovers" {
+		kind, scope = record.KindHandover, record.Scope{Shipment: ship}
+	} else if dev, tail, ok := strings.Cut(rest, "/"); ok && tail == "readings" {
+		kind, scope = record.KindReading, record.Scope{Shipment: ship, Device: dev}
+	} else {
+		return 0, record.Scope{}, unknownTopic(topic)
 	}
 	if !record.ValidID(scope.Shipment) {
 		return 0, scope, &record.Error{Reason: record.ReasonInvalidID, Field: "topic", Index: -1,
@@ -269,6 +270,11 @@ func ParseTopic(topic string) (record.Kind, record.Scope, *record.Error) {
 			Detail: fmt.Sprintf("device %q in the topic must be 1–64 characters of A–Z, a–z, 0–9, '_' or '-'", scope.Device)}
 	}
 	return kind, scope, nil
+}
+
+func unknownTopic(topic string) *record.Error {
+	return &record.Error{Reason: record.ReasonUnknownTopic, Index: -1,
+		Detail: fmt.Sprintf("topic %q is not an ingest topic: publish readings to coldchain/v1/{shipment}/{device}/readings and handovers to coldchain/v1/{shipment}/handovers", topic)}
 }
 
 // Ingest validates msg, appends its good records exactly once and

@@ -126,6 +126,10 @@ func TestParseTopic(t *testing.T) {
 		{"coldchain/v1/SHP 1/reefer-7/readings", 0, record.Scope{}, record.ReasonInvalidID},
 		{"coldchain/v1/SHP-1/reefer.7/readings", 0, record.Scope{}, record.ReasonInvalidID},
 		{"coldchain/v1//handovers", 0, record.Scope{}, record.ReasonInvalidID},
+		{"coldchain/v1/SHP-1//readings", 0, record.Scope{}, record.ReasonInvalidID},
+		{"coldchain/v1/SHP-1/handovers/x", 0, record.Scope{}, record.ReasonUnknownTopic},
+		{"coldchain/v1/SHP-1", 0, record.Scope{}, record.ReasonUnknownTopic},
+		{"coldchain/v1/SHP-1/reefer-7/readings/", 0, record.Scope{}, record.ReasonUnknownTopic},
 	} {
 		t.Run(tc.topic, func(t *testing.T) {
 			kind, scope, err := ParseTopic(tc.topic)
@@ -139,6 +143,18 @@ func TestParseTopic(t *testing.T) {
 				t.Fatalf("got %v %v %v", kind, scope, err)
 			}
 		})
+	}
+}
+
+// TestParseTopicAllocs: every message's topic is parsed, so a good one
+// costs no allocation.
+func TestParseTopicAllocs(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() {
+		if _, _, err := ParseTopic("coldchain/v1/SHP-1/reefer-7/readings"); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("ParseTopic allocates %v times for a good topic, want 0", n)
 	}
 }
 

@@ -123,6 +123,7 @@ type options struct {
 	phase       string
 	json        bool
 	cpuProfile  string
+	memProfile  string
 	trace       string
 	waitIdle    time.Duration
 	ackTimeout  time.Duration
@@ -148,6 +149,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.phase, "phase", "all", "phase to run: raw, single, signed, batch or all")
 	fs.BoolVar(&o.json, "json", false, "write the results as JSON to stdout (the table then goes to stderr)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to `file`")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the whole run to `file` (go tool pprof -sample_index=alloc_space)")
 	fs.StringVar(&o.trace, "trace", "", "write a runtime execution trace of the whole run to `file` (go tool trace)")
 	fs.DurationVar(&o.waitIdle, "wait-idle", 0, "before each phase, wait up to this long for other processes to leave the CPUs idle")
 	fs.DurationVar(&o.catchUpWait, "catch-up-wait", 2*time.Minute, "after a gateway phase, longest wait for the journal's consumers (dedup indexer, …) to catch up")
@@ -202,6 +204,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		goleak.IgnoreTopFunction("github.com/ethereum/go-ethereum/core.(*txSenderCacher).cache"),
 	}
 	rep, err := bench(ctx, o, stderr)
+	if o.memProfile != "" {
+		if perr := writeAllocs(o.memProfile); perr != nil && err == nil {
+			err = perr
+		}
+	}
 	table := stdout
 	if o.json {
 		table = stderr
@@ -229,6 +236,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// writeAllocs writes the allocations since the process started to file.
+func writeAllocs(file string) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return fmt.Errorf("memory profile: %w", err)
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("memory profile: %w", err)
+	}
+	return f.Close()
 }
 
 func (o options) validate() error {
@@ -1361,7 +1381,7 @@ func (r *report) print(w io.Writer) {
 			if g.Target < 10 {
 				actual = fmt.Sprintf("%.2f", g.Actual)
 			}
-			fmt.Fprintf(w, "  %-30s %-7s  %s — %s\n", g.Name, verdict, actual, g.Note)
+			fmt.Fprintf(w, "  %-38s %-7s  %s — %s\n", g.Name, verdict, actual, g.Note)
 		}
 	}
 	fmt.Fprintln(w)
