@@ -37,3 +37,29 @@ func BenchmarkDeviceChecks(b *testing.B) {
 		b.Fatalf("a calibrated, recorded device raised %v and queued %v", out, s.pendingDevs)
 	}
 }
+
+// BenchmarkUnregisteredChecks is the same for a device not in the
+// registry under devices.unknown: flag, whose unregistered_device warning
+// is already open: every reading asks whether it opens one.
+func BenchmarkUnregisteredChecks(b *testing.B) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := &Service{alerts: map[string]*alertView{}, recorded: map[shipDevice]uint64{}, pendingDevs: map[shipDevice]bool{},
+		registryVersion: func() uint64 { return 1 }, flagUnregistered: true}
+	s.calibration = func(string) *device.Device { return nil }
+	r := record.Reading{Shipment: "SHP-1", Device: "L1", Seq: 1, Time: t0, TempC: 5}
+	first := s.checkCalibration(nil, &r, map[string]bool{})
+	if len(first) != 1 || first[0].Rule != RuleUnregistered {
+		b.Fatalf("the first reading raised %v, want one unregistered_device warning", first)
+	}
+	s.alerts[first[0].ID] = &alertView{Transitions: first}
+	r.Seq, r.Time = 2, t0.Add(time.Minute)
+	opened := map[string]bool{}
+	b.ReportAllocs()
+	var out []record.Alert
+	for b.Loop() {
+		out = s.checkCalibration(out[:0], &r, opened)
+	}
+	if len(out) != 0 {
+		b.Fatalf("a reading of a device whose warning is open raised %v", out)
+	}
+}

@@ -125,10 +125,12 @@ type Service struct {
 	devices map[string]*deviceState
 	ships   map[string]*shipmentState
 	alerts  map[string]*alertView
-	seq     uint64 // last reading sequence the detectors have seen
-	floor   uint64 // events of readings up to here are already published
-	tainted bool   // detector state ran ahead of what was published
-	events  []excursion.Event
+	// devAlertIDs caches the ids of device warnings (calibration.go).
+	devAlertIDs map[devAlert]string
+	seq         uint64 // last reading sequence the detectors have seen
+	floor       uint64 // events of readings up to here are already published
+	tainted     bool   // detector state ran ahead of what was published
+	events      []excursion.Event
 
 	// custodySrc, when set (EnableCustody), is read by the custody checks.
 	custodySrc CustodySource
