@@ -136,9 +136,10 @@ func (s *Service) status(w http.ResponseWriter, r *http.Request) {
 	var worst *float64
 	for id := range st.Devices {
 		if d := s.devices[id]; d != nil && d.MKTC != nil {
-			mkt[id] = *d.MKTC
-			if worst == nil || *d.MKTC > *worst {
-				worst = d.MKTC
+			m := *d.MKTC // a copy: the detector updates d.MKTC in place
+			mkt[id] = m
+			if worst == nil || m > *worst {
+				worst = &m
 			}
 		}
 	}

@@ -418,7 +418,10 @@ func (s *Service) observe(out []record.Alert, sr *seqReading) []record.Alert {
 		}
 		dev.Last, dev.LastC = t, r.TempC
 		if m := oc.MKT(); !math.IsNaN(m) {
-			dev.MKTC = &m
+			if dev.MKTC == nil {
+				dev.MKTC = new(float64)
+			}
+			*dev.MKTC = m // in place: no allocation a reading
 		}
 	}
 	dev.Newest = max(dev.Newest, t)
