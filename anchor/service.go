@@ -272,6 +272,15 @@ func (s *Service) apply(kind record.Kind, batch []journal.Msg) error {
 	defer b.Close()
 	trees := map[string]*merkle.Tree{}
 	added := 0
+	// Leaves first, then the id index: the memtable inserts a batch in
+	// order and reuses its position when the next key follows the last, so
+	// runs of adjacent keys insert faster than keys alternating between
+	// two parts of the key space.
+	type idEntry struct {
+		key []byte
+		i   uint64
+	}
+	ids := make([]idEntry, 0, len(batch))
 	for _, m := range batch {
 		// Consume delivers a stream in order, so everything at or below
 		// the mark was applied by an earlier delivery of this batch.
@@ -298,10 +307,13 @@ func (s *Service) apply(kind record.Kind, batch []journal.Msg) error {
 		if err := b.Set(leafKey(ship, i), encodeLeaf(h, kind, m.Seq, m.ID, m.Data), nil); err != nil {
 			return err
 		}
-		if err := b.Set(idKey(ship, m.ID), be8(i), nil); err != nil {
+		ids = append(ids, idEntry{idKey(ship, m.ID), i})
+		added++
+	}
+	for _, e := range ids {
+		if err := b.Set(e.key, be8(e.i), nil); err != nil {
 			return err
 		}
-		added++
 	}
 	if mark == s.marks[kind] {
 		return nil
