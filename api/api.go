@@ -252,6 +252,13 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, msg ingest.Messa
 		msg.Org = scope.Principal.Org
 	}
 	sum, err := s.in.Ingest(ctx, msg)
+	if errors.Is(err, journal.ErrFull) {
+		// Not transient: an operator must act. Nothing of the body is
+		// acknowledged, and a resend later is deduplicated.
+		w.Header().Set("Retry-After", "60")
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the journal is full (nats.max_bytes reached); nothing was acknowledged: the operator must raise nats.max_bytes or free space, then retry the same request (it is idempotent)"})
+		return
+	}
 	if err != nil {
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the journal did not confirm in time; nothing was acknowledged: retry the same request (it is idempotent)"})

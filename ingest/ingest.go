@@ -522,7 +522,12 @@ func retry(ctx context.Context, log *zap.Logger, what string, op func() error) e
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w: %s: %w", ErrStopping, what, err)
 		}
-		if attempt == 1 || attempt%10 == 0 {
+		switch {
+		case attempt != 1 && attempt%10 != 0:
+		case errors.Is(err, journal.ErrFull):
+			log.Error("journal full: records are not acknowledged until nats.max_bytes is raised or space is freed; retrying",
+				zap.String("op", what), zap.Int("attempt", attempt), zap.Error(err))
+		default:
 			log.Warn("journal unavailable, retrying", zap.String("op", what), zap.Int("attempt", attempt), zap.Error(err))
 		}
 		select {

@@ -78,7 +78,22 @@ type Config struct {
 	Retention time.Duration `yaml:"retention"`
 	// DeadLetterRetention is how long dead letters are kept.
 	DeadLetterRetention time.Duration `yaml:"dead_letter_retention"`
+	// MaxBytes bounds each record stream (readings, handovers, alerts,
+	// device records) on disk, per replica; 0, no bound but the disk. A
+	// full stream refuses new records rather than dropping old ones
+	// (JetStream's discard-new policy): ingest stops acknowledging, HTTP
+	// answers 503 with ErrFull's reason, /readyz fails, until the bound is
+	// raised or space is freed. Nothing stored is ever removed to make
+	// room. Dead letters are bounded by dead_letter_retention only.
+	MaxBytes int64 `yaml:"max_bytes"`
 }
+
+// MinMaxBytes is the smallest MaxBytes accepted: room for a few chunks.
+const MinMaxBytes = 1 << 20
+
+// ErrFull is returned by appends that a record stream refused because it
+// reached nats.max_bytes. Nothing of the refused message is stored.
+var ErrFull = errors.New("journal full: the stream reached nats.max_bytes; nothing was stored (raise nats.max_bytes or free space)")
 
 // DefaultConfig returns the single-server defaults.
 func DefaultConfig() Config {
@@ -102,6 +117,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("nats.retention: must be longer than nats.duplicate_window")
 	case c.DeadLetterRetention < 0:
 		return fmt.Errorf("nats.dead_letter_retention: must not be negative")
+	case c.MaxBytes < 0 || c.MaxBytes > 0 && c.MaxBytes < MinMaxBytes:
+		return fmt.Errorf("nats.max_bytes: must be 0 (no bound) or at least %d bytes (1 MiB), got %d", MinMaxBytes, c.MaxBytes)
 	}
 	return nil
 }
@@ -191,11 +208,22 @@ func (j *Journal) streamConfigs() []jetstream.StreamConfig {
 			Duplicates: j.cfg.DuplicateWindow, Discard: jetstream.DiscardOld, AllowDirect: true,
 		}
 	}
+	// A record stream with a size bound refuses what does not fit:
+	// discarding old records would lose evidence nobody may have stored,
+	// logged or anchored yet.
+	bounded := func(sc jetstream.StreamConfig) jetstream.StreamConfig {
+		if j.cfg.MaxBytes > 0 {
+			sc.MaxBytes, sc.Discard = j.cfg.MaxBytes, jetstream.DiscardNew
+		} else {
+			sc.MaxBytes = -1
+		}
+		return sc
+	}
 	return []jetstream.StreamConfig{
-		base(StreamReadings, "coldchain sensor readings, canonical encoding", "coldchain.readings.>", j.cfg.Retention),
-		base(StreamHandovers, "coldchain custody handovers, canonical encoding", "coldchain.handovers.>", j.cfg.Retention),
-		base(StreamAlerts, "coldchain excursion alert events", "coldchain.alerts.>", j.cfg.Retention),
-		base(StreamDevices, "coldchain device registry records in shipment logs", "coldchain.devices.>", j.cfg.Retention),
+		bounded(base(StreamReadings, "coldchain sensor readings, canonical encoding", "coldchain.readings.>", j.cfg.Retention)),
+		bounded(base(StreamHandovers, "coldchain custody handovers, canonical encoding", "coldchain.handovers.>", j.cfg.Retention)),
+		bounded(base(StreamAlerts, "coldchain excursion alert events", "coldchain.alerts.>", j.cfg.Retention)),
+		bounded(base(StreamDevices, "coldchain device registry records in shipment logs", "coldchain.devices.>", j.cfg.Retention)),
 		base(StreamDeadLetters, "coldchain rejected input with its original bytes", "coldchain.deadletters.>", j.cfg.DeadLetterRetention),
 	}
 }
@@ -211,15 +239,35 @@ func (j *Journal) Close() error {
 // JetStream returns the JetStream context, for parts that consume streams.
 func (j *Journal) JetStream() jetstream.JetStream { return j.js }
 
-// Ready reports whether the connection is up and the streams answer.
+// Ready reports whether the connection is up, the streams answer and
+// none is full: a record stream within one chunk of nats.max_bytes takes
+// no more messages, so the gateway is not ready for them.
 func (j *Journal) Ready(ctx context.Context) error {
 	if !j.nc.IsConnected() {
 		return fmt.Errorf("nats: %s", j.nc.Status())
 	}
 	for _, s := range j.streams {
-		if _, err := s.Info(ctx); err != nil {
+		info, err := s.Info(ctx)
+		if err != nil {
 			return fmt.Errorf("stream %s: %w", s.CachedInfo().Config.Name, err)
+		}
+		if max := info.Config.MaxBytes; max > 0 && int64(info.State.Bytes)+int64(j.maxChunk) > max {
+			return fmt.Errorf("stream %s is full: %d of nats.max_bytes %d bytes used; new records are refused until it is raised or space is freed",
+				info.Config.Name, info.State.Bytes, max)
 		}
 	}
 	return nil
+}
+
+// Usage returns each record stream's bytes on disk and its bound (0: none).
+func (j *Journal) Usage(ctx context.Context) (map[string][2]int64, error) {
+	out := make(map[string][2]int64, len(j.streams))
+	for _, s := range j.streams {
+		info, err := s.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out[info.Config.Name] = [2]int64{int64(info.State.Bytes), max(0, info.Config.MaxBytes)}
+	}
+	return out, nil
 }

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -180,6 +181,11 @@ func TestConfigValidate(t *testing.T) {
 	bad.Replicas = 0
 	if err := bad.Validate(); err == nil || !strings.HasPrefix(err.Error(), "nats.replicas:") {
 		t.Fatalf("%v", err)
+	}
+	bad = DefaultConfig()
+	bad.MaxBytes = 4096
+	if err := bad.Validate(); err == nil || !strings.HasPrefix(err.Error(), "nats.max_bytes:") {
+		t.Fatalf("max_bytes 4096: %v", err)
 	}
 }
 
@@ -371,4 +377,74 @@ func TestConsumeGather(t *testing.T) {
 	if got := batches("gathered", 2*time.Second, 4); fmt.Sprint(got) != "[4]" {
 		t.Fatalf("with gather: batches %v", got)
 	}
+}
+
+// TestStreamFull: with nats.max_bytes a full record stream refuses new
+// records with ErrFull instead of dropping old ones, /readyz says so, and
+// once the bound is raised the refused records are taken exactly once.
+func TestStreamFull(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.MaxBytes = MinMaxBytes
+	e := start(t, dir, cfg)
+	batch := func(n int) []Entry {
+		out := make([]Entry, 500)
+		for i := range out {
+			out[i] = reading("L1", uint64(n*500+i+1), 5)
+		}
+		return out
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stored, refusedAt := 0, -1
+	for n := 0; n < 100 && refusedAt < 0; n++ {
+		out := make([]Result, 500)
+		err := e.j.Append(ctx, batch(n), Meta{Source: "test", Received: time.Now()}, out)
+		switch {
+		case err == nil:
+			stored += 500
+		case errors.Is(err, ErrFull):
+			refusedAt = n
+			for _, r := range out {
+				if r.Outcome == Stored {
+					stored++
+				}
+			}
+		default:
+			t.Fatalf("batch %d: %v, want nil or ErrFull", n, err)
+		}
+	}
+	if refusedAt < 0 {
+		e.stop()
+		t.Fatalf("50,000 readings fit in a %d-byte stream: the bound is not applied", MinMaxBytes)
+	}
+	info, err := e.j.streams[record.KindReading].Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.FirstSeq != 1 || e.count(record.KindReading) != stored {
+		t.Errorf("after the refusal the stream starts at %d and holds %d readings, want 1 and the %d stored: nothing may be dropped",
+			info.State.FirstSeq, e.count(record.KindReading), stored)
+	}
+	if err := e.j.Ready(ctx); err == nil || !strings.Contains(err.Error(), "is full") {
+		t.Errorf("Ready of a full journal: %v, want the stream named as full", err)
+	}
+	e.stop()
+
+	// The operator raises the bound: the refused batch goes in, what of
+	// it was stored before the refusal once.
+	cfg.MaxBytes = 64 << 20
+	e = start(t, dir, cfg)
+	defer e.stop()
+	if err := e.j.Ready(ctx); err != nil {
+		t.Fatalf("Ready after raising nats.max_bytes: %v", err)
+	}
+	out := make([]Result, 500)
+	if err := e.j.Append(ctx, batch(refusedAt), Meta{Source: "test", Received: time.Now()}, out); err != nil {
+		t.Fatalf("the refused batch after raising the bound: %v", err)
+	}
+	if got, want := e.count(record.KindReading), (refusedAt+1)*500; got != want {
+		t.Fatalf("the stream holds %d readings, want %d: every reading once", got, want)
+	}
+	t.Logf("a %d-byte stream refused batch %d of 500 readings, %d readings stored before", MinMaxBytes, refusedAt, stored)
 }

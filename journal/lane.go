@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -296,6 +297,9 @@ func (l *lane) commitSubject(ctx context.Context, subject string, items []item, 
 				}
 				return rest, errWrongLast
 			}
+			if full(err) {
+				return nil, fmt.Errorf("publish %s: %w (%w)", subject, ErrFull, err)
+			}
 			return nil, fmt.Errorf("publish %s: %w", subject, err)
 		}
 		tail = ack.Sequence
@@ -313,6 +317,18 @@ func (l *lane) commitSubject(ctx context.Context, subject string, items []item, 
 	}
 	return nil, nil
 }
+
+// full reports whether err is a stream's refusal of a message for its
+// size bound (discard-new policy).
+func full(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeStreamStoreFailed &&
+		(strings.Contains(apiErr.Description, "maximum bytes") || strings.Contains(apiErr.Description, "maximum messages"))
+}
+
+// jsErrCodeStreamStoreFailed is nats-server's JSStreamStoreFailedF, which
+// nats.go does not name.
+const jsErrCodeStreamStoreFailed jetstream.ErrorCode = 10077
 
 func sameOrConflict(stored, got []byte) Outcome {
 	if bytes.Equal(stored, got) {
