@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -97,6 +98,30 @@ func TestJournalFull(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(ready.Checks["nats"], journal.StreamReadings+" is full") {
 		t.Errorf("/readyz of a full journal: %d %+v, want 503 naming %s as full", resp.StatusCode, ready, journal.StreamReadings)
+	}
+
+	resp, err = http.Get("http://" + gw.g.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scrape, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	gauge := func(name string) float64 {
+		prefix := fmt.Sprintf("%s{stream=%q} ", name, journal.StreamReadings)
+		for line := range strings.Lines(string(scrape)) {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), prefix); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("%s: %v", line, err)
+				}
+				return f
+			}
+		}
+		t.Fatalf("/metrics has no %s for %s", name, journal.StreamReadings)
+		return 0
+	}
+	if max, used := gauge("coldchain_journal_stream_max_bytes"), gauge("coldchain_journal_stream_bytes"); max != journal.MinMaxBytes || used < 0.9*max {
+		t.Errorf("/metrics says %v of %v bytes used, want nats.max_bytes %d nearly all used", used, max, journal.MinMaxBytes)
 	}
 
 	// MQTT: no PUBACK for what the journal did not take.

@@ -621,6 +621,22 @@ func (g *Gateway) registerMetrics(j *journal.Journal) {
 		_, b := j.IndexLag(time.Now())
 		return map[string]float64{"": b.Seconds()}
 	})
+	// One stream info per stream and scrape; the two gauges share it.
+	usage := func(i int) map[string]float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		u, err := j.Usage(ctx)
+		if err != nil {
+			return nil
+		}
+		out := make(map[string]float64, len(u))
+		for name, v := range u {
+			out[name] = float64(v[i])
+		}
+		return out
+	}
+	g.reg.GaugeFunc("coldchain_journal_stream_bytes", "Bytes a record stream holds on disk (per replica).", []string{"stream"}, func() map[string]float64 { return usage(0) })
+	g.reg.GaugeFunc("coldchain_journal_stream_max_bytes", "A record stream's bound, nats.max_bytes; 0 when unbounded. A full stream refuses new records.", []string{"stream"}, func() map[string]float64 { return usage(1) })
 }
 
 // openStore opens the configured time-series store. Neither kind waits for
