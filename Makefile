@@ -34,10 +34,10 @@ bench: ## every benchmark of docs/PERFORMANCE.md: ingest, alert latency, codec, 
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./store/pebble/
 	$(GO) test -run '^$$' -bench AnchorGas -benchtime 1x ./anchor/evm/
 
-fuzz: ## run every fuzz target for FUZZTIME each
+fuzz: ## run every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m is the long run, docs/RELIABILITY.md)
 	@set -e; for pkg in ./record ./merkle ./excursion ./anchor/bundle ./report; do \
 	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg | grep '^Fuzz'); do \
-	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -timeout 0 $$pkg; \
 	  done; done
 
 lint: ## gofmt, go vet, staticcheck
