@@ -15,6 +15,7 @@ import (
 //
 //	GET /v1/shipments/{id}/anchors                  the epochs that hold the shipment and where each stands
 //	GET /v1/shipments/{id}/proof[?record=ID][&since=SIZE]  the proof bundle (docs/PROOFS.md)
+//	GET /v1/shipments/{id}/proof?record=ID&format=compact  the record's compact proof (binary, about 1 KiB)
 //
 // Errors are JSON {"error": "..."}: 404 for an unknown shipment or record,
 // 409 for what is logged but not anchored yet, 400 for a bad query.
@@ -46,9 +47,33 @@ func (s *Service) serveProof(w http.ResponseWriter, r *http.Request) {
 		}
 		opts.Since = n
 	}
+	compact := false
+	switch q.Get("format") {
+	case "", "json":
+	case "compact":
+		if opts.Record == "" || opts.Since != 0 {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: "format=compact: the compact proof is of one record: give record=ID, and no since"})
+			return
+		}
+		compact = true
+	default:
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "format: json (the default) or compact"})
+		return
+	}
 	b, err := s.Proof(r.PathValue("id"), opts)
 	if err != nil {
 		s.writeError(w, err)
+		return
+	}
+	if compact {
+		proof, err := bundle.MarshalCompact(b)
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(proof)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -415,6 +415,8 @@ func TestRoutes(t *testing.T) {
 		{"/v1/shipments/SHP-0042/proof?record=reefer-7:99", 404, `unknown record`},
 		{"/v1/shipments/SHP-0042/proof?record=reefer-7:22", 409, `not anchored yet`},
 		{"/v1/shipments/SHP-0042/proof?since=x", 400, `since:`},
+		{"/v1/shipments/SHP-0042/proof?format=compact", 400, `give record=ID`},
+		{"/v1/shipments/SHP-0042/proof?record=reefer-7:3&format=xml", 400, `format:`},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			resp, err := http.Get(srv.URL + tc.path)
@@ -437,6 +439,44 @@ func TestRoutes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCompactRoute: format=compact answers the record's compact proof,
+// which rebuilds the JSON bundle's claims from the record's bytes.
+func TestCompactRoute(t *testing.T) {
+	clk, chain := newClock(), newFakeChain()
+	s := openService(t, t.TempDir(), testConfig(), chain, clk)
+	defer s.Close()
+	must(t, s.apply(record.KindReading, readings("SHP-0042", "reefer-7", 0, 20, 1)))
+	anchorNow(t, s, clk)
+	mux := http.NewServeMux()
+	s.Routes(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	get := func(q string) (*http.Response, []byte) {
+		resp, err := http.Get(srv.URL + "/v1/shipments/SHP-0042/proof?record=reefer-7:3" + q)
+		must(t, err)
+		defer resp.Body.Close()
+		var body bytes.Buffer
+		_, _ = body.ReadFrom(resp.Body)
+		return resp, body.Bytes()
+	}
+	resp, proof := get("&format=compact")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/octet-stream" || !bundle.IsCompact(proof) {
+		t.Fatalf("%d %s: %q", resp.StatusCode, resp.Header.Get("Content-Type"), proof)
+	}
+	_, raw := get("")
+	full, err := bundle.Decode(raw)
+	must(t, err)
+	b, err := bundle.UnmarshalCompact(proof, []byte(full.Record.Data))
+	must(t, err)
+	if _, err := bundle.Verify(b); err != nil {
+		t.Fatal(err)
+	}
+	if b.Epoch.Root != full.Epoch.Root || b.Root != full.Root || b.Anchor.Tx != full.Anchor.Tx {
+		t.Fatalf("the compact proof leads to epoch root %s (tx %s), the bundle says %s (tx %s)", b.Epoch.Root, b.Anchor.Tx, full.Epoch.Root, full.Anchor.Tx)
+	}
+	t.Logf("compact %d bytes, JSON bundle %d", len(proof), len(raw))
 }
 
 // TestNewEpochKnownAnswer pins the epoch tree and header hashing.

@@ -190,6 +190,8 @@ func TestOpenAPIResponses(t *testing.T) {
 	})
 	call("GET", "/v1/shipments/SHP-O/proof", "", 200)
 	call("GET", "/v1/shipments/SHP-O/proof?record=O1:3", "", 200)
+	call("GET", "/v1/shipments/SHP-O/proof?record=O1:3&format=compact", "", 200)
+	call("GET", "/v1/shipments/SHP-O/proof?format=compact", "", 400)
 	call("GET", "/v1/shipments/SHP-NONE/proof", "", 404)
 	call("GET", "/v1/shipments/SHP-O/anchors", "", 200)
 	epcisDoc := call("GET", "/v1/shipments/SHP-O/epcis", "", 200)

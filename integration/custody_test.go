@@ -193,6 +193,19 @@ func TestCustodyThroughServe(t *testing.T) {
 		t.Errorf("verify does not name L1's readings out of calibration against its anchored record:\n%s", out)
 	}
 	t.Logf("custody: %d checks, status %s; EPCIS %d events; verify:\n%s", len(tl.Checks), tl.Status, len(d.Body.EventList), out)
+
+	// One reading's compact proof: the roots it recomputes from the
+	// reading's bytes are the ones anchored on the real chain.
+	compact := filepath.Join(filepath.Dir(bundle), "reading.ccp")
+	if out, err := exec.Command(binary, "proof", ship, "--api", api, "--record", run+"-L1:1", "--compact", "-o", compact).CombinedOutput(); err != nil {
+		t.Fatalf("coldchain proof --compact: %v\n%s", err, out)
+	}
+	proof, _ := os.ReadFile(compact)
+	out, err = exec.Command(binary, "verify", compact, "--rpc", "http://"+chainAddr).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "on chain   epoch root found") {
+		t.Fatalf("coldchain verify of the compact proof: %v\n%s", err, out)
+	}
+	t.Logf("compact proof of %s-L1:1: %d bytes, verified on chain", run, len(proof))
 }
 
 // getJSONIt GETs url into v and returns the status.

@@ -11,21 +11,38 @@ import (
 // holds, or an error wrapping ErrIndexOutOfRange (index >= size),
 // ErrWrongProofSize or ErrRootMismatch.
 func VerifyInclusion(leafHash Hash, index, size uint64, proof []Hash, root Hash) error {
+	r, err := RootFromInclusion(leafHash, index, size, proof)
+	if err != nil {
+		return err
+	}
+	if r != root {
+		return fmt.Errorf("%w: calculated %s, want %s", ErrRootMismatch, r, root)
+	}
+	return nil
+}
+
+// RootFromInclusion returns the root of the tree of the given size that
+// proof, an RFC 6962 §2.1.1 audit path for the leaf with hash leafHash at
+// index, leads to (RFC 9162 §2.1.3.2, steps 1 to 5). It fails, wrapping
+// ErrIndexOutOfRange or ErrWrongProofSize, when no tree of that size has
+// such a path; any path of the right length leads to some root, so the
+// root must then be compared with one known otherwise (VerifyInclusion).
+func RootFromInclusion(leafHash Hash, index, size uint64, proof []Hash) (Hash, error) {
 	if index >= size {
-		return fmt.Errorf("%w: index %d, size %d", ErrIndexOutOfRange, index, size)
+		return Hash{}, fmt.Errorf("%w: index %d, size %d", ErrIndexOutOfRange, index, size)
 	}
 	// The RFC algorithm detects a wrong proof length only while hashing; the
 	// length is a function of index and size, so checking it first rejects
 	// padded or truncated proofs before any hashing, with a clearer error.
 	if want := inclusionProofSize(index, size); len(proof) != want {
-		return fmt.Errorf("%w: got %d hashes, want %d", ErrWrongProofSize, len(proof), want)
+		return Hash{}, fmt.Errorf("%w: got %d hashes, want %d", ErrWrongProofSize, len(proof), want)
 	}
 	// RFC 9162 §2.1.3.2, steps 2 to 5.
 	fn, sn := index, size-1
 	r := leafHash
 	for _, p := range proof {
 		if sn == 0 {
-			return fmt.Errorf("%w: path longer than the tree is high", ErrWrongProofSize)
+			return Hash{}, fmt.Errorf("%w: path longer than the tree is high", ErrWrongProofSize)
 		}
 		if fn&1 == 1 || fn == sn {
 			r = NodeHash(p, r)
@@ -40,12 +57,9 @@ func VerifyInclusion(leafHash Hash, index, size uint64, proof []Hash, root Hash)
 		sn >>= 1
 	}
 	if sn != 0 {
-		return fmt.Errorf("%w: path shorter than the tree is high", ErrWrongProofSize)
+		return Hash{}, fmt.Errorf("%w: path shorter than the tree is high", ErrWrongProofSize)
 	}
-	if r != root {
-		return fmt.Errorf("%w: calculated %s, want %s", ErrRootMismatch, r, root)
-	}
-	return nil
+	return r, nil
 }
 
 // VerifyConsistency checks that proof is an RFC 6962 §2.1.2 consistency proof

@@ -220,7 +220,7 @@ simulating:
 	} else {
 		say("proof bundle of %s fetched (%d bytes); verifying offline and on chain at %s:", hot, len(raw), g.ChainRPC())
 		vctx, cancel := context.WithTimeout(ctx, time.Minute)
-		err := verifyBundle(vctx, raw, g.ChainRPC(), pki.ClientTLS{}, stdout)
+		err := verifyBundle(vctx, raw, nil, g.ChainRPC(), pki.ClientTLS{}, stdout)
 		cancel()
 		if err != nil {
 			say("verification failed")

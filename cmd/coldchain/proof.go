@@ -24,7 +24,7 @@ import (
 	"github.com/coldchain/coldchain/pki"
 )
 
-const proofHelp = `Usage: coldchain proof SHIPMENT [--api URL] [-o FILE] [--record ID] [--since SIZE]
+const proofHelp = `Usage: coldchain proof SHIPMENT [--api URL] [-o FILE] [--record ID [--compact]] [--since SIZE]
 
 Fetches the proof bundle of a shipment from a gateway and writes it to FILE
 (standard output for -). The bundle holds the shipment's records in
@@ -34,6 +34,10 @@ the anchor transaction: check it with coldchain verify (docs/PROOFS.md).
 --record discloses one record (a reading's "device:seq" or a handover id)
 and none of the others; --since adds a proof that the log at an earlier
 anchored size is a prefix of this one.
+
+--compact (with --record and -o FILE) writes the record's compact proof
+instead, about 1 KiB in binary, to FILE, and the record's canonical bytes to
+FILE.record: the two files are what coldchain verify FILE needs.
 
 Flags:
 `
@@ -84,6 +88,7 @@ func proofCmd(args []string, stdout, stderr io.Writer) error {
 	since := fs.Uint64("since", 0, "add a consistency proof from this earlier anchored `SIZE`")
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
 	token := fs.String("token", os.Getenv("COLDCHAIN_TOKEN"), "bearer `token` for the API (a shipper's, customs' or admin's; default $COLDCHAIN_TOKEN)")
+	compact := fs.Bool("compact", false, "write the record's compact proof (binary, about 1 KiB) to -o FILE and its bytes to FILE.record; needs --record")
 	fs.Usage = func() { fmt.Fprint(stderr, proofHelp); fs.PrintDefaults() }
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -92,6 +97,9 @@ func proofCmd(args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 1 {
 		fs.Usage()
 		return fmt.Errorf("%w: proof takes one SHIPMENT", errUsage)
+	}
+	if *compact && (*rec == "" || *out == "-" || *since != 0) {
+		return fmt.Errorf("%w: --compact proves one record: give --record ID and -o FILE, and no --since", errUsage)
 	}
 	q := url.Values{}
 	if *rec != "" {
@@ -107,6 +115,21 @@ func proofCmd(args []string, stdout, stderr io.Writer) error {
 	b, err := bundle.Decode(body)
 	if err != nil {
 		return fmt.Errorf("the gateway answered something that is not a bundle: %w", err)
+	}
+	if *compact {
+		proof, err := bundle.MarshalCompact(b)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*out, proof, 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(*out+".record", []byte(b.Record.Data), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "wrote %s (%d bytes, compact proof) and %s.record: record %d of %d of shipment %s, epoch %d, tx %s (%s)\n",
+			*out, len(proof), *out, b.Record.Index, b.TreeSize, b.Shipment, b.Epoch.Number, b.Anchor.Tx, b.Anchor.State)
+		return nil
 	}
 	if *out == "-" {
 		_, err = stdout.Write(body)
@@ -124,7 +147,7 @@ func proofCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-const verifyHelp = `Usage: coldchain verify BUNDLE [--rpc URL [--rpc-ca FILE]]
+const verifyHelp = `Usage: coldchain verify BUNDLE [--record-data FILE] [--rpc URL [--rpc-ca FILE]]
 
 Checks a proof bundle with nothing but the file: every record is canonical
 and of the shipment, the records hash to the shipment root (or the one
@@ -132,6 +155,12 @@ record and its audit path do), the consistency proof if any, the shipment's
 entry in the epoch tree, the epoch header's hash, the anchor's form. With
 --rpc it also asks that Ethereum JSON-RPC endpoint whether the anchor
 transaction put the epoch root in the contract.
+
+BUNDLE may also be a compact proof (coldchain proof --compact): it holds
+no record and no roots, so verify reads the record's canonical bytes from
+--record-data (default BUNDLE.record), recomputes the roots, and prints the
+epoch root the record leads to. Offline that says nothing about the chain:
+pass --rpc, or look the epoch root up in the anchor transaction.
 
 It prints a summary and exits 0 when everything holds; otherwise it names
 the first failing check and exits 1.
@@ -146,6 +175,7 @@ func verifyCmd(args []string, stdout, stderr io.Writer) error {
 	rpc := fs.String("rpc", "", "also check the anchor on chain through this JSON-RPC `URL`")
 	rpcCA := fs.String("rpc-ca", "", "PEM `FILE` of the CA an https:// --rpc endpoint's certificate chains to (default: the system roots)")
 	timeout := fs.Duration("timeout", time.Minute, "give up on the chain after this long")
+	recData := fs.String("record-data", "", "for a compact proof: `FILE` holding the record's canonical bytes (default BUNDLE.record)")
 	fs.Usage = func() { fmt.Fprint(stderr, verifyHelp); fs.PrintDefaults() }
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -159,17 +189,36 @@ func verifyCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var data []byte
+	if bundle.IsCompact(raw) {
+		if *recData == "" {
+			*recData = pos[0] + ".record"
+		}
+		if data, err = os.ReadFile(*recData); err != nil {
+			return fmt.Errorf("%s is a compact proof, which holds no record: %w (give the record's canonical bytes with --record-data FILE)", pos[0], err)
+		}
+	} else if *recData != "" {
+		return fmt.Errorf("%w: --record-data is for a compact proof; %s is a bundle", errUsage, pos[0])
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	ctx, cancelT := context.WithTimeout(ctx, *timeout)
 	defer cancelT()
-	return verifyBundle(ctx, raw, *rpc, pki.ClientTLS{CA: *rpcCA}, stdout)
+	return verifyBundle(ctx, raw, data, *rpc, pki.ClientTLS{CA: *rpcCA}, stdout)
 }
 
-// verifyBundle checks a bundle offline and, with rpc set, on chain, and
-// prints the summary or the first failing check.
-func verifyBundle(ctx context.Context, raw []byte, rpc string, tls pki.ClientTLS, stdout io.Writer) error {
-	b, err := bundle.Decode(raw)
+// verifyBundle checks a bundle (or a compact proof with its record's
+// bytes, data) offline and, with rpc set, on chain, and prints the summary
+// or the first failing check.
+func verifyBundle(ctx context.Context, raw, data []byte, rpc string, tls pki.ClientTLS, stdout io.Writer) error {
+	var b *bundle.Bundle
+	var err error
+	compact := bundle.IsCompact(raw)
+	if compact {
+		b, err = bundle.UnmarshalCompact(raw, data)
+	} else {
+		b, err = bundle.Decode(raw)
+	}
 	if err != nil {
 		fmt.Fprintf(stdout, "FAIL %v\n", err)
 		return errVerify
@@ -180,7 +229,11 @@ func verifyBundle(ctx context.Context, raw []byte, rpc string, tls pki.ClientTLS
 		return errVerify
 	}
 	writeSummary(stdout, s, b.DeviceKeys)
-	writeCalibrations(stdout, s)
+	if compact {
+		fmt.Fprintf(stdout, "compact    %d bytes: the roots above are recomputed from the record, so only the chain can confirm them\n", len(raw))
+	} else {
+		writeCalibrations(stdout, s)
+	}
 	if rpc == "" {
 		fmt.Fprintln(stdout, "on chain   not checked: pass --rpc URL to check the anchor transaction")
 		fmt.Fprintln(stdout, "OK (offline)")

@@ -91,3 +91,50 @@ func TestProofCmd(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestProofCompact: proof --compact writes the compact proof and the
+// record's bytes; verify checks the pair, and fails for another record or
+// a missing one.
+func TestProofCompact(t *testing.T) {
+	raw, err := os.ReadFile("../../anchor/bundle/testdata/record.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(raw) }))
+	defer srv.Close()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "proof.ccp")
+	var stdout, stderr bytes.Buffer
+	if err := proofCmd([]string{"SHP-2026-0042", "--api", srv.URL, "--record", "HO-SIN-0001", "--compact", "-o", out}, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	proof, _ := os.ReadFile(out)
+	if len(proof) == 0 || len(proof) >= len(raw)/2 || !strings.Contains(stderr.String(), "compact proof") {
+		t.Fatalf("a compact proof of %d bytes for a %d-byte bundle; stderr %s", len(proof), len(raw), stderr.String())
+	}
+	stdout.Reset()
+	if err := verifyCmd([]string{out}, &stdout, &stderr); err != nil || !strings.Contains(stdout.String(), "891a7ff75f7307202d5ea9353b47a1258bc7e9c85153b6f3e133c2d1cfbab09c") {
+		t.Fatalf("verify the compact proof: %v\n%s", err, stdout.String())
+	}
+	data, _ := os.ReadFile(out + ".record")
+	other := filepath.Join(dir, "other.record")
+	if err := os.WriteFile(other, bytes.Replace(data, []byte("EK-77120"), []byte("EK-77121"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	// Offline, another record leads to another epoch root; it is the
+	// chain that refuses it (here: nothing answers the RPC).
+	_ = verifyCmd([]string{out, "--record-data", other}, &stdout, &stderr)
+	if strings.Contains(stdout.String(), "891a7ff75f7307202d5ea9353b47a1258bc7e9c85153b6f3e133c2d1cfbab09c") {
+		t.Fatalf("an altered record leads to the anchored epoch root:\n%s", stdout.String())
+	}
+	if err := os.Remove(out + ".record"); err != nil {
+		t.Fatal(err)
+	}
+	if err := verifyCmd([]string{out}, &stdout, &stderr); err == nil || !strings.Contains(err.Error(), "--record-data") {
+		t.Fatalf("a compact proof without its record: %v", err)
+	}
+	if err := proofCmd([]string{"SHP-2026-0042", "--api", srv.URL, "--compact", "-o", out}, &stdout, &stderr); !errors.Is(err, errUsage) {
+		t.Fatalf("--compact without --record: %v", err)
+	}
+}
