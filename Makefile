@@ -7,10 +7,10 @@ PKGS     := ./...
 # Fuzz time per target for `make fuzz`.
 FUZZTIME ?= 20s
 
-.PHONY: help run serve build test test-integration bench fuzz lint clean
+.PHONY: help run serve build test test-integration bench bench-e2e fuzz lint clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 run: ## the gateway with everything embedded plus a small simulated fleet: readings flow, an alert fires, a proof verifies
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/coldchain demo
@@ -33,6 +33,9 @@ bench: ## every benchmark of docs/PERFORMANCE.md: ingest, alert latency, codec, 
 	$(GO) test -run '^$$' -bench . -benchmem ./record/ ./merkle/ ./excursion/ ./journal/ ./anchor/ ./device/ ./alert/ ./report/
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./store/pebble/
 	$(GO) test -run '^$$' -bench AnchorGas -benchtime 1x ./anchor/evm/
+
+bench-e2e: ## the end-to-end race against Telegraf: 1M MQTT readings through Mosquitto into InfluxDB 1.8 (builds Telegraf once, starts the peers)
+	scripts/bench-e2e.sh
 
 fuzz: ## run every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m is the long run, docs/RELIABILITY.md)
 	@set -e; for pkg in ./record ./merkle ./excursion ./anchor/bundle ./report; do \
