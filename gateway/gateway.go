@@ -276,7 +276,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		mqttReady = func(context.Context) error { return nil }
 		publisher = broker
 	} else {
-		sub, err := ingestmqtt.New(cfg.MQTT.Client, in, log.Named("mqtt"))
+		sub, err := ingestmqtt.New(cfg.MQTT.Client, ingestmqtt.Adapt(in), log.Named("mqtt"))
 		if err != nil {
 			return err
 		}

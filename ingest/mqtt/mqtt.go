@@ -41,8 +41,31 @@ type Config struct {
 var Topics = []string{"coldchain/v1/+/+/readings", "coldchain/v1/+/handovers"}
 
 // Ingester is what the subscriber hands messages to.
+//
+// Start begins ingesting a message and returns once its appends are
+// started: the subscriber calls it for each message in arrival order, so a
+// device's records reach the journal in the order the broker delivered
+// them, and waits for the ticket elsewhere, so appends still overlap.
 type Ingester interface {
-	Ingest(ctx context.Context, msg ingest.Message) (ingest.Summary, error)
+	Start(ctx context.Context, msg ingest.Message) (Ticket, error)
+}
+
+// Ticket is a started message; Wait returns once it is durable.
+type Ticket interface {
+	Wait(ctx context.Context) (ingest.Summary, error)
+}
+
+// Adapt makes an *ingest.Ingester a subscriber's Ingester.
+func Adapt(in *ingest.Ingester) Ingester { return adapter{in} }
+
+type adapter struct{ in *ingest.Ingester }
+
+func (a adapter) Start(ctx context.Context, msg ingest.Message) (Ticket, error) {
+	t, err := a.in.Start(ctx, msg)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // client is the part of paho's client the subscriber calls, so tests can
@@ -91,7 +114,12 @@ func New(cfg Config, in Ingester, log *zap.Logger) (*Subscriber, error) {
 		SetConnectRetryInterval(time.Second).
 		SetMaxReconnectInterval(30 * time.Second).
 		SetKeepAlive(30 * time.Second).
-		SetOrderMatters(false).   // handle messages concurrently; ingest bounds them
+		// Messages are handed to ingest in arrival order (its Start is
+		// quick and orders the appends); their durability is awaited
+		// concurrently. With order not mattering, paho ran a goroutine per
+		// message, and a backlog delivered at once (after a restart) could
+		// journal a device's readings out of order: detected late.
+		SetOrderMatters(true).
 		SetAutoAckDisabled(true). // PUBACK only after JetStream has the records
 		// A resumed session's queued messages can arrive right after
 		// CONNACK, before onConnect has subscribed and so before paho has
@@ -159,15 +187,26 @@ func (s *Subscriber) handle(_ paho.Client, m paho.Message) {
 		return
 	}
 	s.inflight.Add(1)
-	defer s.inflight.Done()
-	_, err := s.in.Ingest(s.work, ingest.Message{Transport: "mqtt", Topic: m.Topic(), Payload: m.Payload(), Received: time.Now()})
+	t, err := s.in.Start(s.work, ingest.Message{Transport: "mqtt", Topic: m.Topic(), Payload: m.Payload(), Received: time.Now()})
 	if err != nil {
-		if !errors.Is(err, ingest.ErrStopping) {
-			s.log.Error("mqtt message not ingested; left for redelivery", zap.String("topic", m.Topic()), zap.Error(err))
-		}
+		s.inflight.Done()
+		s.notIngested(m, err)
 		return
 	}
-	m.Ack()
+	go func() {
+		defer s.inflight.Done()
+		if _, err := t.Wait(s.work); err != nil {
+			s.notIngested(m, err)
+			return
+		}
+		m.Ack()
+	}()
+}
+
+func (s *Subscriber) notIngested(m paho.Message, err error) {
+	if !errors.Is(err, ingest.ErrStopping) {
+		s.log.Error("mqtt message not ingested; left for redelivery", zap.String("topic", m.Topic()), zap.Error(err))
+	}
 }
 
 // Run connects and consumes until ctx ends, then stops taking messages,
