@@ -125,7 +125,7 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dlBefore := streamTotal(t, natsURL, journal.StreamDeadLetters, "")
+	dlBefore := streamCount(t, natsURL, journal.StreamDeadLetters)
 	simDone := make(chan error, 1)
 	var rep Report
 	go func() {
@@ -282,7 +282,7 @@ func TestChaos(t *testing.T) {
 			invalid--
 		}
 	}
-	dl := streamTotal(t, natsURL, journal.StreamDeadLetters, "") - dlBefore
+	dl := streamCount(t, natsURL, journal.StreamDeadLetters) - dlBefore
 	if dl != invalid {
 		t.Errorf("dead letters: %d, the ground truth rejects %d that reach the gateway", dl, invalid)
 		byReason, n := map[string]int{}, 0
@@ -536,31 +536,6 @@ func mine(ctx context.Context, url string) {
 		case <-time.After(time.Second):
 		}
 	}
-}
-
-func readStream(t *testing.T, natsURL, stream, filter string, fn func(journal.Msg)) {
-	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := journal.ReadStream(ctx, js, stream, filter, func(m journal.Msg) error { fn(m); return nil }); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func streamTotal(t *testing.T, natsURL, stream, filter string) int {
-	t.Helper()
-	n := 0
-	readStream(t, natsURL, stream, filter, func(journal.Msg) { n++ })
-	return n
 }
 
 // influxTotal counts, in InfluxDB itself, the reading points of ships.

@@ -79,6 +79,15 @@ func TestEndToEnd(t *testing.T) {
 
 func streamCount(t *testing.T, url, stream string) int {
 	t.Helper()
+	n := 0
+	readStream(t, url, stream, "", func(journal.Msg) { n++ })
+	return n
+}
+
+// readStream calls fn with every record of stream under filter ("" for
+// all), chunks unpacked.
+func readStream(t *testing.T, url, stream, filter string, fn func(journal.Msg)) {
+	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
@@ -88,11 +97,9 @@ func streamCount(t *testing.T, url, stream string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	n := 0
-	if err := journal.ReadStream(ctx, js, stream, "", func(journal.Msg) error { n++; return nil }); err != nil {
+	if err := journal.ReadStream(ctx, js, stream, filter, func(m journal.Msg) error { fn(m); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	return n
 }
