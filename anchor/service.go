@@ -82,11 +82,14 @@ type Service struct {
 	// unfinishedN is len(unfinished), for the metrics, and lastNumber
 	// the latest epoch's number.
 	unfinishedN, lastNumber atomic.Int64
+	lastRoot                atomic.Pointer[merkle.Hash]
 	lastCut                 time.Time
 	chainErr                string // last chain error logged, to log each once
 
-	keys func(device string) []bundle.DeviceKey   // set before Run; nil: bundles carry no keys
-	cals func(device string) []bundle.Calibration // set before Run; nil: bundles carry no calibrations
+	keys func(device string) []bundle.DeviceKey // set before Run; nil: bundles carry no keys
+	// fence, when set, is asked before each epoch is cut (cluster mode).
+	fence func(ctx context.Context, number uint64, root merkle.Hash) error
+	cals  func(device string) []bundle.Calibration // set before Run; nil: bundles carry no calibrations
 }
 
 // SetDeviceKeys gives the service the registered signing keys of devices,
@@ -98,6 +101,25 @@ func (s *Service) SetDeviceKeys(keys func(device string) []bundle.DeviceKey) { s
 // from the device registry, for the bundles it builds. Call it before
 // Run; without it bundles carry none.
 func (s *Service) SetCalibrations(cals func(device string) []bundle.Calibration) { s.cals = cals }
+
+// SetFence makes every epoch cut wait for fence(number, root) to succeed
+// first: in cluster mode it records the epoch in JetStream with a
+// compare-and-set, so an anchorer that lost its lease cannot cut (and so
+// submit) an epoch that conflicts with its successor's. Call it before
+// Run.
+func (s *Service) SetFence(fence func(ctx context.Context, number uint64, root merkle.Hash) error) {
+	s.fence = fence
+}
+
+// LastEpoch returns the number and root of the latest epoch cut (0 and the
+// zero hash before the first).
+func (s *Service) LastEpoch() (uint64, merkle.Hash) {
+	var root merkle.Hash
+	if r := s.lastRoot.Load(); r != nil {
+		root = *r
+	}
+	return uint64(s.lastNumber.Load()), root
+}
 
 type shipLog struct {
 	tree     *merkle.Tree
@@ -174,6 +196,7 @@ func (s *Service) load() error {
 		}
 		s.last = &epochState{number: se.Number, root: se.Root}
 		s.lastNumber.Store(int64(se.Number))
+		s.lastRoot.Store(&se.Root)
 		s.lastCut = se.Cut
 		return false, nil
 	})
@@ -483,6 +506,14 @@ func (s *Service) cut() error {
 		number, prev = s.last.number+1, s.last.root
 	}
 	e := NewEpoch(number, prev, entries)
+	if s.fence != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), chainCallTimeout)
+		err := s.fence(ctx, number, e.Root)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("epoch %d not cut: %w", number, err)
+		}
+	}
 	now := s.now().UTC()
 	se := storedEpoch{Number: number, Prev: prev, Root: e.Root, Cut: now, Entries: make([]storedEntry, len(e.Entries))}
 	b := s.db.NewBatch()
@@ -523,6 +554,7 @@ func (s *Service) cut() error {
 	s.unfinished = append(s.unfinished, s.last)
 	s.unfinishedN.Store(int64(len(s.unfinished)))
 	s.lastNumber.Store(int64(number))
+	s.lastRoot.Store(&e.Root)
 	s.lastCut = now
 	s.log.Info("epoch cut", zap.Uint64("epoch", number), zap.Int("shipments", len(entries)),
 		zap.Int("records", n), zap.Stringer("root", e.Root))

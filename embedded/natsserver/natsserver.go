@@ -34,12 +34,31 @@ type Config struct {
 	// gateway treats as the source of truth, the identity registry
 	// included.
 	Token string
+	// Name is the server's name (default coldchain-embedded); the nodes
+	// of a cluster need distinct names.
+	Name string
+	// Cluster, when set, makes the server a node of a JetStream cluster.
+	Cluster *ClusterConfig
+}
+
+// ClusterConfig makes an embedded server one node of a JetStream cluster:
+// the unit tests of cluster mode run three in one process, with routes on
+// loopback. The production cluster is three nats-server processes
+// (scripts/peers.sh start nats-cluster, docs/CLUSTER.md).
+type ClusterConfig struct {
+	// Name is the cluster's name, the same on every node.
+	Name string
+	// Listen is this node's route address, host:port.
+	Listen string
+	// Routes are the route URLs of the other nodes (nats-route://host:port).
+	Routes []string
 }
 
 // Server is a running embedded nats-server.
 type Server struct {
 	ns    *server.Server
 	token string
+	cfg   Config // for Restart
 }
 
 // Start starts the server and waits until it accepts connections.
@@ -55,8 +74,12 @@ func Start(cfg Config, log *zap.Logger) (*Server, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
+	name := cfg.Name
+	if name == "" {
+		name = "coldchain-embedded"
+	}
 	opts := &server.Options{
-		ServerName: "coldchain-embedded",
+		ServerName: name,
 		Host:       host,
 		Port:       port,
 		JetStream:  true,
@@ -65,6 +88,11 @@ func Start(cfg Config, log *zap.Logger) (*Server, error) {
 		// The gateway handles signals itself.
 		NoSigs:        true,
 		Authorization: cfg.Token,
+	}
+	if c := cfg.Cluster; c != nil {
+		if err := clusterOptions(opts, c); err != nil {
+			return nil, err
+		}
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -76,7 +104,27 @@ func Start(cfg Config, log *zap.Logger) (*Server, error) {
 		ns.Shutdown()
 		return nil, errors.New("embedded nats server did not become ready within 30s: is " + cfg.Listen + " in use?")
 	}
-	return &Server{ns: ns, token: cfg.Token}, nil
+	return &Server{ns: ns, token: cfg.Token, cfg: cfg}, nil
+}
+
+func clusterOptions(opts *server.Options, c *ClusterConfig) error {
+	host, portStr, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("nats cluster listen address %q: %w", c.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("nats cluster listen port %q: %w", portStr, err)
+	}
+	opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port}
+	for _, r := range c.Routes {
+		u, err := url.Parse(r)
+		if err != nil {
+			return fmt.Errorf("nats route %q: %w", r, err)
+		}
+		opts.Routes = append(opts.Routes, u)
+	}
+	return nil
 }
 
 // ClientURL returns the URL other processes connect to, without the
@@ -164,4 +212,81 @@ func ReadToken(path string) (string, error) {
 		return "", fmt.Errorf("nats token: %s is empty: delete it and restart the gateway to make a new one", path)
 	}
 	return tok, nil
+}
+
+// StartCluster starts n nodes of one JetStream cluster in this process,
+// on loopback ports, their stores under dir/<name>, and waits until the
+// cluster has elected its JetStream meta leader. It is for tests of
+// cluster mode; Restart brings a node back after Shutdown.
+func StartCluster(n int, dir, token string, log *zap.Logger) ([]*Server, error) {
+	ports, err := freePorts(2 * n)
+	if err != nil {
+		return nil, err
+	}
+	cfgs := make([]Config, n)
+	for i := range n {
+		var routes []string
+		for j := range n {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[n+j]))
+			}
+		}
+		name := fmt.Sprintf("n%d", i+1)
+		cfgs[i] = Config{Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), StoreDir: filepath.Join(dir, name), Token: token, Name: name,
+			MaxPayload: 8 << 20, Cluster: &ClusterConfig{Name: "coldchain-test", Listen: fmt.Sprintf("127.0.0.1:%d", ports[n+i]), Routes: routes}}
+	}
+	out := make([]*Server, n)
+	for i := range n {
+		s, err := Start(cfgs[i], log.Named(cfgs[i].Name))
+		if err != nil {
+			for _, o := range out[:i] {
+				o.Shutdown()
+			}
+			return nil, err
+		}
+		out[i] = s
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, s := range out {
+			if s.ns.JetStreamIsLeader() {
+				return out, nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, o := range out {
+		o.Shutdown()
+	}
+	return nil, errors.New("the test cluster elected no JetStream meta leader within 30s")
+}
+
+// Restart starts a node of StartCluster again, with its store, after
+// Shutdown.
+func (s *Server) Restart(log *zap.Logger) error {
+	n, err := Start(s.cfg, log)
+	if err != nil {
+		return err
+	}
+	s.ns = n.ns
+	return nil
+}
+
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	out := make([]int, n)
+	for i := range out {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		out[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return out, nil
 }
