@@ -14,6 +14,8 @@ type serviceMetrics struct {
 	sse        *metrics.Gauge
 	// deviceRecords counts device records written into shipment logs.
 	deviceRecords *metrics.Counter
+	// republished counts transitions found already in the alerts stream.
+	republished *metrics.Counter
 }
 
 func newServiceMetrics(reg *metrics.Registry) serviceMetrics {
@@ -26,6 +28,8 @@ func newServiceMetrics(reg *metrics.Registry) serviceMetrics {
 		sse:        reg.Gauge("coldchain_alerts_sse_clients", "Clients connected to the alert stream."),
 		deviceRecords: reg.Counter("coldchain_device_records_total",
 			"Device registry records written into shipment logs (a device's first reading on a shipment, and each registry change after).").With(),
+		republished: reg.Counter("coldchain_alerts_republish_skipped_total",
+			"Alert transitions the detector computed again after a restart or a takeover and found already in the alerts stream (not published twice).").With(),
 	}
 }
 

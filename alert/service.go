@@ -337,7 +337,23 @@ func (s *Service) handle(ctx context.Context, batch []journal.Msg) error {
 	if replay {
 		// These transitions were published before the restart.
 		out = out[:0]
-	} else if len(out) > 0 {
+	} else {
+		// Past the ack floor, a transition may still be in the alerts
+		// stream: a previous run (or, in a cluster, the previous holder)
+		// published it and stopped before acknowledging its batch. The
+		// views, rebuilt from the stream at start, know it; JetStream's
+		// duplicate window may have passed.
+		kept := out[:0]
+		for i := range out {
+			if v := s.alerts[out[i].ID]; v != nil && v.seen[out[i].EventID()] {
+				s.m.republished.Inc()
+				continue
+			}
+			kept = append(kept, out[i])
+		}
+		out = kept
+	}
+	if !replay && len(out) > 0 {
 		s.tainted = true
 	}
 	s.mu.Unlock()

@@ -10,14 +10,21 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/coldchain/coldchain/alert"
+	"github.com/coldchain/coldchain/embedded/natsserver"
+	"github.com/coldchain/coldchain/journal"
 	"github.com/coldchain/coldchain/record"
 )
 
@@ -286,5 +293,82 @@ func alertsEndToEnd(t *testing.T, dropSnapshot bool) {
 	var again map[string]any
 	if code := getJSON(t, "http://"+gw.g.HTTPAddr()+"/v1/shipments/NOPE/status", &again); code != 404 {
 		t.Fatalf("unknown shipment: %d", code)
+	}
+}
+
+// TestDetectorRepublishSkipped restarts the detector with neither a
+// snapshot nor a consumer position (at worst what a cluster member sees
+// when it takes over from a holder that published and stopped before
+// acknowledging), after JetStream's duplicate window has passed: it
+// recomputes every transition and must store none a second time.
+func TestDetectorRepublishSkipped(t *testing.T) {
+	ns, err := natsserver.Start(natsserver.Config{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), MaxPayload: 8 << 20}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	cfg.NATS.URL = ns.ClientURL()
+	gw := startGateway(t, cfg)
+	t0 := time.Now().UTC().Truncate(time.Minute).Add(-3 * time.Hour)
+	pub := publisher(t, gw.g.MQTTAddr(), "reefer-re")
+	for m := 0; m <= 60; m += 5 {
+		temp := 5.0
+		if m >= 25 {
+			temp = 9
+		}
+		publish(t, pub, "coldchain/v1/SHP-RE/reefer-re/readings",
+			fmt.Sprintf(`{"seq":%d,"ts":"%s","temp_c":%g}`, m, t0.Add(time.Duration(m)*time.Minute).Format(time.RFC3339), temp))
+	}
+	pub.Disconnect(100)
+	waitFor(t, "the alarm", func() bool {
+		var list struct{ Alerts []struct{ Rule string } }
+		getJSON(t, "http://"+gw.g.HTTPAddr()+"/v1/shipments/SHP-RE/alerts", &list)
+		return slices.ContainsFunc(list.Alerts, func(a struct{ Rule string }) bool { return a.Rule == "single_event_high" })
+	})
+	before := streamIDs(t, ns.ClientURL(), journal.StreamAlerts)
+	if len(before) < 2 { // the pre-alarm and the alarm
+		t.Fatalf("the alerts stream holds %v", before)
+	}
+	gw.stop()
+
+	// Forget where the detector stood: its snapshot and its consumer.
+	if err := os.Remove(filepath.Join(dir, "detector", "snapshot.json")); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if err := js.DeleteConsumer(context.Background(), journal.StreamReadings, alert.Durable); err != nil {
+		t.Fatal(err)
+	}
+	waitWindowPassed(t, ns.ClientURL(), cfg.NATS.Streams.DuplicateWindow)
+
+	gw = startGateway(t, cfg)
+	defer gw.stop()
+	metric := func(name string) float64 {
+		for line := range strings.SplitSeq(metricsText(t, gw.g.HTTPAddr()), "\n") {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				return f
+			}
+		}
+		return 0
+	}
+	waitFor(t, "the detector to evaluate every reading again", func() bool {
+		return metric("coldchain_detector_readings_total") >= 13
+	})
+	// The transitions of the last batch are published (or skipped) after
+	// its readings are counted.
+	waitFor(t, "the recomputed transitions to be handled", func() bool {
+		return metric("coldchain_alerts_republish_skipped_total") >= float64(len(before)) ||
+			len(streamIDs(t, ns.ClientURL(), journal.StreamAlerts)) > len(before)
+	})
+	if after := streamIDs(t, ns.ClientURL(), journal.StreamAlerts); !slices.Equal(after, before) {
+		t.Fatalf("the alerts stream went from %v to %v", before, after)
 	}
 }
