@@ -77,6 +77,7 @@ var routes = map[string]route{
 	"GET /v1/devices":                   {auth.ActDevices, false}, // filtered by org
 	"GET /v1/devices/{id}":              {auth.ActDevices, false}, // {id} is a device: checked by org
 	"POST /v1/devices":                  {auth.ActRegistry, false},
+	"GET /v1/cluster":                   {auth.ActCluster, false},
 }
 
 // Routes returns every route pattern ("METHOD /path"), sorted: the access

@@ -35,7 +35,7 @@ func TestRouteWithoutRuleRefused(t *testing.T) {
 // TestUnserved lists the rules whose routes a server did not register:
 // the API's own are registered by New, EnableHistory, EnableCustody and
 // EnableEPCIS, EnableReport and EnableDevices; the alert, proof and
-// dashboard routes by their packages (the gateway refuses to start while any
+// dashboard routes by their packages, the cluster view by the gateway (the gateway refuses to start while any
 // rule is unserved).
 func TestUnserved(t *testing.T) {
 	s := New(Config{Listen: "127.0.0.1:0", IngestTimeout: time.Second}, nil, nil, metrics.New(), nil, 1<<20, nil, zaptest.NewLogger(t))
@@ -45,7 +45,7 @@ func TestUnserved(t *testing.T) {
 	s.EnableReport(ReportSources{})
 	s.EnableDevices(nil, nil)
 	want := []string{
-		"GET /assets/{file...}", "GET /v1/alerts/stream", "GET /v1/shipments/{id}/alerts", "GET /v1/shipments/{id}/anchors",
+		"GET /assets/{file...}", "GET /v1/alerts/stream", "GET /v1/cluster", "GET /v1/shipments/{id}/alerts", "GET /v1/shipments/{id}/anchors",
 		"GET /v1/shipments/{id}/proof", "GET /v1/shipments/{id}/status", "GET /{$}", "POST /v1/alerts/{id}/ack",
 	}
 	if got := s.Unserved(); !slices.Equal(got, want) {

@@ -101,6 +101,7 @@ type Server struct {
 	log        *zap.Logger
 	mux        *http.ServeMux
 	access     *Access
+	wrap       func(pattern string, h http.HandlerFunc) http.HandlerFunc
 	sample     *auth.Sampler
 	throttle   *auth.Throttle
 	rate       *auth.Limiter
@@ -146,7 +147,17 @@ func (s *Server) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Re
 		panic("api: route " + pattern + " has no access rule (api/access.go)")
 	}
 	s.registered = append(s.registered, pattern)
+	if s.wrap != nil {
+		h = s.wrap(pattern, h)
+	}
 	s.mux.HandleFunc(pattern, h)
+}
+
+// WrapRoutes makes every route registered after it go through wrap, which
+// may replace its handler (cluster mode forwards a route to the member
+// that holds its part). The access rules still apply first.
+func (s *Server) WrapRoutes(wrap func(pattern string, h http.HandlerFunc) http.HandlerFunc) {
+	s.wrap = wrap
 }
 
 // Unserved returns the access rules whose routes were not registered: a

@@ -67,6 +67,9 @@ const (
 	ActDevices Action = "devices"
 	// ActRegistry changes the device registry: admin only.
 	ActRegistry Action = "registry"
+	// ActCluster reads the cluster's members, leases and lag: admin only
+	// (it names every gateway and where it listens).
+	ActCluster Action = "cluster"
 )
 
 // roles says which roles may take each action; admin may take all.
@@ -79,6 +82,7 @@ var roles = map[Action][]Role{
 	ActMetrics:     {},
 	ActDevices:     {RoleProvider},
 	ActRegistry:    {},
+	ActCluster:     {},
 }
 
 // ReasonNoToken, ReasonBadToken and ReasonRole are the HTTP denial

@@ -39,6 +39,10 @@ func OpenLeases(ctx context.Context, js jetstream.JetStream, ttl time.Duration, 
 	return kv, nil
 }
 
+// ErrHandOver, returned by the work, gives the lease up on purpose, for
+// another member that is better placed to do it; it is logged as news.
+var ErrHandOver = errors.New("another member is better placed")
+
 // Elector contends for one lease and runs a piece of work while it holds
 // it. Create it with NewElector, run it with Run.
 type Elector struct {
@@ -124,7 +128,11 @@ func (e *Elector) hold(ctx context.Context, t *time.Ticker, work func(ctx contex
 			// The work stopped by itself: give the lease up so another
 			// member can try.
 			stop()
-			if err != nil && ctx.Err() == nil {
+			switch {
+			case ctx.Err() != nil:
+			case errors.Is(err, ErrHandOver):
+				e.log.Info("handing the lease over", zap.String("lease", e.key), zap.Error(err))
+			case err != nil:
 				e.log.Error("the work under the lease stopped; releasing the lease", zap.String("lease", e.key), zap.Error(err))
 			}
 			e.release()

@@ -60,6 +60,12 @@ func validName(s string) bool {
 	}) < 0
 }
 
+// URL is the URL this member advertises.
+func (m *Members) URL() string { return m.me.URL }
+
+// SetURL sets the URL this member advertises; call it before Run.
+func (m *Members) SetURL(u string) { m.me.URL = u }
+
 // Run writes this member's heartbeat three times per TTL until ctx ends,
 // then removes it.
 func (m *Members) Run(ctx context.Context) error {

@@ -25,6 +25,7 @@ import (
 	"github.com/coldchain/coldchain/anchor"
 	"github.com/coldchain/coldchain/anchor/evm"
 	"github.com/coldchain/coldchain/api"
+	"github.com/coldchain/coldchain/cluster"
 	"github.com/coldchain/coldchain/custody"
 	"github.com/coldchain/coldchain/device"
 	"github.com/coldchain/coldchain/embedded/mqttbroker"
@@ -62,6 +63,9 @@ type Config struct {
 	// Store is the time-series history the API serves: embedded under
 	// <data_dir>/store, or InfluxDB.
 	Store Store `yaml:"store"`
+	// Cluster runs this gateway as one of several on a NATS cluster
+	// (docs/CLUSTER.md).
+	Cluster cluster.Config `yaml:"cluster"`
 	// ShutdownTimeout bounds the drain of in-flight work on SIGINT/SIGTERM;
 	// a second signal aborts at once.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -133,6 +137,7 @@ func Default() Config {
 		Devices:         device.DefaultConfig(),
 		Chain:           evm.DefaultConfig(),
 		Store:           Store{Writer: store.DefaultConfig(), Influx: influx.DefaultConfig()},
+		Cluster:         cluster.DefaultConfig(),
 		ShutdownTimeout: 15 * time.Second,
 	}
 }
@@ -159,7 +164,22 @@ func Load(path string, lookup func(string) (string, bool)) (Config, error) {
 	if err := applyEnv(reflect.ValueOf(&cfg).Elem(), "COLDCHAIN", lookup); err != nil {
 		return cfg, err
 	}
+	if cfg.Cluster.Enabled && cfg.Cluster.Member == "" {
+		cfg.Cluster.Member = hostMember()
+	}
 	return cfg, cfg.Validate()
+}
+
+// hostMember is the host name as a cluster member name: characters other
+// than letters, digits, '-' and '_' become '-'.
+func hostMember() string {
+	h, _ := os.Hostname()
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '-'
+	}, h)
 }
 
 var varRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
@@ -330,6 +350,12 @@ func (c Config) Validate() error {
 	}
 	if err := c.HTTP.Validate(); err != nil {
 		return err
+	}
+	if err := c.Cluster.Validate(); err != nil {
+		return err
+	}
+	if c.Cluster.Enabled && c.NATS.Embedded() {
+		return errors.New("cluster.enabled: needs an external NATS cluster (nats.url); the embedded server is one node")
 	}
 	if c.MQTT.Embedded() {
 		b := c.MQTT.Broker

@@ -37,6 +37,7 @@ func TestConfigsDirLoads(t *testing.T) {
 	vars := env(map[string]string{
 		"COLDCHAIN_TEST_DATA_DIR": t.TempDir(), "COLDCHAIN_BROKER_URL": "tcp://broker:1883",
 		"COLDCHAIN_BROKER_USER": "u", "COLDCHAIN_BROKER_PASSWORD": "p", "HOSTNAME": "gw-1", "NATS_TOKEN": "t",
+		"COLDCHAIN_INFLUX_URL": "http://influxdb:8086", "COLDCHAIN_INFLUX_TOKEN": "i",
 	})
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {

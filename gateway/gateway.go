@@ -25,6 +25,7 @@ import (
 	"github.com/coldchain/coldchain/anchor/bundle"
 	"github.com/coldchain/coldchain/api"
 	"github.com/coldchain/coldchain/auth"
+	"github.com/coldchain/coldchain/cluster"
 	"github.com/coldchain/coldchain/config"
 	"github.com/coldchain/coldchain/device"
 	"github.com/coldchain/coldchain/embedded/mqttbroker"
@@ -164,9 +165,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// In cluster mode the store writer, the detector and the anchorer run
+	// under their leases instead (clusterMode.run).
+	clustered := cfg.Cluster.Enabled
 	writerCtx, stopWriter := context.WithCancel(context.Background())
 	writerDone := make(chan error, 1)
-	go func() { writerDone <- writer.Run(writerCtx) }()
+	if clustered {
+		writerDone <- nil
+	} else {
+		go func() { writerDone <- writer.Run(writerCtx) }()
+	}
 	defer func() {
 		stopWriter()
 		if err := <-writerDone; err != nil {
@@ -306,11 +314,24 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if cfg.Devices.Unknown == device.UnknownFlag {
 		alerts.FlagUnregistered()
 	}
+	var cm *clusterMode
+	if clustered {
+		if cm, err = openCluster(ctx, g, j); err != nil {
+			if broker != nil {
+				broker.Close(0)
+			}
+			return err
+		}
+	}
 	// The detector outlives the transports, like the indexer: it is
 	// stopped after them.
 	alertsCtx, stopAlerts := context.WithCancel(context.Background())
 	alertsDone := make(chan error, 1)
-	go func() { alertsDone <- alerts.Run(alertsCtx) }()
+	if clustered {
+		alertsDone <- nil
+	} else {
+		go func() { alertsDone <- alerts.Run(alertsCtx) }()
+	}
 	defer func() {
 		stopAlerts()
 		if err := <-alertsDone; err != nil {
@@ -329,6 +350,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 			return nil
 		}},
 	}, cfg.Ingest.MaxPayload, &api.Access{Tokens: dir, Granted: grants.Granted, Denied: denied, Removals: removals}, log.Named("http"))
+	if cm != nil {
+		srv.WrapRoutes(cm.wrap)
+		srv.HandleFunc("GET /v1/cluster", cluster.Handler(cm.source(j), log.Named("cluster")))
+	} else {
+		srv.HandleFunc("GET /v1/cluster", cluster.Handler(nil, log))
+	}
 	srv.Mount(func(r api.Router) { alerts.Routes(r) })
 
 	// Shipment logs and anchoring: like the detector, a journal consumer
@@ -348,7 +375,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	anchorCtx, stopAnchor := context.WithCancel(context.Background())
 	anchorDone := make(chan error, 1)
-	go func() { anchorDone <- anchors.Run(anchorCtx) }()
+	if clustered {
+		anchorDone <- nil
+		cm.attachAnchor(anchors)
+	} else {
+		go func() { anchorDone <- anchors.Run(anchorCtx) }()
+	}
 	defer func() {
 		stopAnchor()
 		if err := <-anchorDone; err != nil {
@@ -490,6 +522,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.httpAddr.Store(&httpAddr)
 	grp.Go(func() error { return srv.Serve(gctx, l, cfg.ShutdownTimeout) })
 	log.Info("HTTP API listening", zap.String("addr", "http://"+httpAddr))
+	if cm != nil {
+		// The leases are taken once every part is wired; stopped before
+		// the parts are closed (defers run last in, first out).
+		stopCluster := cm.run(httpAddr, cfg.HTTP.TLSCert != "", writer, alerts, anchors)
+		defer stopCluster()
+	}
 	close(g.ready)
 
 	<-gctx.Done()

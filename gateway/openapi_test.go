@@ -178,6 +178,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	call("GET", "/v1/shipments/SHP-NONE/status", "", 404)
 	call("GET", "/v1/deadletters?limit=10", "", 200)
 	call("GET", "/v1/deadletters?limit=0", "", 400)
+	call("GET", "/v1/cluster", "", 200)
 	waitFor(t, "an anchored proof with the acknowledgement", func() bool {
 		req, _ := http.NewRequest("GET", base+"/v1/shipments/SHP-O/proof", nil)
 		resp, err := http.DefaultClient.Do(req)

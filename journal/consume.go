@@ -380,12 +380,20 @@ func scanStream(ctx context.Context, s jetstream.Stream, kind record.Kind, filte
 		return err
 	}
 	defer it.Stop()
+	// The stream has messages: with no filter the first must come, however
+	// long a busy replicated stream takes to start the consumer.
+	first := filter == ""
+	deadline := time.Now().Add(time.Minute)
 	for {
 		// Silence this long means nothing matches up to the end.
 		m, err := it.Next(jetstream.NextMaxWait(2 * time.Second))
 		if errors.Is(err, nats.ErrTimeout) {
+			if first && time.Now().Before(deadline) {
+				continue
+			}
 			return nil
 		}
+		first = false
 		if err != nil {
 			return err
 		}
@@ -406,4 +414,26 @@ func scanStream(ctx context.Context, s jetstream.Stream, kind record.Kind, filte
 			return nil
 		}
 	}
+}
+
+// Pending returns how many messages of kind's stream the named consumer
+// has not acknowledged yet (delivered or not), 0 when it does not exist:
+// its lag, for GET /v1/cluster.
+func (j *Journal) Pending(ctx context.Context, kind record.Kind, durable string) (uint64, error) {
+	s, ok := j.streams[kind]
+	if !ok {
+		return 0, fmt.Errorf("pending: no stream for %s", kind)
+	}
+	c, err := s.Consumer(ctx, durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.NumPending + uint64(info.NumAckPending), nil
 }

@@ -1,0 +1,153 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// ForwardedHeader marks a request one member forwarded to another; a
+// member that receives one for a part it does not hold answers 503 rather
+// than forward it again.
+const ForwardedHeader = "Coldchain-Forwarded-By"
+
+// Forwarder sends requests for a part this member does not hold to the
+// member that holds the part's lease, through a reverse proxy, so a client
+// may talk to any member (behind one load balancer). The request keeps
+// its Authorization header: the holder checks it again.
+type Forwarder struct {
+	Me      string
+	Members *Members
+	Log     *zap.Logger
+	// Transport reaches the other members (nil: http.DefaultTransport).
+	Transport http.RoundTripper
+}
+
+// Wrap returns h when this member holds el's lease, and otherwise a
+// handler that forwards to the holder.
+func (f *Forwarder) Wrap(el *Elector, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if _, held := el.Held(); held {
+			h(w, r)
+			return
+		}
+		st := el.Status()
+		unavailable := func(msg string) {
+			w.Header().Set("Retry-After", "5")
+			writeError(w, http.StatusServiceUnavailable, msg)
+		}
+		if st.Holder == "" || st.Holder == f.Me {
+			unavailable(fmt.Sprintf("no gateway holds the %s lease right now (a holder stopped or is being elected); retry in a few seconds", st.Lease))
+			return
+		}
+		if by := r.Header.Get(ForwardedHeader); by != "" {
+			unavailable(fmt.Sprintf("forwarded by %s to %s, which does not hold the %s lease either: the cluster is changing hands; retry in a few seconds", by, f.Me, st.Lease))
+			return
+		}
+		m, ok := f.Members.Get(r.Context(), st.Holder)
+		if !ok || m.URL == "" {
+			unavailable(fmt.Sprintf("the %s lease is held by %s, whose address is unknown (no heartbeat, or no cluster.advertise_url)", st.Lease, st.Holder))
+			return
+		}
+		target, err := url.Parse(m.URL)
+		if err != nil {
+			unavailable(fmt.Sprintf("member %s advertises an unusable URL %q", st.Holder, m.URL))
+			return
+		}
+		p := &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.SetURL(target)
+				pr.SetXForwarded()
+				pr.Out.Header.Set(ForwardedHeader, f.Me)
+			},
+			Transport: f.Transport,
+			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+				f.Log.Warn("forwarding to the lease holder failed", zap.String("holder", st.Holder), zap.String("path", r.URL.Path), zap.Error(err))
+				unavailable(fmt.Sprintf("the %s lease is held by %s, which did not answer: retry in a few seconds", st.Lease, st.Holder))
+			},
+		}
+		p.ServeHTTP(w, r)
+	}
+}
+
+// View is GET /v1/cluster: who is in the cluster and who does what.
+type View struct {
+	Enabled bool     `json:"enabled"`
+	Member  string   `json:"member,omitempty"` // the member that answered
+	Members []Member `json:"members"`
+	Leases  []Status `json:"leases"`
+	// Epoch is the latest anchor epoch recorded in the cluster.
+	Epoch *EpochMark `json:"anchor_epoch,omitempty"`
+	// Lag is each consumer's unacknowledged messages per stream, read from
+	// JetStream: the work waiting for the lease holder.
+	Lag map[string]map[string]uint64 `json:"lag,omitempty"`
+	// LagUnknown names the consumers that did not answer, and why.
+	LagUnknown []string `json:"lag_unknown,omitempty"`
+}
+
+// Sources is what the /v1/cluster view reads.
+type Sources struct {
+	Me       string
+	Members  *Members
+	Electors []*Elector
+	Epochs   *Epochs
+	Lag      func(ctx context.Context) (lag map[string]map[string]uint64, unknown []string, err error)
+}
+
+// ViewOf assembles the view.
+func ViewOf(ctx context.Context, src Sources) (View, error) {
+	v := View{Enabled: true, Member: src.Me, Members: []Member{}, Leases: []Status{}}
+	ms, err := src.Members.List(ctx)
+	if err != nil {
+		return v, fmt.Errorf("members: %w", err)
+	}
+	v.Members = append(v.Members, ms...)
+	for _, e := range src.Electors {
+		v.Leases = append(v.Leases, e.Status())
+	}
+	if m, _, ok, err := src.Epochs.Latest(ctx); err != nil {
+		return v, fmt.Errorf("anchor epoch: %w", err)
+	} else if ok {
+		v.Epoch = &m
+	}
+	if src.Lag != nil {
+		if v.Lag, v.LagUnknown, err = src.Lag(ctx); err != nil {
+			return v, fmt.Errorf("consumer lag: %w", err)
+		}
+	}
+	return v, nil
+}
+
+// Handler serves GET /v1/cluster from src; with src nil, cluster mode is
+// off and the view says so.
+func Handler(src *Sources, log *zap.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if src == nil {
+			_ = json.NewEncoder(w).Encode(View{Members: []Member{}, Leases: []Status{}})
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		v, err := ViewOf(ctx, *src)
+		if err != nil {
+			log.Warn("cluster view", zap.Error(err))
+			writeError(w, http.StatusServiceUnavailable, "reading the cluster state from JetStream failed: "+err.Error())
+			return
+		}
+		_ = json.NewEncoder(w).Encode(v)
+	}
+}
+
+// writeError answers with the API's error object.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}

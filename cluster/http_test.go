@@ -1,0 +1,79 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+)
+
+// TestForwarder: a member that does not hold the lease forwards to the
+// holder's advertised URL with the caller's headers, never forwards a
+// forwarded request again, and answers 503 with the reason when nobody
+// holds the lease.
+func TestForwarder(t *testing.T) {
+	nodes := testCluster(t)
+	js := connect(t, nodes[0])
+	var holderSaw http.Header
+	holder := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		holderSaw = r.Header.Clone()
+		w.Write([]byte("from the holder " + r.URL.RequestURI()))
+	}))
+	defer holder.Close()
+	var members *Members
+	var err error
+	waitFor(t, "the member bucket", func() bool {
+		members, err = OpenMembers(context.Background(), js, Member{Name: "gw-1"}, 5*time.Second, 3, zaptest.NewLogger(t))
+		return err == nil
+	})
+	b, _ := json.Marshal(Member{Name: "gw-2", URL: holder.URL})
+	if _, err := members.kv.Put(context.Background(), "gw-2", b); err != nil {
+		t.Fatal(err)
+	}
+	e := NewElector(nil, "consumers", "gw-1", 5*time.Second, zaptest.NewLogger(t))
+	f := &Forwarder{Me: "gw-1", Members: members, Log: zaptest.NewLogger(t)}
+	local := f.Wrap(e, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("local")) })
+	call := func(hdr http.Header) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "/v1/shipments/S1/alerts?x=1", nil)
+		for k, v := range hdr {
+			r.Header[k] = v
+		}
+		w := httptest.NewRecorder()
+		local(w, r)
+		return w
+	}
+
+	if w := call(nil); w.Code != 503 || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("no holder: %d %s", w.Code, w.Body)
+	}
+	e.mu.Lock()
+	e.holder = Holding{Member: "gw-2", Term: 4}
+	e.mu.Unlock()
+	w := call(http.Header{"Authorization": {"Bearer cct_x"}})
+	if w.Code != 200 || w.Body.String() != "from the holder /v1/shipments/S1/alerts?x=1" {
+		t.Fatalf("forwarded: %d %q", w.Code, w.Body)
+	}
+	if holderSaw.Get("Authorization") != "Bearer cct_x" || holderSaw.Get(ForwardedHeader) != "gw-1" {
+		t.Fatalf("the holder saw %v", holderSaw)
+	}
+	if w := call(http.Header{ForwardedHeader: {"gw-3"}}); w.Code != 503 {
+		t.Fatalf("a forwarded request was forwarded again: %d", w.Code)
+	}
+	e.mu.Lock()
+	e.holder = Holding{Member: "gw-9"}
+	e.mu.Unlock()
+	if w := call(nil); w.Code != 503 {
+		t.Fatalf("holder without a heartbeat: %d", w.Code)
+	}
+	// The holder serves locally.
+	e.mu.Lock()
+	e.l.acquired(7, time.Now())
+	e.mu.Unlock()
+	if w := call(nil); w.Body.String() != "local" {
+		t.Fatalf("holder: %q", w.Body)
+	}
+}

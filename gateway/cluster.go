@@ -1,0 +1,225 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/coldchain/coldchain/alert"
+	"github.com/coldchain/coldchain/anchor"
+	"github.com/coldchain/coldchain/cluster"
+	"github.com/coldchain/coldchain/journal"
+	"github.com/coldchain/coldchain/merkle"
+	"github.com/coldchain/coldchain/record"
+	"github.com/coldchain/coldchain/store"
+)
+
+// Lease names: the store writer and the detector run on the holder of
+// "consumers", the anchorer on the holder of "anchor".
+const (
+	leaseConsumers = "consumers"
+	leaseAnchor    = "anchor"
+)
+
+// routeParts says which lease's holder serves a route in cluster mode: the
+// routes that read the detector's or the shipment logs' state. Every
+// other route is served by any member (ingest, the store's history, the
+// registries in KV).
+var routeParts = map[string]string{
+	"GET /v1/shipments/{id}/alerts":     leaseConsumers,
+	"GET /v1/shipments/{id}/status":     leaseConsumers,
+	"POST /v1/alerts/{id}/ack":          leaseConsumers,
+	"GET /v1/alerts/stream":             leaseConsumers,
+	"GET /v1/shipments/{id}/anchors":    leaseAnchor,
+	"GET /v1/shipments/{id}/proof":      leaseAnchor,
+	"GET /v1/shipments/{id}/epcis":      leaseAnchor,
+	"GET /v1/shipments/{id}/report.pdf": leaseAnchor,
+}
+
+// clusterMode is the wiring of cluster mode (docs/CLUSTER.md): the
+// heartbeat, the two leases and the epoch fence.
+type clusterMode struct {
+	me        string
+	members   *cluster.Members
+	epochs    *cluster.Epochs
+	consumers *cluster.Elector
+	anchor    *cluster.Elector
+	fence     atomic.Pointer[cluster.Fence]
+	fwd       *cluster.Forwarder
+	log       *zap.Logger
+}
+
+func openCluster(ctx context.Context, g *Gateway, j *journal.Journal) (*clusterMode, error) {
+	cfg := g.cfg.Cluster
+	js, replicas := j.JetStream(), g.cfg.NATS.Streams.Replicas
+	log := g.log.Named("cluster").With(zap.String("member", cfg.Member))
+	leases, err := cluster.OpenLeases(ctx, js, cfg.LeaseTTL, replicas)
+	if err != nil {
+		return nil, err
+	}
+	epochs, err := cluster.OpenEpochs(ctx, js, replicas)
+	if err != nil {
+		return nil, err
+	}
+	members, err := cluster.OpenMembers(ctx, js, cluster.Member{Name: cfg.Member, URL: cfg.AdvertiseURL, Started: time.Now().UTC()}, cfg.LeaseTTL, replicas, log)
+	if err != nil {
+		return nil, err
+	}
+	if g.cfg.Store.Writer.Kind != store.KindInflux {
+		log.Warn("cluster mode with the embedded store: each gateway's store holds only what it wrote while it held the consumers lease; use store.kind influx")
+	}
+	c := &clusterMode{me: cfg.Member, members: members, epochs: epochs, log: log,
+		consumers: cluster.NewElector(leases, leaseConsumers, cfg.Member, cfg.LeaseTTL, log),
+		anchor:    cluster.NewElector(leases, leaseAnchor, cfg.Member, cfg.LeaseTTL, log)}
+	c.fwd = &cluster.Forwarder{Me: cfg.Member, Members: members, Log: log}
+	// The detector runs next to the anchorer when it can: EPCIS documents
+	// need both. A member contends for the consumers lease unless another
+	// live member holds the anchor lease.
+	c.consumers.Eligible = func(context.Context) error {
+		if h := c.anchorElsewhere(); h != "" {
+			return errors.New("the anchor lease is held by " + h + ": the detector runs on the anchorer's gateway")
+		}
+		return nil
+	}
+	return c, nil
+}
+
+// anchorElsewhere returns the member that holds the anchor lease if it is
+// not this one, "" otherwise.
+func (c *clusterMode) anchorElsewhere() string {
+	st := c.anchor.Status()
+	if st.Held || st.Holder == c.me {
+		return ""
+	}
+	return st.Holder
+}
+
+// wrap forwards the routes of a part this member does not hold.
+func (c *clusterMode) wrap(pattern string, h http.HandlerFunc) http.HandlerFunc {
+	switch routeParts[pattern] {
+	case leaseConsumers:
+		return c.fwd.Wrap(c.consumers, h)
+	case leaseAnchor:
+		return c.fwd.Wrap(c.anchor, h)
+	}
+	return h
+}
+
+// attachAnchor fences the anchorer's epochs and makes it contend for the
+// anchor lease only while its shipment logs hold every epoch the cluster
+// cut.
+func (c *clusterMode) attachAnchor(anchors *anchor.Service) {
+	anchors.SetFence(func(ctx context.Context, number uint64, root merkle.Hash) error {
+		f := c.fence.Load()
+		if f == nil {
+			return errors.New("this gateway does not hold the anchor lease")
+		}
+		return f.Record(ctx, number, root)
+	})
+	c.anchor.Eligible = func(ctx context.Context) error {
+		latest, _, ok, err := c.epochs.Latest(ctx)
+		if err != nil {
+			return err
+		}
+		n, root := anchors.LastEpoch()
+		return cluster.CheckCurrent(latest, ok, n, root)
+	}
+}
+
+// source is the /v1/cluster view's sources.
+func (c *clusterMode) source(j *journal.Journal) *cluster.Sources {
+	return &cluster.Sources{Me: c.me, Members: c.members, Electors: []*cluster.Elector{c.consumers, c.anchor}, Epochs: c.epochs,
+		Lag: func(ctx context.Context) (map[string]map[string]uint64, []string, error) {
+			out := map[string]map[string]uint64{}
+			var unknown []string
+			for _, cn := range []struct {
+				name  string
+				kinds []record.Kind
+			}{
+				{store.ConsumerName, []record.Kind{record.KindReading, record.KindHandover}},
+				{alert.Durable, []record.Kind{record.KindReading}},
+				{anchor.ConsumerName, []record.Kind{record.KindReading, record.KindHandover, record.KindAlert, record.KindDevice}},
+			} {
+				out[cn.name] = map[string]uint64{}
+				for _, k := range cn.kinds {
+					// A consumer being recreated (a new holder starting)
+					// may not answer for a moment: leave it out rather
+					// than fail the view.
+					cctx, cancel := context.WithTimeout(ctx, time.Second)
+					p, err := j.Pending(cctx, k, cn.name)
+					cancel()
+					if err != nil {
+						unknown = append(unknown, cn.name+"/"+k.String()+": "+err.Error())
+						continue
+					}
+					out[cn.name][k.String()] = p
+				}
+			}
+			return out, unknown, nil
+		}}
+}
+
+// run starts the heartbeat and the two electors; the returned stop ends
+// them (and the work they run) and waits. httpAddr is where the API
+// listens: the advertised URL unless cluster.advertise_url says otherwise.
+func (c *clusterMode) run(httpAddr string, tls bool, writer *store.Writer, alerts *alert.Service, anchors *anchor.Service) (stop func()) {
+	if c.members.URL() == "" {
+		scheme := "http://"
+		if tls {
+			scheme = "https://"
+		}
+		c.members.SetURL(scheme + httpAddr)
+	}
+	c.log.Info("cluster member", zap.String("url", c.members.URL()))
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = c.members.Run(ctx) })
+	wg.Go(func() {
+		_ = c.consumers.Run(ctx, func(ctx context.Context) error {
+			g, gctx := errgroup.WithContext(ctx)
+			g.Go(func() error { return writer.Run(gctx) })
+			g.Go(func() error { return alerts.Run(gctx) })
+			g.Go(func() error {
+				// Hand the consumers to the anchorer's gateway once it is
+				// back.
+				t := time.NewTicker(time.Second)
+				defer t.Stop()
+				for {
+					select {
+					case <-gctx.Done():
+						return nil
+					case <-t.C:
+						if h := c.anchorElsewhere(); h != "" {
+							return cluster.ErrHandOver
+						}
+					}
+				}
+			})
+			return g.Wait()
+		})
+	})
+	wg.Go(func() {
+		_ = c.anchor.Run(ctx, func(ctx context.Context) error {
+			term, _ := c.anchor.Held()
+			n, root := anchors.LastEpoch()
+			f, err := c.epochs.Take(ctx, c.me, term, n, root)
+			if err != nil {
+				return err
+			}
+			c.fence.Store(f)
+			defer c.fence.Store(nil)
+			c.log.Info("anchoring: this gateway continues the cluster's epoch chain", zap.Uint64("after_epoch", n), zap.Uint64("term", term))
+			return anchors.Run(ctx)
+		})
+	})
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}

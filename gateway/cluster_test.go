@@ -1,0 +1,243 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/coldchain/coldchain/cluster"
+	"github.com/coldchain/coldchain/config"
+	"github.com/coldchain/coldchain/embedded/natsserver"
+	"github.com/coldchain/coldchain/journal"
+	"github.com/coldchain/coldchain/record"
+)
+
+func clusterConfig(dir, member string, nodes []*natsserver.Server) config.Config {
+	cfg := testConfig(dir)
+	var urls []string
+	for _, n := range nodes {
+		urls = append(urls, n.ClientURL())
+	}
+	cfg.NATS.URL = strings.Join(urls, ",")
+	cfg.NATS.Streams.Replicas = 3
+	cfg.Cluster.Enabled, cfg.Cluster.Member, cfg.Cluster.LeaseTTL = true, member, 2*time.Second
+	cfg.Anchor.Epoch = time.Second
+	return cfg
+}
+
+func clusterView(t *testing.T, gw *running) cluster.View {
+	t.Helper()
+	var v cluster.View
+	if code := getJSON(t, "http://"+gw.g.HTTPAddr()+"/v1/cluster", &v); code != 200 {
+		t.Fatalf("GET /v1/cluster: %d", code)
+	}
+	return v
+}
+
+// holds reports whether gw's view has it holding every lease named.
+func holds(v cluster.View, leases ...string) bool {
+	for _, l := range v.Leases {
+		if slices.Contains(leases, l.Lease) && !l.Held {
+			return false
+		}
+	}
+	return true
+}
+
+// TestClusterFailover runs two gateways in cluster mode on a three-node
+// JetStream cluster in this process. Both ingest; the store writer and
+// detector run on one, next to the anchorer, and a follower forwards the
+// requests for their state. When the holder stops, the follower takes over
+// the detector (its alarms keep coming, none twice) but not the anchorer:
+// its shipment logs are not the cluster's. When the first comes back it
+// takes both back and anchors on from its epoch.
+func TestClusterFailover(t *testing.T) {
+	nodes, err := natsserver.StartCluster(3, t.TempDir(), "", zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, n := range nodes {
+			n.Shutdown()
+		}
+	}()
+	dirA, dirB := t.TempDir(), t.TempDir()
+	cfgA, cfgB := clusterConfig(dirA, "gw-a", nodes), clusterConfig(dirB, "gw-b", nodes)
+	logA := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Named("gw-a")
+	a := startGatewayLog(t, cfgA, logA)
+	waitLong(t, "gw-a to hold both leases", func() bool { return holds(clusterView(t, a), "consumers", "anchor") })
+	b := startGatewayLog(t, cfgB, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Named("gw-b"))
+	defer b.stop()
+
+	t0 := time.Now().UTC().Truncate(time.Minute).Add(-5 * time.Hour)
+	sent := 0
+	send := func(c paho.Client, ship, dev string, minute int, temp float64) {
+		t.Helper()
+		publish(t, c, "coldchain/v1/"+ship+"/"+dev+"/readings",
+			fmt.Sprintf(`{"seq":%d,"ts":"%s","temp_c":%g}`, minute, t0.Add(time.Duration(minute)*time.Minute).Format(time.RFC3339), temp))
+		sent++
+	}
+	// An excursion through gw-a's broker, in-range readings through
+	// gw-b's: both members ingest.
+	pubA, pubB := publisher(t, a.g.MQTTAddr(), "pub-a"), publisher(t, b.g.MQTTAddr(), "pub-b")
+	for m := 0; m <= 60; m += 5 {
+		temp := 5.0
+		if m >= 25 {
+			temp = 9
+		}
+		send(pubA, "SHP-C1", "r1", m, temp)
+		send(pubB, "SHP-C1", "r2", m, 5)
+	}
+	pubA.Disconnect(100)
+
+	// gw-b forwards the alert list to the detector's gateway.
+	alertsOf := func(gw *running, ship string) []string {
+		var list struct {
+			Alerts []struct{ Rule, State string }
+		}
+		code := getJSON(t, "http://"+gw.g.HTTPAddr()+"/v1/shipments/"+ship+"/alerts", &list)
+		if code != 200 && code != 404 {
+			t.Fatalf("alerts of %s from %s: %d", ship, gw.g.cfg.Cluster.Member, code)
+		}
+		var out []string
+		for _, a := range list.Alerts {
+			out = append(out, a.Rule)
+		}
+		return out
+	}
+	waitLong(t, "the SHP-C1 alarm, read through gw-b", func() bool { return slices.Contains(alertsOf(b, "SHP-C1"), "single_event_high") })
+	v := clusterView(t, b)
+	if len(v.Members) != 2 || v.Member != "gw-b" {
+		t.Fatalf("members %+v (asked %s)", v.Members, v.Member)
+	}
+	for _, l := range v.Leases {
+		if l.Held || l.Holder != "gw-a" {
+			t.Errorf("gw-b sees lease %+v, want held by gw-a", l)
+		}
+	}
+	waitLong(t, "an epoch in the cluster", func() bool { return clusterView(t, a).Epoch != nil })
+	waitLong(t, "the SHP-C1 proof, through gw-b", func() bool {
+		resp, err := http.Get("http://" + b.g.HTTPAddr() + "/v1/shipments/SHP-C1/proof")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+
+	// gw-a stops: gw-b takes the detector, not the anchorer.
+	a.stop()
+	waitLong(t, "gw-b to hold the consumers lease", func() bool { return holds(clusterView(t, b), "consumers") })
+	v = clusterView(t, b)
+	for _, l := range v.Leases {
+		if l.Lease == "anchor" && (l.Held || l.Waiting == "") {
+			t.Fatalf("gw-b and the anchor lease: %+v; it has none of the cluster's epochs and must not anchor", l)
+		}
+	}
+	resp, err := http.Get("http://" + b.g.HTTPAddr() + "/v1/shipments/SHP-C1/proof")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("proof with no anchorer: %d, want 503 with Retry-After", resp.StatusCode)
+	}
+	// A second excursion, detected by gw-b.
+	for m := 0; m <= 60; m += 5 {
+		temp := 5.0
+		if m >= 25 {
+			temp = 9
+		}
+		send(pubB, "SHP-C2", "r3", m, temp)
+	}
+	waitLong(t, "the SHP-C2 alarm on gw-b", func() bool { return slices.Contains(alertsOf(b, "SHP-C2"), "single_event_high") })
+
+	// gw-a comes back: it takes the anchor lease, gw-b hands the detector
+	// over, and the epoch chain goes on.
+	epochBefore := clusterView(t, b).Epoch.Number
+	a = startGatewayLog(t, cfgA, logA)
+	defer a.stop()
+	waitLong(t, "gw-a to hold both leases again", func() bool { return holds(clusterView(t, a), "consumers", "anchor") })
+	send(pubB, "SHP-C2", "r3", 65, 5)
+	pubB.Disconnect(100) // before its broker stops
+	waitLong(t, "a later epoch", func() bool {
+		e := clusterView(t, a).Epoch
+		return e != nil && e.Number > epochBefore && e.Member == "gw-a"
+	})
+	waitLong(t, "the SHP-C2 proof, through gw-b", func() bool {
+		resp, err := http.Get("http://" + b.g.HTTPAddr() + "/v1/shipments/SHP-C2/proof")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+
+	// Every reading once; every alert transition once.
+	ids := streamIDs(t, nodes[0].ClientURL(), journal.StreamReadings)
+	if distinct := len(slices.Compact(slices.Sorted(slices.Values(ids)))); len(ids) != sent || distinct != sent {
+		t.Errorf("the readings stream holds %d records, %d distinct; %d were sent", len(ids), distinct, sent)
+	}
+	// The alerts stream, read until it shows both alarms (a busy
+	// replicated stream may answer a new reader late).
+	nc, err := nats.Connect(nodes[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	var transitions []string
+	var opened map[string]int
+	waitLong(t, "both alarms in the alerts stream", func() bool {
+		transitions, opened = nil, map[string]int{}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := journal.ReadStream(ctx, js, journal.StreamAlerts, "", func(m journal.Msg) error {
+			al, err := record.ParseAlert(m.Data)
+			if err != nil {
+				return err
+			}
+			transitions = append(transitions, m.ID)
+			if al.Transition == "opened" {
+				opened[al.Shipment+"/"+al.Rule]++
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return opened["SHP-C1/single_event_high"] > 0 && opened["SHP-C2/single_event_high"] > 0
+	})
+	slices.Sort(transitions)
+	if d := len(transitions) - len(slices.Compact(slices.Clone(transitions))); d != 0 {
+		t.Errorf("%d alert transitions stored twice", d)
+	}
+	for _, k := range []string{"SHP-C1/single_event_high", "SHP-C2/single_event_high"} {
+		if opened[k] != 1 {
+			t.Errorf("%s opened %d times, want 1", k, opened[k])
+		}
+	}
+}
+
+// waitLong is waitFor with a minute: three JetStream nodes, two gateways
+// and two chains share this machine's cores, and a takeover recreates
+// replicated consumers.
+func waitLong(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
