@@ -14,8 +14,8 @@ import (
 // anchor epoch. It keeps history and never expires.
 const StateBucket = "coldchain_cluster"
 
-// epochKey holds the latest epoch cut by any anchorer of the cluster.
-const epochKey = "anchor.epoch"
+// EpochKey holds the latest epoch cut by any anchorer of the cluster.
+const EpochKey = "anchor.epoch"
 
 // EpochMark is the latest epoch cut in the cluster: its number and root,
 // and the anchorer (member and term of its anchor lease) that cut it or
@@ -45,7 +45,7 @@ func OpenEpochs(ctx context.Context, js jetstream.JetStream, replicas int) (*Epo
 // Latest returns the latest epoch mark and its revision; ok is false when
 // no anchorer has recorded one.
 func (e *Epochs) Latest(ctx context.Context) (m EpochMark, rev uint64, ok bool, err error) {
-	en, err := e.kv.Get(ctx, epochKey)
+	en, err := e.kv.Get(ctx, EpochKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return EpochMark{}, 0, false, nil
 	}
@@ -53,7 +53,7 @@ func (e *Epochs) Latest(ctx context.Context) (m EpochMark, rev uint64, ok bool, 
 		return EpochMark{}, 0, false, err
 	}
 	if err := json.Unmarshal(en.Value(), &m); err != nil {
-		return EpochMark{}, 0, false, fmt.Errorf("%s in %s is unreadable: %w", epochKey, StateBucket, err)
+		return EpochMark{}, 0, false, fmt.Errorf("%s in %s is unreadable: %w", EpochKey, StateBucket, err)
 	}
 	return m, en.Revision(), true, nil
 }
@@ -144,9 +144,9 @@ func (f *Fence) write(ctx context.Context, rev uint64, exists bool) error {
 	var nrev uint64
 	var err error
 	if exists {
-		nrev, err = f.kv.Update(ctx, epochKey, b, rev)
+		nrev, err = f.kv.Update(ctx, EpochKey, b, rev)
 	} else {
-		nrev, err = f.kv.Create(ctx, epochKey, b)
+		nrev, err = f.kv.Create(ctx, EpochKey, b)
 	}
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return ErrFenced

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test-integration.sh - start the real peers (Mosquitto, nats-server,
-# InfluxDB 1.8.10, Hardhat), run the external integration tests against
-# them (the report read with poppler, the dashboard in headless Chromium), and
+# InfluxDB 1.8.10, Hardhat, a three-node nats-server cluster), run the
+# external integration tests against them (the report read with poppler, the dashboard in headless Chromium), and
 # stop the peers by PID whatever happens. Also recompiles the
 # anchor contract with the pinned solc and compares it with the committed
 # bytecode.
@@ -14,7 +14,7 @@ scripts/contract.sh check
 echo "== tools: poppler-utils (the report) and chromium (the dashboard)"
 scripts/peers.sh tools
 
-peers=(mosquitto nats influxdb hardhat)
+peers=(mosquitto nats influxdb hardhat nats-1 nats-2 nats-3)
 trap 'scripts/peers.sh stop "${peers[@]}"' EXIT
 scripts/peers.sh start "${peers[@]}"
 eval "$(scripts/peers.sh env)"

@@ -1,0 +1,307 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/coldchain/coldchain/cluster"
+	"github.com/coldchain/coldchain/journal"
+	"github.com/coldchain/coldchain/record"
+)
+
+// TestClusterRealPeers runs three gateways in cluster mode on a real
+// three-node nats-server cluster (peers nats-1..3), behind the real
+// Mosquitto with a shared subscription, storing into the real InfluxDB and
+// anchoring on Hardhat. Mid-load the gateway that holds the consumer side
+// is killed with SIGKILL, then one NATS node is stopped and started again;
+// the killed gateway comes back at the end. Every reading is in JetStream
+// and in the store once, every expected alarm opened once, none twice, and
+// every shipment's bundle verifies offline and on the chain.
+func TestClusterRealPeers(t *testing.T) {
+	urls := need(t, "COLDCHAIN_TEST_NATS_CLUSTER_URLS")
+	peers := need(t, "COLDCHAIN_TEST_PEERS_SCRIPT")
+	run := fmt.Sprintf("CL%d", time.Now().UnixNano()%1_000_000_000)
+	const shipments, minutes = 12, 90
+
+	env := func(i int, httpAddr string) []string {
+		return []string{
+			"COLDCHAIN_MQTT_URL=" + need(t, "COLDCHAIN_TEST_MQTT_URL"),
+			fmt.Sprintf("COLDCHAIN_MQTT_CLIENT_ID=coldchain-cluster-it-%d", i),
+			"COLDCHAIN_MQTT_SHARED_GROUP=coldchain-cluster-it",
+			"COLDCHAIN_NATS_URL=" + urls,
+			"COLDCHAIN_NATS_REPLICAS=3",
+			"COLDCHAIN_DATA_DIR=" + t.TempDir(),
+			"COLDCHAIN_HTTP_LISTEN=" + httpAddr,
+			"COLDCHAIN_HTTP_ALLOW_ANONYMOUS=true",
+			"COLDCHAIN_LOG_LEVEL=info",
+			"COLDCHAIN_LOG_FORMAT=json",
+			"COLDCHAIN_STORE_KIND=influx",
+			"COLDCHAIN_STORE_INFLUX_URL=" + need(t, "COLDCHAIN_TEST_INFLUX_URL"),
+			"COLDCHAIN_STORE_INFLUX_ORG=" + need(t, "COLDCHAIN_TEST_INFLUX_ORG"),
+			"COLDCHAIN_STORE_INFLUX_BUCKET=" + need(t, "COLDCHAIN_TEST_INFLUX_BUCKET"),
+			"COLDCHAIN_CHAIN_KIND=rpc",
+			"COLDCHAIN_CHAIN_RPC_URL=" + needEVM(t, "COLDCHAIN_TEST_EVM_RPC_URL"),
+			"COLDCHAIN_CHAIN_KEY=" + needEVM(t, "COLDCHAIN_TEST_EVM_KEY"),
+			"COLDCHAIN_CHAIN_CHAIN_ID=" + needEVM(t, "COLDCHAIN_TEST_EVM_CHAIN_ID"),
+			"COLDCHAIN_CHAIN_CONFIRMATIONS=1",
+			"COLDCHAIN_ANCHOR_EPOCH=2s",
+			"COLDCHAIN_CLUSTER_ENABLED=true",
+			fmt.Sprintf("COLDCHAIN_CLUSTER_MEMBER=gw-%d", i),
+			"COLDCHAIN_CLUSTER_LEASE_TTL=3s",
+		}
+	}
+	// Fresh gateways (new data dirs) on a cluster that earlier runs left
+	// an epoch record in: none has those shipment logs, so none would
+	// anchor. Forget the record, as an operator would after losing the
+	// anchoring gateway for good (docs/CLUSTER.md).
+	{
+		nc, err := nats.Connect(urls)
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, _ := jetstream.New(nc)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if kv, err := js.KeyValue(ctx, cluster.StateBucket); err == nil {
+			if err := kv.Purge(ctx, cluster.EpochKey); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cancel()
+		nc.Close()
+	}
+	addrs := make([]string, 3)
+	gws := make([]*gatewayProc, 3)
+	envs := make([][]string, 3)
+	for i := range gws {
+		addrs[i] = freePort(t)
+		envs[i] = env(i+1, addrs[i])
+		gws[i] = startProc(t, envs[i], addrs[i])
+	}
+	view := func(addr string) (cluster.View, bool) {
+		resp, err := http.Get("http://" + addr + "/v1/cluster")
+		if err != nil {
+			return cluster.View{}, false
+		}
+		defer resp.Body.Close()
+		var v cluster.View
+		if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&v) != nil {
+			return cluster.View{}, false
+		}
+		return v, true
+	}
+	holder := func(addr, lease string) string {
+		v, _ := view(addr)
+		for _, l := range v.Leases {
+			if l.Lease == lease {
+				return l.Holder
+			}
+		}
+		return ""
+	}
+	waitWithin(t, 60*time.Second, "a holder of both leases", func() bool {
+		h := holder(addrs[0], "consumers")
+		return h != "" && h == holder(addrs[0], "anchor")
+	})
+
+	pub := paho.NewClient(paho.NewClientOptions().AddBroker(need(t, "COLDCHAIN_TEST_MQTT_URL")).SetClientID(run + "-pub").SetCleanSession(true))
+	if tok := pub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer pub.Disconnect(100)
+	t0 := time.Now().UTC().Truncate(time.Minute).Add(-6 * time.Hour)
+	ship := func(s int) string { return fmt.Sprintf("%s-S%02d", run, s) }
+	excursion := func(s int) bool { return s%2 == 0 } // 9 °C from minute 25: the alarm opens at minute 55
+
+	killed := -1
+	for m := range minutes {
+		switch m {
+		case minutes / 3:
+			// Kill it once it has anchored: then no other gateway has its
+			// shipment logs, and anchoring waits for it to come back.
+			waitWithin(t, time.Minute, "a first epoch", func() bool {
+				v, _ := view(addrs[0])
+				return v.Epoch != nil && v.Epoch.Number >= 1
+			})
+			h := holder(addrs[0], "consumers")
+			var idx int
+			fmt.Sscanf(h, "gw-%d", &idx)
+			if idx < 1 {
+				t.Fatalf("no consumers holder before the kill: %q", h)
+			}
+			killed = idx - 1
+			t.Logf("minute %d: kill -9 %s, which holds the consumer side", m, h)
+			gws[killed].kill9()
+		case minutes / 2:
+			t.Log("stopping nats-2")
+			if out, err := exec.Command(peers, "stop", "nats-2").CombinedOutput(); err != nil {
+				t.Fatalf("stop nats-2: %v\n%s", err, out)
+			}
+		case 2 * minutes / 3:
+			t.Log("starting nats-2 again")
+			if out, err := exec.Command(peers, "start", "nats-2").CombinedOutput(); err != nil {
+				t.Fatalf("start nats-2: %v\n%s", err, out)
+			}
+		}
+		for s := range shipments {
+			temp := 5.0
+			if excursion(s) && m >= 25 {
+				temp = 9
+			}
+			payload := fmt.Sprintf(`{"seq":%d,"ts":"%s","temp_c":%g}`, m, t0.Add(time.Duration(m)*time.Minute).Format(time.RFC3339), temp)
+			tok := pub.Publish("coldchain/v1/"+ship(s)+"/"+ship(s)+"-R/readings", 1, false, payload)
+			if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+				t.Fatalf("publish: %v", tok.Error())
+			}
+		}
+	}
+	total := shipments * minutes
+	live := (killed + 1) % 3
+	waitWithin(t, 60*time.Second, "a consumers holder among the live gateways", func() bool {
+		h := holder(addrs[live], "consumers")
+		return h != "" && h != fmt.Sprintf("gw-%d", killed+1)
+	})
+	t.Logf("consumers taken over by %s; the anchor lease: %q", holder(addrs[live], "consumers"), holder(addrs[live], "anchor"))
+	if h := holder(addrs[live], "anchor"); h != "" {
+		t.Fatalf("%s took the anchor lease without the killed anchorer's shipment logs", h)
+	}
+	t.Log("the killed gateway comes back")
+	gws[killed] = startProc(t, envs[killed], addrs[killed])
+
+	// JetStream: every reading once.
+	nc, err := nats.Connect(urls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	readIDs := func(stream, prefix string, fn func(journal.Msg)) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := journal.ReadStream(ctx, js, stream, "", func(m journal.Msg) error {
+			if strings.HasPrefix(m.Subject, prefix) {
+				fn(m)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ids []string
+	waitWithin(t, 2*time.Minute, "every reading in JetStream", func() bool {
+		ids = ids[:0]
+		readIDs(journal.StreamReadings, "coldchain.readings."+run+"-", func(m journal.Msg) { ids = append(ids, m.ID) })
+		return len(ids) >= total
+	})
+	if distinct := len(slices.Compact(slices.Sorted(slices.Values(ids)))); len(ids) != total || distinct != total {
+		t.Fatalf("JetStream holds %d readings, %d distinct; %d were sent", len(ids), distinct, total)
+	}
+
+	// The store, read through any gateway: every reading of each shipment.
+	for s := range shipments {
+		waitWithin(t, 2*time.Minute, ship(s)+" in the store", func() bool {
+			resp, err := http.Get("http://" + addrs[live] + "/v1/shipments/" + ship(s) + "/readings?limit=1000")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			var out struct{ Count int }
+			return resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&out) == nil && out.Count == minutes
+		})
+	}
+
+	// Alerts: each expected alarm opened once, none elsewhere, no event twice.
+	var opened map[string]int
+	var events []string
+	waitWithin(t, 2*time.Minute, "every alarm", func() bool {
+		opened, events = map[string]int{}, nil
+		readIDs(journal.StreamAlerts, "coldchain.alerts."+run+"-", func(m journal.Msg) {
+			a, err := record.ParseAlert(m.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			events = append(events, m.ID)
+			if a.Rule == "single_event_high" && a.Transition == "opened" {
+				opened[a.Shipment]++
+			}
+		})
+		return len(opened) >= shipments/2
+	})
+	for s := range shipments {
+		want := 0
+		if excursion(s) {
+			want = 1
+		}
+		if opened[ship(s)] != want {
+			t.Errorf("%s: single_event_high opened %d times, want %d", ship(s), opened[ship(s)], want)
+		}
+	}
+	if d := len(events) - len(slices.Compact(slices.Sorted(slices.Values(events)))); d != 0 {
+		t.Errorf("%d alert transitions stored twice", d)
+	}
+
+	// Proofs, through a gateway that does not anchor: every record,
+	// verified offline and on Hardhat.
+	dir := t.TempDir()
+	for s := range shipments {
+		path := filepath.Join(dir, ship(s)+".json")
+		want := minutes
+		if excursion(s) {
+			want += 2 // at least the pre-alarm and the alarm
+		}
+		waitWithin(t, 3*time.Minute, ship(s)+"'s bundle with every reading", func() bool {
+			resp, err := http.Get("http://" + addrs[live] + "/v1/shipments/" + ship(s) + "/proof")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			var b struct {
+				TreeSize int `json:"tree_size"`
+			}
+			if resp.StatusCode != 200 || json.Unmarshal(raw, &b) != nil || b.TreeSize < want {
+				return false
+			}
+			return os.WriteFile(path, raw, 0o600) == nil
+		})
+		out, err := exec.Command(binary, "verify", path, "--rpc", needEVM(t, "COLDCHAIN_TEST_EVM_RPC_URL")).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "OK") {
+			t.Fatalf("verify %s: %v\n%s", ship(s), err, out)
+		}
+	}
+	v, _ := view(addrs[live])
+	if v.Epoch == nil || len(v.Members) != 3 {
+		t.Fatalf("cluster view: %+v", v)
+	}
+	t.Logf("cluster: %d readings once in JetStream and the store, %d alarms once, %d bundles verified; epoch %d by %s (term %d); members %d",
+		total, len(opened), shipments, v.Epoch.Number, v.Epoch.Member, v.Epoch.Term, len(v.Members))
+	for _, g := range gws {
+		g.stop()
+	}
+}
+
+func waitWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
