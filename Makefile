@@ -7,7 +7,7 @@ PKGS     := ./...
 # Fuzz time per target for `make fuzz`.
 FUZZTIME ?= 20s
 
-.PHONY: help run serve build test test-integration chaos bench bench-e2e fuzz lint clean
+.PHONY: help run serve build test test-integration chaos bench bench-e2e bench-cluster fuzz lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ bench: ## every benchmark of docs/PERFORMANCE.md: ingest, alert latency, codec, 
 
 bench-e2e: ## the end-to-end race against Telegraf: 1M MQTT readings through Mosquitto into InfluxDB 1.8 (builds Telegraf once, starts the peers)
 	scripts/bench-e2e.sh
+
+bench-cluster: ## readings/s and CPU per reading with 1, 2 and 3 gateways in cluster mode on the real three-node nats-server cluster (starts the peers; docs/CLUSTER.md)
+	scripts/bench-cluster.sh
 
 fuzz: ## run every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m is the long run, docs/RELIABILITY.md)
 	@set -e; for pkg in ./record ./merkle ./excursion ./anchor/bundle ./report; do \

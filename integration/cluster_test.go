@@ -39,72 +39,20 @@ func TestClusterRealPeers(t *testing.T) {
 	run := fmt.Sprintf("CL%d", time.Now().UnixNano()%1_000_000_000)
 	const shipments, minutes = 12, 90
 
-	env := func(i int, httpAddr string) []string {
-		return []string{
-			"COLDCHAIN_MQTT_URL=" + need(t, "COLDCHAIN_TEST_MQTT_URL"),
-			fmt.Sprintf("COLDCHAIN_MQTT_CLIENT_ID=coldchain-cluster-it-%d", i),
-			"COLDCHAIN_MQTT_SHARED_GROUP=coldchain-cluster-it",
-			"COLDCHAIN_NATS_URL=" + urls,
-			"COLDCHAIN_NATS_REPLICAS=3",
-			"COLDCHAIN_DATA_DIR=" + t.TempDir(),
-			"COLDCHAIN_HTTP_LISTEN=" + httpAddr,
-			"COLDCHAIN_HTTP_ALLOW_ANONYMOUS=true",
-			"COLDCHAIN_LOG_LEVEL=info",
-			"COLDCHAIN_LOG_FORMAT=json",
-			"COLDCHAIN_STORE_KIND=influx",
-			"COLDCHAIN_STORE_INFLUX_URL=" + need(t, "COLDCHAIN_TEST_INFLUX_URL"),
-			"COLDCHAIN_STORE_INFLUX_ORG=" + need(t, "COLDCHAIN_TEST_INFLUX_ORG"),
-			"COLDCHAIN_STORE_INFLUX_BUCKET=" + need(t, "COLDCHAIN_TEST_INFLUX_BUCKET"),
-			"COLDCHAIN_CHAIN_KIND=rpc",
-			"COLDCHAIN_CHAIN_RPC_URL=" + needEVM(t, "COLDCHAIN_TEST_EVM_RPC_URL"),
-			"COLDCHAIN_CHAIN_KEY=" + needEVM(t, "COLDCHAIN_TEST_EVM_KEY"),
-			"COLDCHAIN_CHAIN_CHAIN_ID=" + needEVM(t, "COLDCHAIN_TEST_EVM_CHAIN_ID"),
-			"COLDCHAIN_CHAIN_CONFIRMATIONS=1",
-			"COLDCHAIN_ANCHOR_EPOCH=2s",
-			"COLDCHAIN_CLUSTER_ENABLED=true",
-			fmt.Sprintf("COLDCHAIN_CLUSTER_MEMBER=gw-%d", i),
-			"COLDCHAIN_CLUSTER_LEASE_TTL=3s",
-		}
-	}
 	// Fresh gateways (new data dirs) on a cluster that earlier runs left
 	// an epoch record in: none has those shipment logs, so none would
 	// anchor. Forget the record, as an operator would after losing the
 	// anchoring gateway for good (docs/CLUSTER.md).
-	{
-		nc, err := nats.Connect(urls)
-		if err != nil {
-			t.Fatal(err)
-		}
-		js, _ := jetstream.New(nc)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if kv, err := js.KeyValue(ctx, cluster.StateBucket); err == nil {
-			if err := kv.Purge(ctx, cluster.EpochKey); err != nil {
-				t.Fatal(err)
-			}
-		}
-		cancel()
-		nc.Close()
-	}
+	forgetEpochs(t, urls)
 	addrs := make([]string, 3)
 	gws := make([]*gatewayProc, 3)
 	envs := make([][]string, 3)
 	for i := range gws {
 		addrs[i] = freePort(t)
-		envs[i] = env(i+1, addrs[i])
+		envs[i] = clusterEnv(t, i+1, addrs[i], urls)
 		gws[i] = startProc(t, envs[i], addrs[i])
 	}
-	view := func(addr string) (cluster.View, bool) {
-		resp, err := http.Get("http://" + addr + "/v1/cluster")
-		if err != nil {
-			return cluster.View{}, false
-		}
-		defer resp.Body.Close()
-		var v cluster.View
-		if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&v) != nil {
-			return cluster.View{}, false
-		}
-		return v, true
-	}
+	view := viewOf
 	holder := func(addr, lease string) string {
 		v, _ := view(addr)
 		for _, l := range v.Leases {
@@ -304,4 +252,68 @@ func waitWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// clusterEnv is the environment of cluster member gw-i in front of the
+// real peers: Mosquitto through a shared subscription, the three-node
+// cluster at urls, InfluxDB, Hardhat.
+func clusterEnv(t *testing.T, i int, httpAddr, urls string) []string {
+	t.Helper()
+	return []string{
+		"COLDCHAIN_MQTT_URL=" + need(t, "COLDCHAIN_TEST_MQTT_URL"),
+		fmt.Sprintf("COLDCHAIN_MQTT_CLIENT_ID=coldchain-cluster-it-%d", i),
+		"COLDCHAIN_MQTT_SHARED_GROUP=coldchain-cluster-it",
+		"COLDCHAIN_NATS_URL=" + urls,
+		"COLDCHAIN_NATS_REPLICAS=3",
+		"COLDCHAIN_DATA_DIR=" + t.TempDir(),
+		"COLDCHAIN_HTTP_LISTEN=" + httpAddr,
+		"COLDCHAIN_HTTP_ALLOW_ANONYMOUS=true",
+		"COLDCHAIN_LOG_LEVEL=info",
+		"COLDCHAIN_LOG_FORMAT=json",
+		"COLDCHAIN_STORE_KIND=influx",
+		"COLDCHAIN_STORE_INFLUX_URL=" + need(t, "COLDCHAIN_TEST_INFLUX_URL"),
+		"COLDCHAIN_STORE_INFLUX_ORG=" + need(t, "COLDCHAIN_TEST_INFLUX_ORG"),
+		"COLDCHAIN_STORE_INFLUX_BUCKET=" + need(t, "COLDCHAIN_TEST_INFLUX_BUCKET"),
+		"COLDCHAIN_CHAIN_KIND=rpc",
+		"COLDCHAIN_CHAIN_RPC_URL=" + needEVM(t, "COLDCHAIN_TEST_EVM_RPC_URL"),
+		"COLDCHAIN_CHAIN_KEY=" + needEVM(t, "COLDCHAIN_TEST_EVM_KEY"),
+		"COLDCHAIN_CHAIN_CHAIN_ID=" + needEVM(t, "COLDCHAIN_TEST_EVM_CHAIN_ID"),
+		"COLDCHAIN_CHAIN_CONFIRMATIONS=1",
+		"COLDCHAIN_ANCHOR_EPOCH=2s",
+		"COLDCHAIN_CLUSTER_ENABLED=true",
+		fmt.Sprintf("COLDCHAIN_CLUSTER_MEMBER=gw-%d", i),
+		"COLDCHAIN_CLUSTER_LEASE_TTL=3s",
+	}
+}
+
+// forgetEpochs deletes the cluster's epoch record.
+func forgetEpochs(t *testing.T, urls string) {
+	t.Helper()
+	nc, err := nats.Connect(urls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if kv, err := js.KeyValue(ctx, cluster.StateBucket); err == nil {
+		if err := kv.Purge(ctx, cluster.EpochKey); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// viewOf reads GET /v1/cluster of the gateway at addr.
+func viewOf(addr string) (cluster.View, bool) {
+	resp, err := http.Get("http://" + addr + "/v1/cluster")
+	if err != nil {
+		return cluster.View{}, false
+	}
+	defer resp.Body.Close()
+	var v cluster.View
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&v) != nil {
+		return cluster.View{}, false
+	}
+	return v, true
 }

@@ -672,7 +672,8 @@ env_peer() {
 		# The whole cluster's URLs once, with the first node; the cluster
 		# test stops and starts single nodes with this script.
 		kv=(COLDCHAIN_TEST_NATS_CLUSTER_URLS "nats://$HOST:$((PEER_NATS_CLUSTER_PORT + 1)),nats://$HOST:$((PEER_NATS_CLUSTER_PORT + 2)),nats://$HOST:$((PEER_NATS_CLUSTER_PORT + 3))"
-			COLDCHAIN_TEST_PEERS_SCRIPT "$script_dir/peers.sh")
+			COLDCHAIN_TEST_PEERS_SCRIPT "$script_dir/peers.sh"
+			COLDCHAIN_TEST_PEERS_DIR "$PEERS_DIR")
 		;;
 	nats-[23]) kv=() ;;
 	hardhat)

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# bench-cluster.sh - what `make bench-cluster` runs: the same MQTT load
+# through the real Mosquitto into 1, 2 and 3 gateways in cluster mode on a
+# real three-node nats-server cluster (InfluxDB store, detector and
+# anchorer on), printing readings/s and CPU per reading
+# (integration.TestClusterBench). COLDCHAIN_BENCH_READINGS sets the load
+# (default 20000). It starts the peers and stops them by PID when it ends.
+# Record the figures in docs/CLUSTER.md with the machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+peers=(mosquitto influxdb hardhat nats-1 nats-2 nats-3)
+trap 'scripts/peers.sh stop "${peers[@]}"' EXIT
+scripts/peers.sh start "${peers[@]}"
+eval "$(scripts/peers.sh env)"
+go test -tags 'integration clusterbench' -count=1 -v -timeout 60m -run TestClusterBench ./integration/ | grep -v '^{'
