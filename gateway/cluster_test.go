@@ -60,7 +60,8 @@ func holds(v cluster.View, leases ...string) bool {
 // requests for their state. When the holder stops, the follower takes over
 // the detector (its alarms keep coming, none twice) but not the anchorer:
 // its shipment logs are not the cluster's. When the first comes back it
-// takes both back and anchors on from its epoch.
+// takes both back and anchors on from its epoch; when it stops again the
+// follower takes the detector a second time in the same process.
 func TestClusterFailover(t *testing.T) {
 	nodes, err := natsserver.StartCluster(3, t.TempDir(), "", zap.NewNop())
 	if err != nil {
@@ -166,10 +167,8 @@ func TestClusterFailover(t *testing.T) {
 	// over, and the epoch chain goes on.
 	epochBefore := clusterView(t, b).Epoch.Number
 	a = startGatewayLog(t, cfgA, logA)
-	defer a.stop()
 	waitLong(t, "gw-a to hold both leases again", func() bool { return holds(clusterView(t, a), "consumers", "anchor") })
 	send(pubB, "SHP-C2", "r3", 65, 5)
-	pubB.Disconnect(100) // before its broker stops
 	waitLong(t, "a later epoch", func() bool {
 		e := clusterView(t, a).Epoch
 		return e != nil && e.Number > epochBefore && e.Member == "gw-a"
@@ -182,6 +181,21 @@ func TestClusterFailover(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
+
+	// gw-a stops again: gw-b takes the detector a second time in the same
+	// process (its store writer and detector run again) and detects a
+	// third excursion.
+	a.stop()
+	waitLong(t, "gw-b to hold the consumers lease again", func() bool { return holds(clusterView(t, b), "consumers") })
+	for m := 0; m <= 60; m += 5 {
+		temp := 5.0
+		if m >= 25 {
+			temp = 9
+		}
+		send(pubB, "SHP-C3", "r4", m, temp)
+	}
+	waitLong(t, "the SHP-C3 alarm on gw-b", func() bool { return slices.Contains(alertsOf(b, "SHP-C3"), "single_event_high") })
+	pubB.Disconnect(100) // before its broker stops
 
 	// Every reading once; every alert transition once.
 	ids := streamIDs(t, nodes[0].ClientURL(), journal.StreamReadings)
@@ -198,7 +212,7 @@ func TestClusterFailover(t *testing.T) {
 	js, _ := jetstream.New(nc)
 	var transitions []string
 	var opened map[string]int
-	waitLong(t, "both alarms in the alerts stream", func() bool {
+	waitLong(t, "the three alarms in the alerts stream", func() bool {
 		transitions, opened = nil, map[string]int{}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
@@ -215,13 +229,13 @@ func TestClusterFailover(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		return opened["SHP-C1/single_event_high"] > 0 && opened["SHP-C2/single_event_high"] > 0
+		return opened["SHP-C1/single_event_high"] > 0 && opened["SHP-C2/single_event_high"] > 0 && opened["SHP-C3/single_event_high"] > 0
 	})
 	slices.Sort(transitions)
 	if d := len(transitions) - len(slices.Compact(slices.Clone(transitions))); d != 0 {
 		t.Errorf("%d alert transitions stored twice", d)
 	}
-	for _, k := range []string{"SHP-C1/single_event_high", "SHP-C2/single_event_high"} {
+	for _, k := range []string{"SHP-C1/single_event_high", "SHP-C2/single_event_high", "SHP-C3/single_event_high"} {
 		if opened[k] != 1 {
 			t.Errorf("%s opened %d times, want 1", k, opened[k])
 		}
