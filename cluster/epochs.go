@@ -157,3 +157,15 @@ func (f *Fence) write(ctx context.Context, rev uint64, exists bool) error {
 	f.rev = nrev
 	return nil
 }
+
+// Forget deletes the epoch record, for an operator who lost the anchoring
+// gateway for good: the next anchorer starts a new chain of epochs from
+// its own shipment logs (docs/CLUSTER.md). It returns the record it
+// deleted (ok false when there was none).
+func (e *Epochs) Forget(ctx context.Context) (m EpochMark, ok bool, err error) {
+	m, _, ok, err = e.Latest(ctx)
+	if err != nil || !ok {
+		return m, ok, err
+	}
+	return m, true, e.kv.Purge(ctx, EpochKey)
+}

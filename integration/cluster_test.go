@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -286,22 +287,15 @@ func clusterEnv(t *testing.T, i int, httpAddr, urls string) []string {
 	}
 }
 
-// forgetEpochs deletes the cluster's epoch record.
+// forgetEpochs deletes the cluster's epoch record with the operator's
+// command.
 func forgetEpochs(t *testing.T, urls string) {
 	t.Helper()
-	nc, err := nats.Connect(urls)
+	out, err := exec.Command(binary, "cluster", "forget-epochs", "--yes", "--nats", urls).CombinedOutput()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("coldchain cluster forget-epochs: %v\n%s", err, out)
 	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if kv, err := js.KeyValue(ctx, cluster.StateBucket); err == nil {
-		if err := kv.Purge(ctx, cluster.EpochKey); err != nil {
-			t.Fatal(err)
-		}
-	}
+	t.Logf("%s", bytes.TrimSpace(out))
 }
 
 // viewOf reads GET /v1/cluster of the gateway at addr.

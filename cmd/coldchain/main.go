@@ -43,6 +43,8 @@ Usage:
   coldchain shipments grant|revoke SHIPMENT --org ORG
                                     which org's tokens see a shipment
   coldchain certs dev [--client ID]  a local CA and certificates to try TLS (--help)
+  coldchain cluster epoch|forget-epochs
+                                    cluster mode's record of the latest anchor epoch (--help)
   coldchain version                 print the version
   coldchain help [COMMAND]          explain a command
 `
@@ -52,7 +54,7 @@ func main() {
 }
 
 // commands are the subcommands that take --help.
-var commands = map[string]bool{"serve": true, "demo": true, "simulate": true, "proof": true, "report": true, "epcis": true, "verify": true, "devices": true, "tokens": true, "shipments": true, "certs": true}
+var commands = map[string]bool{"serve": true, "demo": true, "simulate": true, "proof": true, "report": true, "epcis": true, "verify": true, "devices": true, "tokens": true, "shipments": true, "certs": true, "cluster": true}
 
 // errUsage marks a usage error: exit status 2.
 var errUsage = errors.New("usage")
@@ -86,6 +88,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = shipmentsCmd(args[1:], stdout, stderr)
 	case "certs":
 		err = certsCmd(args[1:], stdout, stderr)
+	case "cluster":
+		err = clusterCmd(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "coldchain %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	case "help", "-h", "--help":
