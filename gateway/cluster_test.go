@@ -88,15 +88,23 @@ func TestClusterFailover(t *testing.T) {
 			fmt.Sprintf(`{"seq":%d,"ts":"%s","temp_c":%g}`, minute, t0.Add(time.Duration(minute)*time.Minute).Format(time.RFC3339), temp))
 		sent++
 	}
+	// excursion sends an hour of readings, above 8 °C from minute 25: the
+	// single-event alarm opens at minute 55.
+	excursion := func(c paho.Client, ship, dev string) {
+		t.Helper()
+		for m := 0; m <= 60; m += 5 {
+			temp := 5.0
+			if m >= 25 {
+				temp = 9
+			}
+			send(c, ship, dev, m, temp)
+		}
+	}
 	// An excursion through gw-a's broker, in-range readings through
 	// gw-b's: both members ingest.
 	pubA, pubB := publisher(t, a.g.MQTTAddr(), "pub-a"), publisher(t, b.g.MQTTAddr(), "pub-b")
+	excursion(pubA, "SHP-C1", "r1")
 	for m := 0; m <= 60; m += 5 {
-		temp := 5.0
-		if m >= 25 {
-			temp = 9
-		}
-		send(pubA, "SHP-C1", "r1", m, temp)
 		send(pubB, "SHP-C1", "r2", m, 5)
 	}
 	pubA.Disconnect(100)
@@ -154,13 +162,7 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatalf("proof with no anchorer: %d, want 503 with Retry-After", resp.StatusCode)
 	}
 	// A second excursion, detected by gw-b.
-	for m := 0; m <= 60; m += 5 {
-		temp := 5.0
-		if m >= 25 {
-			temp = 9
-		}
-		send(pubB, "SHP-C2", "r3", m, temp)
-	}
+	excursion(pubB, "SHP-C2", "r3")
 	waitLong(t, "the SHP-C2 alarm on gw-b", func() bool { return slices.Contains(alertsOf(b, "SHP-C2"), "single_event_high") })
 
 	// gw-a comes back: it takes the anchor lease, gw-b hands the detector
@@ -187,13 +189,7 @@ func TestClusterFailover(t *testing.T) {
 	// third excursion.
 	a.stop()
 	waitLong(t, "gw-b to hold the consumers lease again", func() bool { return holds(clusterView(t, b), "consumers") })
-	for m := 0; m <= 60; m += 5 {
-		temp := 5.0
-		if m >= 25 {
-			temp = 9
-		}
-		send(pubB, "SHP-C3", "r4", m, temp)
-	}
+	excursion(pubB, "SHP-C3", "r4")
 	waitLong(t, "the SHP-C3 alarm on gw-b", func() bool { return slices.Contains(alertsOf(b, "SHP-C3"), "single_event_high") })
 	pubB.Disconnect(100) // before its broker stops
 

@@ -315,25 +315,28 @@ func durableConsumer(ctx context.Context, s jetstream.Stream, name string, batch
 // AckFloor returns the position up to which the named consumer has
 // acknowledged everything, 0 when it does not exist yet.
 func (j *Journal) AckFloor(ctx context.Context, kind record.Kind, durable string) (uint64, error) {
+	info, err := j.consumerInfo(ctx, kind, durable)
+	if err != nil || info == nil || info.AckFloor.Stream == 0 {
+		return 0, err
+	}
+	return EndPosition(info.AckFloor.Stream), nil
+}
+
+// consumerInfo returns the named consumer's info, nil when it does not
+// exist.
+func (j *Journal) consumerInfo(ctx context.Context, kind record.Kind, durable string) (*jetstream.ConsumerInfo, error) {
 	s, ok := j.streams[kind]
 	if !ok {
-		return 0, fmt.Errorf("ack floor: no stream for %s", kind)
+		return nil, fmt.Errorf("no stream for %s", kind)
 	}
 	c, err := s.Consumer(ctx, durable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return 0, nil
+		return nil, nil
 	}
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if info.AckFloor.Stream == 0 {
-		return 0, nil
-	}
-	return EndPosition(info.AckFloor.Stream), nil
+	return c.Info(ctx)
 }
 
 // Scan calls fn for every message of a stream whose subject matches
@@ -420,19 +423,8 @@ func scanStream(ctx context.Context, s jetstream.Stream, kind record.Kind, filte
 // has not acknowledged yet (delivered or not), 0 when it does not exist:
 // its lag, for GET /v1/cluster.
 func (j *Journal) Pending(ctx context.Context, kind record.Kind, durable string) (uint64, error) {
-	s, ok := j.streams[kind]
-	if !ok {
-		return 0, fmt.Errorf("pending: no stream for %s", kind)
-	}
-	c, err := s.Consumer(ctx, durable)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
+	info, err := j.consumerInfo(ctx, kind, durable)
+	if err != nil || info == nil {
 		return 0, err
 	}
 	return info.NumPending + uint64(info.NumAckPending), nil
