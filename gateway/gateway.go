@@ -168,13 +168,20 @@ func (g *Gateway) Run(ctx context.Context) error {
 	// In cluster mode the store writer, the detector and the anchorer run
 	// under their leases instead (clusterMode.run).
 	clustered := cfg.Cluster.Enabled
-	writerCtx, stopWriter := context.WithCancel(context.Background())
-	writerDone := make(chan error, 1)
-	if clustered {
-		writerDone <- nil
-	} else {
-		go func() { writerDone <- writer.Run(writerCtx) }()
+	// startPart runs a consumer part in the background, or, in cluster
+	// mode, not here; its channel gives the part's result (nil at once
+	// when it does not run here).
+	startPart := func(ctx context.Context, run func(context.Context) error) chan error {
+		done := make(chan error, 1)
+		if clustered {
+			done <- nil
+		} else {
+			go func() { done <- run(ctx) }()
+		}
+		return done
 	}
+	writerCtx, stopWriter := context.WithCancel(context.Background())
+	writerDone := startPart(writerCtx, writer.Run)
 	defer func() {
 		stopWriter()
 		if err := <-writerDone; err != nil {
@@ -326,12 +333,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	// The detector outlives the transports, like the indexer: it is
 	// stopped after them.
 	alertsCtx, stopAlerts := context.WithCancel(context.Background())
-	alertsDone := make(chan error, 1)
-	if clustered {
-		alertsDone <- nil
-	} else {
-		go func() { alertsDone <- alerts.Run(alertsCtx) }()
-	}
+	alertsDone := startPart(alertsCtx, alerts.Run)
 	defer func() {
 		stopAlerts()
 		if err := <-alertsDone; err != nil {
@@ -374,12 +376,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return err
 	}
 	anchorCtx, stopAnchor := context.WithCancel(context.Background())
-	anchorDone := make(chan error, 1)
-	if clustered {
-		anchorDone <- nil
+	anchorDone := startPart(anchorCtx, anchors.Run)
+	if cm != nil {
 		cm.attachAnchor(anchors)
-	} else {
-		go func() { anchorDone <- anchors.Run(anchorCtx) }()
 	}
 	defer func() {
 		stopAnchor()
