@@ -2,6 +2,7 @@ package anchor
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -70,7 +71,7 @@ func BenchmarkApply(b *testing.B) {
 			seq++
 			batch[i].Seq = seq
 		}
-		if err := s.apply(record.KindReading, batch); err != nil {
+		if err := s.apply(context.Background(), record.KindReading, batch); err != nil {
 			b.Fatal(err)
 		}
 		n++
@@ -85,7 +86,7 @@ func thirtyDayService(b *testing.B) (*Service, *fakeChain) {
 	s := openService(b, b.TempDir(), testConfig(), chain, clk)
 	b.Cleanup(func() { _ = s.Close() })
 	for from := uint64(0); from < thirtyDays; from += 1000 {
-		if err := s.apply(record.KindReading, benchMsgs("SHP-2026-0042", from, min(from+1000, thirtyDays), 1)); err != nil {
+		if err := s.apply(context.Background(), record.KindReading, benchMsgs("SHP-2026-0042", from, min(from+1000, thirtyDays), 1)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -95,7 +96,7 @@ func thirtyDayService(b *testing.B) (*Service, *fakeChain) {
 		m.Seq = thirtyDays + 1 + uint64(i)
 		others = append(others, m)
 	}
-	if err := s.apply(record.KindReading, others); err != nil {
+	if err := s.apply(context.Background(), record.KindReading, others); err != nil {
 		b.Fatal(err)
 	}
 	anchorNow(b, s, clk)

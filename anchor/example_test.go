@@ -2,6 +2,7 @@ package anchor
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"flag"
 	"os"
@@ -33,15 +34,15 @@ func exampleService(t *testing.T) (*Service, *fakeChain) {
 	msg := func(kind record.Kind, seq uint64, id, subject string, data []byte) journal.Msg {
 		return journal.Msg{Kind: kind, Seq: seq, ID: id, Subject: subject, Data: data}
 	}
-	must(t, s.apply(record.KindReading, []journal.Msg{
+	must(t, s.apply(context.Background(), record.KindReading, []journal.Msg{
 		msg(record.KindReading, 1, r1.ID(), journal.SubjectReading(r1.Shipment, r1.Device), r1.AppendCanonical(nil)),
 		msg(record.KindReading, 2, r2.ID(), journal.SubjectReading(r2.Shipment, r2.Device), r2.AppendCanonical(nil)),
 	}))
 	anchorNow(t, s, clk)
-	must(t, s.apply(record.KindHandover, []journal.Msg{
+	must(t, s.apply(context.Background(), record.KindHandover, []journal.Msg{
 		msg(record.KindHandover, 1, h.ID, journal.SubjectHandover(h.Shipment), h.AppendCanonical(nil)),
 	}))
-	must(t, s.apply(record.KindReading, []journal.Msg{
+	must(t, s.apply(context.Background(), record.KindReading, []journal.Msg{
 		msg(record.KindReading, 3, r3.ID(), journal.SubjectReading(r3.Shipment, r3.Device), r3.AppendCanonical(nil)),
 	}))
 	anchorNow(t, s, clk)
@@ -74,7 +75,7 @@ func signedExampleService(t *testing.T) (*Service, *fakeChain) {
 		msgs = append(msgs, journal.Msg{Kind: record.KindReading, Seq: uint64(i + 1), ID: r.ID(),
 			Subject: journal.SubjectReading(r.Shipment, r.Device), Data: r.AppendCanonical(nil)})
 	}
-	must(t, s.apply(record.KindReading, msgs))
+	must(t, s.apply(context.Background(), record.KindReading, msgs))
 	anchorNow(t, s, clk)
 	return s, chain
 }

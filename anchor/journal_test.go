@@ -36,6 +36,14 @@ type gateway struct {
 
 func startGateway(t *testing.T, dir string, chain Chain) *gateway {
 	t.Helper()
+	return startGatewayWith(t, dir, dir, chain, false)
+}
+
+// startGatewayWith is startGateway with the shipment logs under
+// anchorDir, and with a step log on the journal's JetStream when steps is
+// set (cluster mode).
+func startGatewayWith(t *testing.T, dir, anchorDir string, chain Chain, steps bool) *gateway {
+	t.Helper()
 	g := &gateway{t: t}
 	log := testLogger(t)
 	var err error
@@ -49,8 +57,13 @@ func startGateway(t *testing.T, dir string, chain Chain) *gateway {
 	must(t, err)
 	cfg := DefaultConfig()
 	cfg.Epoch, cfg.Poll, cfg.Batch = time.Second, 20*time.Millisecond, 64
-	g.s, err = New(cfg, g.j, chain, dir, log)
+	g.s, err = New(cfg, g.j, chain, anchorDir, log)
 	must(t, err)
+	if steps {
+		sl, err := OpenStepLog(ctx, g.j.JetStream(), 1)
+		must(t, err)
+		g.s.SetSequencer(sl)
+	}
 	runCtx, stop := context.WithCancel(context.Background())
 	g.cancel, g.done = stop, make(chan error, 2)
 	go func() { g.done <- g.j.Run(runCtx) }()

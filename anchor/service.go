@@ -55,6 +55,9 @@ const chainCallTimeout = 30 * time.Second
 // Journal is what the Service needs of the journal.
 type Journal interface {
 	Consume(ctx context.Context, kind record.Kind, opts journal.ConsumeOptions, h journal.Handler) error
+	// ReadRange reads the records above after up to to again, for
+	// replaying the step log.
+	ReadRange(ctx context.Context, kind record.Kind, after, to uint64, fn func(journal.Msg) error) error
 }
 
 var _ Journal = (*journal.Journal)(nil)
@@ -75,6 +78,15 @@ type Service struct {
 	ships   map[string]*shipLog
 	marks   map[record.Kind]uint64
 	pending int // records logged but in no epoch yet
+	// seq, when set, records every step before it is made (cluster
+	// mode); stepSeq is the last step applied here, and behind is set
+	// when the log has steps this service has not applied.
+	seq     Sequencer
+	stepSeq uint64
+	behind  bool
+	// replayErr is why the logs cannot follow the step log (they differ
+	// from it), for Followable.
+	replayErr atomic.Pointer[error]
 
 	// Owned by the epoch loop (Run); read at New.
 	last       *epochState   // the latest cut epoch, nil before the first
@@ -110,6 +122,13 @@ func (s *Service) SetCalibrations(cals func(device string) []bundle.Calibration)
 func (s *Service) SetFence(fence func(ctx context.Context, number uint64, root merkle.Hash) error) {
 	s.fence = fence
 }
+
+// SetSequencer makes the service record each step (a journal batch
+// applied, an epoch cut) in seq before making it, and replay the steps it
+// has not made before it runs (CatchUp): then any gateway can continue the
+// shipment logs and the epoch chain (cluster mode, docs/CLUSTER.md). Call
+// it before Run.
+func (s *Service) SetSequencer(seq Sequencer) { s.seq = seq }
 
 // LastEpoch returns the number and root of the latest epoch cut (0 and the
 // zero hash before the first).
@@ -172,6 +191,11 @@ func (s *Service) load() error {
 		if ok && len(v) == 8 {
 			s.marks[k] = beUint(v)
 		}
+	}
+	if v, ok, err := get(s.db, stepKey); err != nil {
+		return err
+	} else if ok && len(v) == 8 {
+		s.stepSeq = beUint(v)
 	}
 	err := each(s.db, []byte(pShip), false, func(k, v []byte) (bool, error) {
 		if len(v) < 8 {
@@ -262,11 +286,14 @@ func (s *Service) Close() error { return s.db.Close() }
 // and retried; it never stops the logs. Run returns after its goroutines
 // exited.
 func (s *Service) Run(ctx context.Context) error {
+	if err := s.CatchUp(ctx); err != nil {
+		return err
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	for _, k := range loggedKinds {
 		g.Go(func() error {
 			return s.j.Consume(ctx, k, journal.ConsumeOptions{Durable: ConsumerName, Batch: s.cfg.Batch, Gather: s.cfg.BatchWait},
-				func(ctx context.Context, batch []journal.Msg) error { return s.apply(k, batch) })
+				func(ctx context.Context, batch []journal.Msg) error { return s.apply(ctx, k, batch) })
 		})
 	}
 	g.Go(func() error { return s.epochLoop(ctx) })
@@ -286,15 +313,77 @@ func shipmentOf(subject string) (string, bool) {
 
 // apply appends a journal batch to the shipment logs in one synced write,
 // skipping what an earlier delivery applied. It is what makes the log order
-// final: the journal acknowledges the batch only after apply returned.
-func (s *Service) apply(kind record.Kind, batch []journal.Msg) error {
+// final: the journal acknowledges the batch only after apply returned. With
+// a Sequencer the step is recorded first, and a conflict (another anchorer
+// recorded since) fails the batch until the epoch loop has replayed the
+// log (catchUp), after which its redelivery is skipped where the log has it.
+func (s *Service) apply(ctx context.Context, kind record.Kind, batch []journal.Msg) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	mark := s.marks[kind]
-	b := s.db.NewBatch()
-	defer b.Close()
-	trees := map[string]*merkle.Tree{}
-	added := 0
+	if s.behind {
+		return ErrStepConflict
+	}
+	st, err := s.stage(kind, batch)
+	if err != nil || st == nil {
+		return err
+	}
+	defer st.b.Close()
+	var seq uint64
+	if s.seq != nil {
+		if seq, err = s.record(ctx, Step{Kind: kind, From: st.from, To: st.mark}); err != nil {
+			return err
+		}
+		if err := st.b.Set(stepKey, be8(seq), nil); err != nil {
+			return err
+		}
+	}
+	if err := s.commitStaged(st, pebble.Sync); err != nil {
+		return err
+	}
+	if seq > 0 {
+		s.stepSeq = seq
+	}
+	return nil
+}
+
+// record records st after the last step applied here. On a conflict it
+// marks the service behind and wakes the epoch loop to replay the log.
+func (s *Service) record(ctx context.Context, st Step) (uint64, error) {
+	cctx, cancel := context.WithTimeout(ctx, chainCallTimeout)
+	defer cancel()
+	seq, err := s.seq.Record(cctx, s.stepSeq, st)
+	if errors.Is(err, ErrStepConflict) {
+		s.behind = true
+		select {
+		case s.early <- struct{}{}:
+		default:
+		}
+	}
+	return seq, err
+}
+
+// staged is a journal batch's leaves, written to b but not committed.
+type staged struct {
+	b          *pebble.Batch
+	kind       record.Kind
+	from, mark uint64 // the stream's position before and after
+	trees      map[string]*merkle.Tree
+	added      int
+}
+
+// stage writes the leaves of the records of batch above the kind's mark
+// to a new Pebble batch; it returns nil when there are none. s.mu is held.
+func (s *Service) stage(kind record.Kind, batch []journal.Msg) (*staged, error) {
+	st := &staged{b: s.db.NewBatch(), kind: kind, from: s.marks[kind], mark: s.marks[kind], trees: map[string]*merkle.Tree{}}
+	if err := s.stageInto(st, batch); err != nil || st.mark == st.from {
+		st.b.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+func (s *Service) stageInto(st *staged, batch []journal.Msg) error {
+	b, trees := st.b, st.trees
 	// Leaves first, then the id index: the memtable inserts a batch in
 	// order and reuses its position when the next key follows the last, so
 	// runs of adjacent keys insert faster than keys alternating between
@@ -307,10 +396,10 @@ func (s *Service) apply(kind record.Kind, batch []journal.Msg) error {
 	for _, m := range batch {
 		// Consume delivers a stream in order, so everything at or below
 		// the mark was applied by an earlier delivery of this batch.
-		if m.Seq <= mark {
+		if m.Seq <= st.mark {
 			continue
 		}
-		mark = m.Seq
+		st.mark = m.Seq
 		ship, ok := shipmentOf(m.Subject)
 		if !ok || m.ID == "" || len(m.Data) == 0 {
 			s.log.Warn("journal message skipped: not a record", zap.String("subject", m.Subject), zap.Uint64("seq", m.Seq))
@@ -327,21 +416,25 @@ func (s *Service) apply(kind record.Kind, batch []journal.Msg) error {
 		}
 		i := t.Size()
 		h := t.AppendData(m.Data)
-		if err := b.Set(leafKey(ship, i), encodeLeaf(h, kind, m.Seq, m.ID, m.Data), nil); err != nil {
+		if err := b.Set(leafKey(ship, i), encodeLeaf(h, st.kind, m.Seq, m.ID, m.Data), nil); err != nil {
 			return err
 		}
 		ids = append(ids, idEntry{idKey(ship, m.ID), i})
-		added++
+		st.added++
 	}
 	for _, e := range ids {
 		if err := b.Set(e.key, be8(e.i), nil); err != nil {
 			return err
 		}
 	}
-	if mark == s.marks[kind] {
-		return nil
-	}
-	for ship, t := range trees {
+	return nil
+}
+
+// commitStaged writes the grown shipments' states and the new mark with
+// the staged leaves and makes them the service's.
+func (s *Service) commitStaged(st *staged, opts *pebble.WriteOptions) error {
+	b := st.b
+	for ship, t := range st.trees {
 		var anchored uint64
 		if l := s.ships[ship]; l != nil {
 			anchored = l.anchored
@@ -350,21 +443,21 @@ func (s *Service) apply(kind record.Kind, batch []journal.Msg) error {
 			return err
 		}
 	}
-	if err := b.Set(markKey(kind), be8(mark), nil); err != nil {
+	if err := b.Set(markKey(st.kind), be8(st.mark), nil); err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("log %d records: %w", added, err)
+	if err := b.Commit(opts); err != nil {
+		return fmt.Errorf("log %d records: %w", st.added, err)
 	}
-	s.marks[kind] = mark
-	for ship, t := range trees {
+	s.marks[st.kind] = st.mark
+	for ship, t := range st.trees {
 		if l := s.ships[ship]; l != nil {
 			l.tree = t
 		} else {
 			s.ships[ship] = &shipLog{tree: t}
 		}
 	}
-	s.pending += added
+	s.pending += st.added
 	if s.pending >= s.cfg.EarlyRecords {
 		select {
 		case s.early <- struct{}{}:
@@ -397,6 +490,12 @@ func (s *Service) epochLoop(ctx context.Context) error {
 // chain about what is not final, and cuts and submits a new epoch when one
 // is due and the previous one is in a block.
 func (s *Service) step(ctx context.Context) {
+	if s.isBehind() {
+		if err := s.CatchUp(ctx); err != nil {
+			s.log.Error("replaying the step log", zap.Error(err))
+			return
+		}
+	}
 	s.follow(ctx)
 	if s.last != nil && s.last.status.Receipt.State < StateIncluded {
 		return
@@ -491,6 +590,37 @@ func (s *Service) chainTrouble(op string, e *epochState, err error) {
 func (s *Service) cut() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.behind {
+		return ErrStepConflict
+	}
+	e, ok := s.nextEpoch()
+	if !ok {
+		return nil
+	}
+	if s.fence != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), chainCallTimeout)
+		err := s.fence(ctx, e.Number, e.Root)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("epoch %d not cut: %w", e.Number, err)
+		}
+	}
+	now := s.now().UTC()
+	var seq uint64
+	if s.seq != nil {
+		var err error
+		seq, err = s.record(context.Background(), Step{Epoch: e.Number, Root: e.Root, Cut: now})
+		if err != nil {
+			return fmt.Errorf("epoch %d not cut: %w", e.Number, err)
+		}
+	}
+	st := storedStatus{Receipt: storedReceipt{State: StatePending}, Updated: now}
+	return s.persistEpoch(e, now, st, seq, pebble.Sync)
+}
+
+// nextEpoch returns the epoch over every shipment that grew since the
+// last; ok is false when none did. s.mu is held.
+func (s *Service) nextEpoch() (e Epoch, ok bool) {
 	var entries []Entry
 	for ship, l := range s.ships {
 		if l.tree.Size() > l.anchored {
@@ -498,24 +628,22 @@ func (s *Service) cut() error {
 		}
 	}
 	if len(entries) == 0 {
-		return nil
+		return Epoch{}, false
 	}
 	var number uint64 = 1
 	var prev merkle.Hash
 	if s.last != nil {
 		number, prev = s.last.number+1, s.last.root
 	}
-	e := NewEpoch(number, prev, entries)
-	if s.fence != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), chainCallTimeout)
-		err := s.fence(ctx, number, e.Root)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("epoch %d not cut: %w", number, err)
-		}
-	}
-	now := s.now().UTC()
-	se := storedEpoch{Number: number, Prev: prev, Root: e.Root, Cut: now, Entries: make([]storedEntry, len(e.Entries))}
+	return NewEpoch(number, prev, entries), true
+}
+
+// persistEpoch writes epoch e, cut at now, with its shipments' anchored
+// sizes and its status (and, when seq is not 0, the step that recorded
+// it), and makes it the latest. s.mu is held.
+func (s *Service) persistEpoch(e Epoch, now time.Time, st storedStatus, seq uint64, opts *pebble.WriteOptions) error {
+	number := e.Number
+	se := storedEpoch{Number: number, Prev: e.Prev, Root: e.Root, Cut: now, Entries: make([]storedEntry, len(e.Entries))}
 	b := s.db.NewBatch()
 	defer b.Close()
 	for i, en := range e.Entries {
@@ -532,7 +660,6 @@ func (s *Service) cut() error {
 	if err != nil {
 		return err
 	}
-	st := storedStatus{Receipt: storedReceipt{State: StatePending}, Updated: now}
 	rawSt, _ := json.Marshal(st)
 	if err := b.Set(epochKey(number), raw, nil); err != nil {
 		return err
@@ -540,8 +667,16 @@ func (s *Service) cut() error {
 	if err := b.Set(statusKey(number), rawSt, nil); err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if seq > 0 {
+		if err := b.Set(stepKey, be8(seq), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(opts); err != nil {
 		return err
+	}
+	if seq > 0 {
+		s.stepSeq = seq
 	}
 	n := 0
 	for _, en := range e.Entries {
@@ -556,7 +691,7 @@ func (s *Service) cut() error {
 	s.lastNumber.Store(int64(number))
 	s.lastRoot.Store(&e.Root)
 	s.lastCut = now
-	s.log.Info("epoch cut", zap.Uint64("epoch", number), zap.Int("shipments", len(entries)),
+	s.log.Info("epoch cut", zap.Uint64("epoch", number), zap.Int("shipments", len(e.Entries)),
 		zap.Int("records", n), zap.Stringer("root", e.Root))
 	return nil
 }

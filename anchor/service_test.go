@@ -30,6 +30,10 @@ func (idleJournal) Consume(ctx context.Context, _ record.Kind, _ journal.Consume
 	return nil
 }
 
+func (idleJournal) ReadRange(context.Context, record.Kind, uint64, uint64, func(journal.Msg) error) error {
+	return errors.New("idle journal: nothing to read")
+}
+
 // clock is a settable test clock.
 type clock struct{ t time.Time }
 
@@ -123,17 +127,17 @@ func leafCount(t testing.TB, s *Service, ship string) int {
 func TestApplyRedeliveryNeverDoubles(t *testing.T) {
 	dir, clk, chain := t.TempDir(), newClock(), newFakeChain()
 	s := openService(t, dir, testConfig(), chain, clk)
-	must(t, s.apply(record.KindReading, readings("S1", "D1", 0, 5, 1)))
-	must(t, s.apply(record.KindReading, readings("S1", "D1", 2, 8, 1))) // 2…4 again
-	must(t, s.apply(record.KindHandover, []journal.Msg{handoverMsg("S1", "H1", 1)}))
-	must(t, s.apply(record.KindHandover, []journal.Msg{handoverMsg("S1", "H1", 1)}))
+	must(t, s.apply(context.Background(), record.KindReading, readings("S1", "D1", 0, 5, 1)))
+	must(t, s.apply(context.Background(), record.KindReading, readings("S1", "D1", 2, 8, 1))) // 2…4 again
+	must(t, s.apply(context.Background(), record.KindHandover, []journal.Msg{handoverMsg("S1", "H1", 1)}))
+	must(t, s.apply(context.Background(), record.KindHandover, []journal.Msg{handoverMsg("S1", "H1", 1)}))
 	root := s.ships["S1"].tree.Root()
 	must(t, s.Close())
 
 	s = openService(t, dir, testConfig(), chain, clk)
 	defer s.Close()
-	must(t, s.apply(record.KindReading, readings("S1", "D1", 0, 8, 1)))
-	must(t, s.apply(record.KindHandover, []journal.Msg{handoverMsg("S1", "H1", 1)}))
+	must(t, s.apply(context.Background(), record.KindReading, readings("S1", "D1", 0, 8, 1)))
+	must(t, s.apply(context.Background(), record.KindHandover, []journal.Msg{handoverMsg("S1", "H1", 1)}))
 	if got := s.ships["S1"].tree.Root(); got != root {
 		t.Fatalf("root after redelivery %s, want %s", got, root)
 	}
@@ -152,9 +156,9 @@ func TestApplyRedeliveryNeverDoubles(t *testing.T) {
 func TestLogOrderIsAppendOrder(t *testing.T) {
 	dir, clk, chain := t.TempDir(), newClock(), newFakeChain()
 	s := openService(t, dir, testConfig(), chain, clk)
-	must(t, s.apply(record.KindReading, readings("S1", "D1", 0, 2, 10)))
-	must(t, s.apply(record.KindHandover, []journal.Msg{handoverMsg("S1", "H1", 3), handoverMsg("S2", "H2", 4)}))
-	must(t, s.apply(record.KindReading, readings("S1", "D2", 5, 6, 20)))
+	must(t, s.apply(context.Background(), record.KindReading, readings("S1", "D1", 0, 2, 10)))
+	must(t, s.apply(context.Background(), record.KindHandover, []journal.Msg{handoverMsg("S1", "H1", 3), handoverMsg("S2", "H2", 4)}))
+	must(t, s.apply(context.Background(), record.KindReading, readings("S1", "D2", 5, 6, 20)))
 	anchorNow(t, s, clk)
 	first := verified(t, s, chain, "S1", ProofOptions{})
 	must(t, s.Close())
@@ -194,7 +198,7 @@ func TestOneSubmitPerEpoch(t *testing.T) {
 	for i := range 300 {
 		batch = append(batch, readingMsg(fmt.Sprintf("SHP-%03d", i), "D1", 1, uint64(i+1), 5))
 	}
-	must(t, s.apply(record.KindReading, batch))
+	must(t, s.apply(context.Background(), record.KindReading, batch))
 	anchorNow(t, s, clk)
 	if chain.submits != 1 {
 		t.Fatalf("%d submits, want 1", chain.submits)
@@ -221,12 +225,12 @@ func TestEarlyEpoch(t *testing.T) {
 	clk, chain := newClock(), newFakeChain()
 	s := openService(t, t.TempDir(), cfg, chain, clk)
 	defer s.Close()
-	must(t, s.apply(record.KindReading, readings("S1", "D1", 0, 9, 1)))
+	must(t, s.apply(context.Background(), record.KindReading, readings("S1", "D1", 0, 9, 1)))
 	s.step(ctxT(t))
 	if s.last != nil {
 		t.Fatal("epoch cut below early_records and before the epoch")
 	}
-	must(t, s.apply(record.KindReading, readings("S1", "D1", 9, 10, 1)))
+	must(t, s.apply(context.Background(), record.KindReading, readings("S1", "D1", 9, 10, 1)))
 	select {
 	case <-s.early:
 	default:
@@ -236,7 +240,7 @@ func TestEarlyEpoch(t *testing.T) {
 	if s.last == nil || s.last.number != 1 || s.last.status.Receipt.State != StatePending {
 		t.Fatalf("epoch 1 not cut and pending: %+v", s.last)
 	}
-	must(t, s.apply(record.KindReading, readings("S1", "D1", 10, 30, 1)))
+	must(t, s.apply(context.Background(), record.KindReading, readings("S1", "D1", 10, 30, 1)))
 	chain.failStatus = 1
 	s.step(ctxT(t)) // the chain fails: epoch 1 still pending, no epoch 2
 	if s.last.number != 1 {
@@ -255,11 +259,11 @@ func TestChainTroubleNeverStopsLogs(t *testing.T) {
 	s := openService(t, t.TempDir(), testConfig(), chain, clk)
 	defer s.Close()
 	chain.failSubmit = 3
-	must(t, s.apply(record.KindReading, readings("S1", "D1", 0, 5, 1)))
+	must(t, s.apply(context.Background(), record.KindReading, readings("S1", "D1", 0, 5, 1)))
 	clk.advance(s.cfg.Epoch)
 	for i := range 3 {
 		s.step(ctxT(t))
-		must(t, s.apply(record.KindReading, readings("S1", "D1", 5+uint64(i), 6+uint64(i), 1)))
+		must(t, s.apply(context.Background(), record.KindReading, readings("S1", "D1", 5+uint64(i), 6+uint64(i), 1)))
 	}
 	if s.last.status.Submitted {
 		t.Fatal("submitted while the chain fails")
@@ -284,7 +288,7 @@ func TestLostRootIsSubmittedAgain(t *testing.T) {
 	clk, chain := newClock(), newFakeChain()
 	s := openService(t, t.TempDir(), testConfig(), chain, clk)
 	defer s.Close()
-	must(t, s.apply(record.KindReading, readings("S1", "D1", 0, 5, 1)))
+	must(t, s.apply(context.Background(), record.KindReading, readings("S1", "D1", 0, 5, 1)))
 	clk.advance(s.cfg.Epoch)
 	s.step(ctxT(t)) // cut, submitted, included
 	chain.forget()
@@ -310,10 +314,10 @@ func TestConsistencyBetweenAnchoredSizes(t *testing.T) {
 		next    uint64
 	)
 	for round, n := range []uint64{1, 2, 5, 13, 40} {
-		must(t, s.apply(record.KindReading, readings("S1", "D1", next, next+n, 1)))
+		must(t, s.apply(context.Background(), record.KindReading, readings("S1", "D1", next, next+n, 1)))
 		next += n
 		if round == 2 {
-			must(t, s.apply(record.KindHandover, []journal.Msg{handoverMsg("S1", "H1", 1)}))
+			must(t, s.apply(context.Background(), record.KindHandover, []journal.Msg{handoverMsg("S1", "H1", 1)}))
 			next++ // the stream sequences of readings stay ahead
 		}
 		anchorNow(t, s, clk)
@@ -364,10 +368,10 @@ func TestProofErrors(t *testing.T) {
 	clk, chain := newClock(), newFakeChain()
 	s := openService(t, t.TempDir(), testConfig(), chain, clk)
 	defer s.Close()
-	must(t, s.apply(record.KindReading, readings("S1", "D1", 0, 3, 1)))
+	must(t, s.apply(context.Background(), record.KindReading, readings("S1", "D1", 0, 3, 1)))
 	anchorNow(t, s, clk)
-	must(t, s.apply(record.KindReading, readings("S1", "D1", 3, 4, 1)))
-	must(t, s.apply(record.KindReading, readings("S2", "D9", 0, 1, 100)))
+	must(t, s.apply(context.Background(), record.KindReading, readings("S1", "D1", 3, 4, 1)))
+	must(t, s.apply(context.Background(), record.KindReading, readings("S2", "D9", 0, 1, 100)))
 	for _, tc := range []struct {
 		name string
 		ship string
@@ -394,9 +398,9 @@ func TestRoutes(t *testing.T) {
 	clk, chain := newClock(), newFakeChain()
 	s := openService(t, t.TempDir(), testConfig(), chain, clk)
 	defer s.Close()
-	must(t, s.apply(record.KindReading, readings("SHP-0042", "reefer-7", 0, 20, 1)))
+	must(t, s.apply(context.Background(), record.KindReading, readings("SHP-0042", "reefer-7", 0, 20, 1)))
 	anchorNow(t, s, clk)
-	must(t, s.apply(record.KindReading, readings("SHP-0042", "reefer-7", 20, 25, 1)))
+	must(t, s.apply(context.Background(), record.KindReading, readings("SHP-0042", "reefer-7", 20, 25, 1)))
 	mux := http.NewServeMux()
 	s.Routes(mux)
 	srv := httptest.NewServer(mux)
@@ -447,7 +451,7 @@ func TestCompactRoute(t *testing.T) {
 	clk, chain := newClock(), newFakeChain()
 	s := openService(t, t.TempDir(), testConfig(), chain, clk)
 	defer s.Close()
-	must(t, s.apply(record.KindReading, readings("SHP-0042", "reefer-7", 0, 20, 1)))
+	must(t, s.apply(context.Background(), record.KindReading, readings("SHP-0042", "reefer-7", 0, 20, 1)))
 	anchorNow(t, s, clk)
 	mux := http.NewServeMux()
 	s.Routes(mux)

@@ -18,6 +18,7 @@ import (
 // sort in numeric order.
 //
 //	w/<kind>                    last journal position applied from the kind's stream
+//	w/steps                     sequence of the last step applied from the step log (cluster mode)
 //	s/<shipment>                anchored size (8) ‖ merkle.Tree state
 //	l/<shipment>/<index>        leaf hash (32) ‖ kind (1) ‖ journal position (8) ‖ id length (2) ‖ id ‖ canonical bytes
 //	i/<shipment>/<record id>    index (8)
@@ -37,7 +38,10 @@ const (
 func be8(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
 func markKey(k record.Kind) []byte { return []byte(pMark + k.String()) }
-func shipKey(ship string) []byte   { return []byte(pShip + ship) }
+
+var stepKey = []byte(pMark + "steps")
+
+func shipKey(ship string) []byte { return []byte(pShip + ship) }
 func leafPrefix(ship string) []byte {
 	return []byte(pLeaf + ship + "/")
 }

@@ -429,3 +429,64 @@ func (j *Journal) Pending(ctx context.Context, kind record.Kind, durable string)
 	}
 	return info.NumPending + uint64(info.NumAckPending), nil
 }
+
+// ReadRange calls fn, in order, for every record of kind's stream whose
+// position is above after and at most to: a part that follows another
+// part's record of what it applied (the anchor's step log) reads the same
+// records again with it. It fails if the stream does not hold position to
+// within wait (nothing to read when to <= after).
+func (j *Journal) ReadRange(ctx context.Context, kind record.Kind, after, to uint64, fn func(Msg) error) error {
+	s, ok := j.streams[kind]
+	if !ok {
+		return fmt.Errorf("read: no stream for %s", kind)
+	}
+	if to <= after {
+		return nil
+	}
+	start, _ := SplitPosition(after)
+	last, _ := SplitPosition(to)
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(start, 1)})
+	if err != nil {
+		return err
+	}
+	it, err := c.Messages(jetstream.PullMaxMessagesWithBytesLimit(1000, 32<<20))
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	var batch []Msg
+	for {
+		m, err := it.Next(jetstream.NextMaxWait(30 * time.Second))
+		if errors.Is(err, nats.ErrTimeout) {
+			return fmt.Errorf("stream %s has no record at position %d (sequence %d) after 30 s: it was removed (retention, purge) or the stream is not the one the positions came from", kind, to, last)
+		}
+		if err != nil {
+			return err
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return err
+		}
+		if md.Sequence.Stream > last {
+			return fmt.Errorf("stream %s has no record at position %d: sequence %d follows %d", kind, to, md.Sequence.Stream, last)
+		}
+		if batch, err = unpackMsg(batch[:0], kind, m, md, after+1); err != nil {
+			return err
+		}
+		for _, r := range batch {
+			if r.Seq > to {
+				break
+			}
+			if err := fn(r); err != nil {
+				return err
+			}
+			if r.Seq == to {
+				return nil
+			}
+		}
+		if md.Sequence.Stream == last {
+			return fmt.Errorf("stream %s has no record at position %d: its chunk at sequence %d holds fewer records", kind, to, last)
+		}
+	}
+}
