@@ -60,7 +60,7 @@ func startGatewayWith(t *testing.T, dir, anchorDir string, chain Chain, steps bo
 	g.s, err = New(cfg, g.j, chain, anchorDir, log)
 	must(t, err)
 	if steps {
-		sl, err := OpenStepLog(ctx, g.j.JetStream(), 1)
+		sl, err := OpenStepLog(ctx, g.j.JetStream(), 1, "test")
 		must(t, err)
 		g.s.SetSequencer(sl)
 	}

@@ -52,6 +52,17 @@ func (s *Service) CatchUp(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	end, err := s.seq.End(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the step log: %w", err)
+	}
+	if end < s.stepSeq {
+		// Deleted (coldchain cluster reset-steps) or lost: this gateway
+		// starts it again from its logs, if it records first.
+		s.log.Warn("the step log ends before the last step these shipment logs applied: it was reset; starting it again from these logs",
+			zap.Uint64("log_end", end), zap.Uint64("applied", s.stepSeq))
+		s.stepSeq = 0
+	}
 	start, began := s.stepSeq, time.Now()
 	records, epochs := 0, 0
 	progress := time.Now()

@@ -6,7 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
 	"github.com/coldchain/coldchain/anchor/bundle"
+	"github.com/coldchain/coldchain/embedded/natsserver"
 	"github.com/coldchain/coldchain/journal"
 	"github.com/coldchain/coldchain/merkle"
 	"github.com/coldchain/coldchain/record"
@@ -124,7 +129,7 @@ func TestStepConflict(t *testing.T) {
 	a := startGatewayWith(t, dir, dir+"/a", chain, true)
 	a.append(twoKinds(0, 30)...)
 	a.waitAnchored(chain, "SHP-B", 30)
-	sl, err := OpenStepLog(ctxT(t), a.j.JetStream(), 1)
+	sl, err := OpenStepLog(ctxT(t), a.j.JetStream(), 1, "test")
 	must(t, err)
 	log := testLogger(t)
 
@@ -158,4 +163,71 @@ func TestStepConflict(t *testing.T) {
 	}
 	must(t, c.Close())
 	a.stop()
+}
+
+// TestStepLogFence runs the step log on a three-node JetStream cluster
+// (R3), with two anchorers on different nodes: once one has recorded a
+// step after a given one, the other cannot record after that step too,
+// whatever it believes about its lease. Reset deletes the log.
+func TestStepLogFence(t *testing.T) {
+	nodes, err := natsserver.StartCluster(3, t.TempDir(), "", zap.NewNop())
+	must(t, err)
+	defer func() {
+		for _, n := range nodes {
+			n.Shutdown()
+		}
+	}()
+	open := func(n *natsserver.Server, member string) (*StepLog, jetstream.JetStream) {
+		nc, err := nats.Connect(n.ClientURL())
+		must(t, err)
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		must(t, err)
+		var l *StepLog
+		// Right after the cluster forms, the first R3 stream can take a
+		// moment to get its Raft group.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if l, err = OpenStepLog(ctxT(t), js, 3, member); err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		must(t, err)
+		return l, js
+	}
+	a, js := open(nodes[0], "gw-1")
+	b, _ := open(nodes[2], "gw-2")
+	ctx := ctxT(t)
+	apply := Step{Kind: record.KindReading, From: 0, To: journal.Position(3, 0)}
+	s1, err := a.Record(ctx, 0, apply)
+	must(t, err)
+	if _, err := b.Record(ctx, 0, apply); !errors.Is(err, ErrStepConflict) {
+		t.Fatalf("second record after step 0: %v, want ErrStepConflict", err)
+	}
+	cut := Step{Epoch: 1, Root: merkle.Hash{1}, Cut: time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)}
+	s2, err := b.Record(ctx, s1, cut)
+	must(t, err)
+	if _, err := a.Record(ctx, s1, Step{Epoch: 1, Root: merkle.Hash{2}, Cut: cut.Cut}); !errors.Is(err, ErrStepConflict) {
+		t.Fatalf("a conflicting epoch 1 was recorded: %v", err)
+	}
+	steps, err := a.Steps(ctx, 0, 10)
+	must(t, err)
+	if len(steps) != 2 || steps[0].Step.Kind != record.KindReading || steps[0].By != "gw-1" ||
+		steps[1].Epoch != 1 || steps[1].Root != cut.Root || steps[1].By != "gw-2" || !steps[1].Cut.Equal(cut.Cut) {
+		t.Fatalf("steps = %+v", steps)
+	}
+	if end, err := a.End(ctx); err != nil || end != s2 {
+		t.Fatalf("End = %d %v, want %d", end, err, s2)
+	}
+	latest, ok, err := a.LatestCut(ctx)
+	if err != nil || !ok || latest.Seq != s2 || latest.Epoch != 1 || latest.By != "gw-2" {
+		t.Fatalf("LatestCut = %+v %v %v", latest, ok, err)
+	}
+	if ok, err := DeleteStepLog(ctx, js); err != nil || !ok {
+		t.Fatalf("DeleteStepLog = %v %v", ok, err)
+	}
+	if ok, err := DeleteStepLog(ctx, js); err != nil || ok {
+		t.Fatalf("second DeleteStepLog = %v %v", ok, err)
+	}
 }

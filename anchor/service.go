@@ -98,10 +98,8 @@ type Service struct {
 	lastCut                 time.Time
 	chainErr                string // last chain error logged, to log each once
 
-	keys func(device string) []bundle.DeviceKey // set before Run; nil: bundles carry no keys
-	// fence, when set, is asked before each epoch is cut (cluster mode).
-	fence func(ctx context.Context, number uint64, root merkle.Hash) error
-	cals  func(device string) []bundle.Calibration // set before Run; nil: bundles carry no calibrations
+	keys func(device string) []bundle.DeviceKey   // set before Run; nil: bundles carry no keys
+	cals func(device string) []bundle.Calibration // set before Run; nil: bundles carry no calibrations
 }
 
 // SetDeviceKeys gives the service the registered signing keys of devices,
@@ -113,15 +111,6 @@ func (s *Service) SetDeviceKeys(keys func(device string) []bundle.DeviceKey) { s
 // from the device registry, for the bundles it builds. Call it before
 // Run; without it bundles carry none.
 func (s *Service) SetCalibrations(cals func(device string) []bundle.Calibration) { s.cals = cals }
-
-// SetFence makes every epoch cut wait for fence(number, root) to succeed
-// first: in cluster mode it records the epoch in JetStream with a
-// compare-and-set, so an anchorer that lost its lease cannot cut (and so
-// submit) an epoch that conflicts with its successor's. Call it before
-// Run.
-func (s *Service) SetFence(fence func(ctx context.Context, number uint64, root merkle.Hash) error) {
-	s.fence = fence
-}
 
 // SetSequencer makes the service record each step (a journal batch
 // applied, an epoch cut) in seq before making it, and replay the steps it
@@ -596,14 +585,6 @@ func (s *Service) cut() error {
 	e, ok := s.nextEpoch()
 	if !ok {
 		return nil
-	}
-	if s.fence != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), chainCallTimeout)
-		err := s.fence(ctx, e.Number, e.Root)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("epoch %d not cut: %w", e.Number, err)
-		}
 	}
 	now := s.now().UTC()
 	var seq uint64

@@ -27,6 +27,8 @@ type Step struct {
 	Epoch uint64      `json:"epoch,omitempty"`
 	Root  merkle.Hash `json:"root,omitzero"`
 	Cut   time.Time   `json:"cut,omitzero"`
+	// By is the member that recorded the step (set by the log).
+	By string `json:"by,omitempty"`
 }
 
 // MarshalJSON writes the step with its stream by name.
@@ -79,6 +81,8 @@ type Sequencer interface {
 	// Steps returns up to limit steps after sequence after, in order;
 	// none when the log ends at after.
 	Steps(ctx context.Context, after uint64, limit int) ([]SeqStep, error)
+	// End returns the sequence of the log's last step (0: empty).
+	End(ctx context.Context) (uint64, error)
 }
 
 // SeqStep is a step and its sequence in the log.
@@ -91,44 +95,54 @@ type SeqStep struct {
 // must replay the log before it may record again.
 var ErrStepConflict = errors.New("the step log has moved on: another gateway anchored since")
 
-// Step log stream and subject (cluster mode).
+// The step log stream and its subjects (cluster mode): batches applied
+// and epochs cut, one stream so that one expected last sequence orders
+// both.
 const (
-	StepStream  = "coldchain_anchor_steps"
-	StepSubject = "coldchain.cluster.anchor.steps"
+	StepStream       = "coldchain_anchor_steps"
+	stepSubjects     = "coldchain.cluster.anchor.steps.>"
+	stepApplySubject = "coldchain.cluster.anchor.steps.apply"
+	stepCutSubject   = "coldchain.cluster.anchor.steps.cut"
 )
 
 // StepLog is a Sequencer on a JetStream stream: Record publishes with the
 // expected last sequence, so two anchorers can never both extend it from
 // the same point.
 type StepLog struct {
-	js jetstream.JetStream
-	s  jetstream.Stream
+	js     jetstream.JetStream
+	s      jetstream.Stream
+	member string
 }
 
 // OpenStepLog opens the step log stream, creating it with the given
-// replicas. It keeps every step: replaying from the first rebuilds the
-// logs from nothing.
-func OpenStepLog(ctx context.Context, js jetstream.JetStream, replicas int) (*StepLog, error) {
+// replicas; member names the steps this gateway records. It keeps every
+// step: replaying from the first rebuilds the logs from nothing.
+func OpenStepLog(ctx context.Context, js jetstream.JetStream, replicas int, member string) (*StepLog, error) {
 	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: StepStream, Description: "coldchain anchor steps: the order of the shipment logs and their epochs",
-		Subjects: []string{StepSubject}, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+		Subjects: []string{stepSubjects}, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
 		AllowDirect: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening the step log stream %s: %w", StepStream, err)
 	}
-	return &StepLog{js: js, s: s}, nil
+	return &StepLog{js: js, s: s, member: member}, nil
 }
 
 // Record implements Sequencer.
 func (l *StepLog) Record(ctx context.Context, prev uint64, st Step) (uint64, error) {
+	st.By = l.member
 	b, err := json.Marshal(st)
 	if err != nil {
 		return 0, err
 	}
+	subject := stepApplySubject
+	if st.Kind == 0 {
+		subject = stepCutSubject
+	}
 	// A publish whose ack was lost and is retried fails here as a
 	// conflict: the replay then finds the step, which is harmless.
-	ack, err := l.js.Publish(ctx, StepSubject, b, jetstream.WithExpectLastSequence(prev))
+	ack, err := l.js.Publish(ctx, subject, b, jetstream.WithExpectLastSequence(prev))
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
 		return 0, fmt.Errorf("%w (%v)", ErrStepConflict, err)
@@ -137,6 +151,44 @@ func (l *StepLog) Record(ctx context.Context, prev uint64, st Step) (uint64, err
 		return 0, fmt.Errorf("recording an anchor step: %w", err)
 	}
 	return ack.Sequence, nil
+}
+
+// End implements Sequencer.
+func (l *StepLog) End(ctx context.Context) (uint64, error) {
+	info, err := l.s.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
+
+// LatestCut returns the last epoch cut step; ok is false when none was
+// recorded.
+func (l *StepLog) LatestCut(ctx context.Context) (st SeqStep, ok bool, err error) {
+	m, err := l.s.GetLastMsgForSubject(ctx, stepCutSubject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return SeqStep{}, false, nil
+	}
+	if err != nil {
+		return SeqStep{}, false, err
+	}
+	st.Seq = m.Sequence
+	if err := json.Unmarshal(m.Data, &st.Step); err != nil {
+		return SeqStep{}, false, fmt.Errorf("step %d of %s: %w", m.Sequence, StepStream, err)
+	}
+	return st, true, nil
+}
+
+// DeleteStepLog deletes the step log stream, for an operator whose
+// gateways' shipment logs no longer match it: the next anchorer starts a
+// new log from its own logs (docs/CLUSTER.md). It returns whether there
+// was one.
+func DeleteStepLog(ctx context.Context, js jetstream.JetStream) (bool, error) {
+	err := js.DeleteStream(ctx, StepStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // Steps implements Sequencer.

@@ -82,7 +82,8 @@ type View struct {
 	Member  string   `json:"member,omitempty"` // the member that answered
 	Members []Member `json:"members"`
 	Leases  []Status `json:"leases"`
-	// Epoch is the latest anchor epoch recorded in the cluster.
+	// Epoch is the latest anchor epoch cut in the cluster, from the step
+	// log.
 	Epoch *EpochMark `json:"anchor_epoch,omitempty"`
 	// Lag is each consumer's unacknowledged messages per stream, read from
 	// JetStream: the work waiting for the lease holder.
@@ -91,12 +92,23 @@ type View struct {
 	LagUnknown []string `json:"lag_unknown,omitempty"`
 }
 
+// EpochMark is the latest epoch cut in the cluster: its number and root,
+// the member that cut it, when, and the step that recorded it.
+type EpochMark struct {
+	Number uint64    `json:"number"`
+	Root   string    `json:"root"` // hex
+	Member string    `json:"member"`
+	Cut    time.Time `json:"cut"`
+	Step   uint64    `json:"step"`
+}
+
 // Sources is what the /v1/cluster view reads.
 type Sources struct {
 	Me       string
 	Members  *Members
 	Electors []*Elector
-	Epochs   *Epochs
+	// Epoch returns the latest epoch cut, nil before the first.
+	Epoch func(ctx context.Context) (*EpochMark, error)
 	Lag      func(ctx context.Context) (lag map[string]map[string]uint64, unknown []string, err error)
 }
 
@@ -111,10 +123,10 @@ func ViewOf(ctx context.Context, src Sources) (View, error) {
 	for _, e := range src.Electors {
 		v.Leases = append(v.Leases, e.Status())
 	}
-	if m, _, ok, err := src.Epochs.Latest(ctx); err != nil {
-		return v, fmt.Errorf("anchor epoch: %w", err)
-	} else if ok {
-		v.Epoch = &m
+	if src.Epoch != nil {
+		if v.Epoch, err = src.Epoch(ctx); err != nil {
+			return v, fmt.Errorf("anchor epoch: %w", err)
+		}
 	}
 	if src.Lag != nil {
 		if v.Lag, v.LagUnknown, err = src.Lag(ctx); err != nil {

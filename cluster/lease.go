@@ -24,8 +24,8 @@ import (
 // so a member stops counting itself the holder at least TTL/2 before any
 // other member can create the key. That margin covers clock rate skew and
 // scheduling pauses; it does not cover a holder paused for longer than
-// TTL/2 in the middle of an action, which is why the anchorer also fences
-// its epochs with a compare-and-set (Epochs).
+// TTL/2 in the middle of an action, which is why the anchorer also records
+// each of its steps with a compare-and-set (anchor.StepLog).
 type lease struct {
 	ttl   time.Duration
 	rev   uint64    // revision of our last successful write; 0: not held

@@ -36,29 +36,3 @@ func TestLeaseRules(t *testing.T) {
 		t.Fatal("held after lost")
 	}
 }
-
-func TestCheckCurrent(t *testing.T) {
-	root := [32]byte{1, 2, 3}
-	other := [32]byte{9}
-	mark := EpochMark{Number: 4, Root: "0102030000000000000000000000000000000000000000000000000000000000", Member: "gw-1"}
-	for _, c := range []struct {
-		name   string
-		ok     bool
-		number uint64
-		root   [32]byte
-		want   bool
-	}{
-		{"no epoch recorded", false, 0, [32]byte{}, true},
-		{"no epoch recorded, local epochs (a single gateway turned cluster)", false, 3, root, true},
-		{"same epoch", true, 4, root, true},
-		{"behind", true, 3, root, false},
-		{"empty", true, 0, [32]byte{}, false},
-		{"same number, other root", true, 4, other, false},
-		{"ahead of the cluster", true, 5, root, false},
-	} {
-		err := CheckCurrent(mark, c.ok, c.number, c.root)
-		if (err == nil) != c.want {
-			t.Errorf("%s: err %v, want ok=%v", c.name, err, c.want)
-		}
-	}
-}

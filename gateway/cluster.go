@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -15,7 +14,6 @@ import (
 	"github.com/coldchain/coldchain/anchor"
 	"github.com/coldchain/coldchain/cluster"
 	"github.com/coldchain/coldchain/journal"
-	"github.com/coldchain/coldchain/merkle"
 	"github.com/coldchain/coldchain/record"
 	"github.com/coldchain/coldchain/store"
 )
@@ -43,14 +41,13 @@ var routeParts = map[string]string{
 }
 
 // clusterMode is the wiring of cluster mode (docs/CLUSTER.md): the
-// heartbeat, the two leases and the epoch fence.
+// heartbeat, the two leases and the anchor's step log.
 type clusterMode struct {
 	me        string
 	members   *cluster.Members
-	epochs    *cluster.Epochs
+	steps     *anchor.StepLog
 	consumers *cluster.Elector
 	anchor    *cluster.Elector
-	fence     atomic.Pointer[cluster.Fence]
 	fwd       *cluster.Forwarder
 	log       *zap.Logger
 }
@@ -63,7 +60,7 @@ func openCluster(ctx context.Context, g *Gateway, j *journal.Journal) (*clusterM
 	if err != nil {
 		return nil, err
 	}
-	epochs, err := cluster.OpenEpochs(ctx, js, replicas)
+	steps, err := anchor.OpenStepLog(ctx, js, replicas, cfg.Member)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +71,7 @@ func openCluster(ctx context.Context, g *Gateway, j *journal.Journal) (*clusterM
 	if g.cfg.Store.Writer.Kind != store.KindInflux {
 		log.Warn("cluster mode with the embedded store: each gateway's store holds only what it wrote while it held the consumers lease; use store.kind influx")
 	}
-	c := &clusterMode{me: cfg.Member, members: members, epochs: epochs, log: log,
+	c := &clusterMode{me: cfg.Member, members: members, steps: steps, log: log,
 		consumers: cluster.NewElector(leases, leaseConsumers, cfg.Member, cfg.LeaseTTL, log),
 		anchor:    cluster.NewElector(leases, leaseAnchor, cfg.Member, cfg.LeaseTTL, log)}
 	c.fwd = &cluster.Forwarder{Me: cfg.Member, Members: members, Log: log}
@@ -111,30 +108,25 @@ func (c *clusterMode) wrap(pattern string, h http.HandlerFunc) http.HandlerFunc 
 	return h
 }
 
-// attachAnchor fences the anchorer's epochs and makes it contend for the
-// anchor lease only while its shipment logs hold every epoch the cluster
-// cut.
+// attachAnchor makes the anchorer record its steps in the step log, so
+// that whichever member holds the anchor lease continues the same shipment
+// logs and epoch chain, and makes a member whose logs cannot follow the
+// step log stay out of the contest.
 func (c *clusterMode) attachAnchor(anchors *anchor.Service) {
-	anchors.SetFence(func(ctx context.Context, number uint64, root merkle.Hash) error {
-		f := c.fence.Load()
-		if f == nil {
-			return errors.New("this gateway does not hold the anchor lease")
-		}
-		return f.Record(ctx, number, root)
-	})
-	c.anchor.Eligible = func(ctx context.Context) error {
-		latest, _, ok, err := c.epochs.Latest(ctx)
-		if err != nil {
-			return err
-		}
-		n, root := anchors.LastEpoch()
-		return cluster.CheckCurrent(latest, ok, n, root)
-	}
+	anchors.SetSequencer(c.steps)
+	c.anchor.Eligible = func(context.Context) error { return anchors.Followable() }
 }
 
 // source is the /v1/cluster view's sources.
 func (c *clusterMode) source(j *journal.Journal) *cluster.Sources {
-	return &cluster.Sources{Me: c.me, Members: c.members, Electors: []*cluster.Elector{c.consumers, c.anchor}, Epochs: c.epochs,
+	return &cluster.Sources{Me: c.me, Members: c.members, Electors: []*cluster.Elector{c.consumers, c.anchor},
+		Epoch: func(ctx context.Context) (*cluster.EpochMark, error) {
+			st, ok, err := c.steps.LatestCut(ctx)
+			if err != nil || !ok {
+				return nil, err
+			}
+			return &cluster.EpochMark{Number: st.Epoch, Root: st.Root.String(), Member: st.By, Cut: st.Cut, Step: st.Seq}, nil
+		},
 		Lag: func(ctx context.Context) (map[string]map[string]uint64, []string, error) {
 			out := map[string]map[string]uint64{}
 			var unknown []string
@@ -207,13 +199,10 @@ func (c *clusterMode) run(httpAddr string, tls bool, writer *store.Writer, alert
 	wg.Go(func() {
 		_ = c.anchor.Run(ctx, func(ctx context.Context) error {
 			term, _ := c.anchor.Held()
-			n, root := anchors.LastEpoch()
-			f, err := c.epochs.Take(ctx, c.me, term, n, root)
-			if err != nil {
+			if err := anchors.CatchUp(ctx); err != nil {
 				return err
 			}
-			c.fence.Store(f)
-			defer c.fence.Store(nil)
+			n, _ := anchors.LastEpoch()
 			c.log.Info("anchoring: this gateway continues the cluster's epoch chain", zap.Uint64("after_epoch", n), zap.Uint64("term", term))
 			return anchors.Run(ctx)
 		})

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +14,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/coldchain/coldchain/anchor"
+	"github.com/coldchain/coldchain/anchor/bundle"
 	"github.com/coldchain/coldchain/cluster"
 	"github.com/coldchain/coldchain/config"
 	"github.com/coldchain/coldchain/embedded/natsserver"
@@ -58,10 +59,11 @@ func holds(v cluster.View, leases ...string) bool {
 // JetStream cluster in this process. Both ingest; the store writer and
 // detector run on one, next to the anchorer, and a follower forwards the
 // requests for their state. When the holder stops, the follower takes over
-// the detector (its alarms keep coming, none twice) but not the anchorer:
-// its shipment logs are not the cluster's. When the first comes back it
-// takes both back and anchors on from its epoch; when it stops again the
-// follower takes the detector a second time in the same process.
+// both: it replays the step log into shipment logs of its own, serves the
+// same proofs and continues the epoch chain, and the detector's alarms keep
+// coming, none twice. When the first comes back and the second stops, the
+// first takes both back, catching its stale logs up with the second's
+// steps.
 func TestClusterFailover(t *testing.T) {
 	nodes, err := natsserver.StartCluster(3, t.TempDir(), "", zap.NewNop())
 	if err != nil {
@@ -77,8 +79,8 @@ func TestClusterFailover(t *testing.T) {
 	logA := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Named("gw-a")
 	a := startGatewayLog(t, cfgA, logA)
 	waitLong(t, "gw-a to hold both leases", func() bool { return holds(clusterView(t, a), "consumers", "anchor") })
-	b := startGatewayLog(t, cfgB, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Named("gw-b"))
-	defer b.stop()
+	logB := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Named("gw-b")
+	b := startGatewayLog(t, cfgB, logB)
 
 	t0 := time.Now().UTC().Truncate(time.Minute).Add(-5 * time.Hour)
 	sent := 0
@@ -135,63 +137,56 @@ func TestClusterFailover(t *testing.T) {
 		}
 	}
 	waitLong(t, "an epoch in the cluster", func() bool { return clusterView(t, a).Epoch != nil })
-	waitLong(t, "the SHP-C1 proof, through gw-b", func() bool {
-		resp, err := http.Get("http://" + b.g.HTTPAddr() + "/v1/shipments/SHP-C1/proof")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	var proofA bundle.Bundle
+	waitLong(t, "the SHP-C1 proof, through gw-b", func() bool { return getJSON(t, "http://"+b.g.HTTPAddr()+"/v1/shipments/SHP-C1/proof", &proofA) == 200 })
+	epochA := clusterView(t, a).Epoch
 
-	// gw-a stops: gw-b takes the detector, not the anchorer.
+	// gw-a stops: gw-b takes the anchorer, replaying the step log, and the
+	// detector with it.
 	a.stop()
-	waitLong(t, "gw-b to hold the consumers lease", func() bool { return holds(clusterView(t, b), "consumers") })
-	v = clusterView(t, b)
-	for _, l := range v.Leases {
-		if l.Lease == "anchor" && (l.Held || l.Waiting == "") {
-			t.Fatalf("gw-b and the anchor lease: %+v; it has none of the cluster's epochs and must not anchor", l)
-		}
+	waitLong(t, "gw-b to hold both leases", func() bool { return holds(clusterView(t, b), "consumers", "anchor") })
+	var proofB bundle.Bundle
+	waitLong(t, "the SHP-C1 proof from gw-b's own logs", func() bool {
+		return getJSON(t, "http://"+b.g.HTTPAddr()+"/v1/shipments/SHP-C1/proof", &proofB) == 200 && proofB.TreeSize >= proofA.TreeSize
+	})
+	if !slices.Equal(proofB.Records[:len(proofA.Records)], proofA.Records) {
+		t.Fatal("gw-b's SHP-C1 log does not start with the records of gw-a's bundle")
 	}
-	resp, err := http.Get("http://" + b.g.HTTPAddr() + "/v1/shipments/SHP-C1/proof")
-	if err != nil {
-		t.Fatal(err)
+	if proofB.TreeSize == proofA.TreeSize && proofB.Root != proofA.Root {
+		t.Fatalf("gw-b's SHP-C1 root %s differs from gw-a's %s at the same size", proofB.Root, proofA.Root)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("proof with no anchorer: %d, want 503 with Retry-After", resp.StatusCode)
-	}
-	// A second excursion, detected by gw-b.
+	// A second excursion, detected and anchored by gw-b.
 	excursion(pubB, "SHP-C2", "r3")
 	waitLong(t, "the SHP-C2 alarm on gw-b", func() bool { return slices.Contains(alertsOf(b, "SHP-C2"), "single_event_high") })
-
-	// gw-a comes back: it takes the anchor lease, gw-b hands the detector
-	// over, and the epoch chain goes on.
-	epochBefore := clusterView(t, b).Epoch.Number
-	a = startGatewayLog(t, cfgA, logA)
-	waitLong(t, "gw-a to hold both leases again", func() bool { return holds(clusterView(t, a), "consumers", "anchor") })
-	send(pubB, "SHP-C2", "r3", 65, 5)
-	waitLong(t, "a later epoch", func() bool {
-		e := clusterView(t, a).Epoch
-		return e != nil && e.Number > epochBefore && e.Member == "gw-a"
+	waitLong(t, "an epoch cut by gw-b", func() bool {
+		e := clusterView(t, b).Epoch
+		return e != nil && e.Number > epochA.Number && e.Member == "gw-b"
 	})
-	waitLong(t, "the SHP-C2 proof, through gw-b", func() bool {
-		resp, err := http.Get("http://" + b.g.HTTPAddr() + "/v1/shipments/SHP-C2/proof")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
-
-	// gw-a stops again: gw-b takes the detector a second time in the same
-	// process (its store writer and detector run again) and detects a
-	// third excursion.
-	a.stop()
-	waitLong(t, "gw-b to hold the consumers lease again", func() bool { return holds(clusterView(t, b), "consumers") })
-	excursion(pubB, "SHP-C3", "r4")
-	waitLong(t, "the SHP-C3 alarm on gw-b", func() bool { return slices.Contains(alertsOf(b, "SHP-C3"), "single_event_high") })
 	pubB.Disconnect(100) // before its broker stops
+
+	// gw-a comes back and gw-b stops: gw-a takes both leases again,
+	// catching its logs up with gw-b's steps, and detects a third
+	// excursion. Its detector runs a second time in the same process.
+	a = startGatewayLog(t, cfgA, logA)
+	epochB := clusterView(t, b).Epoch.Number
+	b.stop()
+	waitLong(t, "gw-a to hold both leases again", func() bool { return holds(clusterView(t, a), "consumers", "anchor") })
+	pubA = publisher(t, a.g.MQTTAddr(), "pub-a2")
+	excursion(pubA, "SHP-C3", "r4")
+	waitLong(t, "the SHP-C3 alarm on gw-a", func() bool { return slices.Contains(alertsOf(a, "SHP-C3"), "single_event_high") })
+	waitLong(t, "an epoch cut by gw-a after gw-b's", func() bool {
+		e := clusterView(t, a).Epoch
+		return e != nil && e.Number > epochB && e.Member == "gw-a"
+	})
+	var proofC2 bundle.Bundle
+	waitLong(t, "the SHP-C2 proof from gw-a's caught-up logs", func() bool {
+		return getJSON(t, "http://"+a.g.HTTPAddr()+"/v1/shipments/SHP-C2/proof", &proofC2) == 200
+	})
+	if _, err := bundle.Verify(&proofC2); err != nil {
+		t.Fatalf("SHP-C2 bundle from gw-a: %v", err)
+	}
+	pubA.Disconnect(100)
+	defer a.stop()
 
 	// Every reading once; every alert transition once.
 	ids := streamIDs(t, nodes[0].ClientURL(), journal.StreamReadings)
@@ -227,6 +222,31 @@ func TestClusterFailover(t *testing.T) {
 		}
 		return opened["SHP-C1/single_event_high"] > 0 && opened["SHP-C2/single_event_high"] > 0 && opened["SHP-C3/single_event_high"] > 0
 	})
+	// One unbroken chain of epochs, cut by both members.
+	steps, err := anchor.OpenStepLog(context.Background(), js, 3, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := steps.Steps(context.Background(), 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cutBy := map[string]int{}
+	var number uint64
+	for _, st := range all {
+		if st.Epoch == 0 {
+			continue
+		}
+		if st.Epoch != number+1 {
+			t.Fatalf("step %d cuts epoch %d after epoch %d", st.Seq, st.Epoch, number)
+		}
+		number = st.Epoch
+		cutBy[st.By]++
+	}
+	if cutBy["gw-a"] == 0 || cutBy["gw-b"] == 0 {
+		t.Errorf("epochs cut per member: %v, want both", cutBy)
+	}
+	t.Logf("%d steps, epochs 1..%d, cut per member %v", len(all), number, cutBy)
 	slices.Sort(transitions)
 	if d := len(transitions) - len(slices.Compact(slices.Clone(transitions))); d != 0 {
 		t.Errorf("%d alert transitions stored twice", d)

@@ -4,23 +4,27 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
-	"github.com/coldchain/coldchain/cluster"
+	"github.com/coldchain/coldchain/anchor"
 )
 
 const clusterHelp = `Usage: coldchain cluster epoch
-       coldchain cluster forget-epochs --yes
+       coldchain cluster reset-steps --yes
 
-Cluster mode's record of the latest anchor epoch (docs/CLUSTER.md), in the
-NATS the gateways share. Only a gateway whose shipment logs hold that
-epoch may anchor.
+Cluster mode's anchor step log (docs/CLUSTER.md), in the NATS the
+gateways share: every journal batch the anchorer applied and every epoch
+it cut, in order. Whichever gateway holds the anchor lease replays it and
+continues the same shipment logs and epoch chain.
 
-  epoch           print the latest epoch: number, root, and the gateway
-                  (member and lease term) that cut it or took over after it
-  forget-epochs   delete the record, when the gateway that anchored is lost
-                  for good: the next anchorer starts a new chain of epochs
-                  from its own shipment logs. Bundles of earlier epochs still
-                  verify against their roots on chain. Needs --yes.
+  epoch         print the latest epoch cut: number, root, the gateway that
+                cut it, when, and the step that recorded it
+  reset-steps   delete the step log, when no gateway's shipment logs follow
+                it any more (GET /v1/cluster says why the anchor lease has
+                no contender): the next anchorer starts a new log from its
+                own shipment logs and continues its own epoch chain.
+                Bundles of earlier epochs still verify against their roots
+                on chain. Needs --yes.
 
 GET /v1/cluster on any gateway shows the members and the leases.
 
@@ -32,49 +36,49 @@ func clusterCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	reg := registryFlags(fs)
-	yes := fs.Bool("yes", false, "confirm forget-epochs")
+	yes := fs.Bool("yes", false, "confirm reset-steps")
 	fs.Usage = func() { fmt.Fprint(stderr, clusterHelp); fs.PrintDefaults() }
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 || (pos[0] != "epoch" && pos[0] != "forget-epochs") {
+	if len(pos) != 1 || (pos[0] != "epoch" && pos[0] != "reset-steps") {
 		fs.Usage()
-		return fmt.Errorf("%w: cluster epoch|forget-epochs", errUsage)
+		return fmt.Errorf("%w: cluster epoch|reset-steps", errUsage)
 	}
-	if pos[0] == "forget-epochs" && !*yes {
+	if pos[0] == "reset-steps" && !*yes {
 		fs.Usage()
-		return fmt.Errorf("%w: forget-epochs starts a new chain of epochs; say --yes if the anchoring gateway is lost for good", errUsage)
+		return fmt.Errorf("%w: reset-steps makes the next anchorer start a new step log from its own shipment logs; say --yes if none follows the current one", errUsage)
 	}
 	js, replicas, ctx, done, err := reg.openJS()
 	if err != nil {
 		return err
 	}
 	defer done()
-	ep, err := cluster.OpenEpochs(ctx, js, replicas)
-	if err != nil {
-		return err
-	}
 	if pos[0] == "epoch" {
-		m, _, ok, err := ep.Latest(ctx)
+		steps, err := anchor.OpenStepLog(ctx, js, replicas, "")
+		if err != nil {
+			return err
+		}
+		st, ok, err := steps.LatestCut(ctx)
 		if err != nil {
 			return err
 		}
 		if !ok {
-			fmt.Fprintln(stdout, "no epoch recorded: the first anchorer starts the chain")
+			fmt.Fprintln(stdout, "no epoch cut yet: the first anchorer starts the chain")
 			return nil
 		}
-		fmt.Fprintf(stdout, "epoch %d root %s by %s (term %d)\n", m.Number, m.Root, m.Member, m.Term)
+		fmt.Fprintf(stdout, "epoch %d root %s by %s at %s (step %d)\n", st.Epoch, st.Root, st.By, st.Cut.Format(time.RFC3339), st.Seq)
 		return nil
 	}
-	m, ok, err := ep.Forget(ctx)
+	ok, err := anchor.DeleteStepLog(ctx, js)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		fmt.Fprintln(stdout, "no epoch recorded: nothing to forget")
+		fmt.Fprintln(stdout, "no step log: nothing to reset")
 		return nil
 	}
-	fmt.Fprintf(stdout, "forgot epoch %d (root %s, by %s): the next anchorer starts a new chain\n", m.Number, m.Root, m.Member)
+	fmt.Fprintln(stdout, "deleted the step log: the next anchorer starts a new one from its own shipment logs")
 	return nil
 }

@@ -5,17 +5,19 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
-	"github.com/coldchain/coldchain/cluster"
+	"github.com/coldchain/coldchain/anchor"
 	"github.com/coldchain/coldchain/embedded/natsserver"
+	"github.com/coldchain/coldchain/merkle"
 )
 
-// TestClusterEpochCommands: `coldchain cluster epoch` shows the record,
-// forget-epochs refuses without --yes and deletes it with.
+// TestClusterEpochCommands: `coldchain cluster epoch` shows the latest
+// cut step, reset-steps refuses without --yes and deletes the log with.
 func TestClusterEpochCommands(t *testing.T) {
 	ns, err := natsserver.Start(natsserver.Config{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), MaxPayload: 1 << 20}, zap.NewNop())
 	if err != nil {
@@ -27,7 +29,7 @@ func TestClusterEpochCommands(t *testing.T) {
 		code := run(append([]string{"cluster"}, append(args, "--nats", ns.ClientURL())...), &out, &errb)
 		return code, out.String(), errb.String()
 	}
-	if code, out, _ := cli("epoch"); code != 0 || !strings.Contains(out, "no epoch recorded") {
+	if code, out, _ := cli("epoch"); code != 0 || !strings.Contains(out, "no epoch cut yet") {
 		t.Fatalf("epoch on an empty cluster: %d %q", code, out)
 	}
 	nc, err := nats.Connect(ns.ClientURL())
@@ -37,34 +39,27 @@ func TestClusterEpochCommands(t *testing.T) {
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	ctx := context.Background()
-	ep, err := cluster.OpenEpochs(ctx, js, 1)
+	steps, err := anchor.OpenStepLog(ctx, js, 1, "gw-1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := ep.Take(ctx, "gw-1", 5, 0, [32]byte{})
+	seq, err := steps.Record(ctx, 0, anchor.Step{Epoch: 1, Root: merkle.Hash{0xab}, Cut: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Record(ctx, 1, [32]byte{0xab}); err != nil {
-		t.Fatal(err)
-	}
-	if code, out, _ := cli("epoch"); code != 0 || !strings.Contains(out, "epoch 1 root ab00") || !strings.Contains(out, "by gw-1 (term 5)") {
+	if code, out, _ := cli("epoch"); code != 0 || !strings.Contains(out, "epoch 1 root ab00") || !strings.Contains(out, "by gw-1 at 2026-12-07T10:00:00Z (step 1)") {
 		t.Fatalf("epoch: %d %q", code, out)
 	}
-	if code, _, errOut := cli("forget-epochs"); code != 2 || !strings.Contains(errOut, "--yes") {
-		t.Fatalf("forget-epochs without --yes: %d %q", code, errOut)
+	if code, _, errOut := cli("reset-steps"); code != 2 || !strings.Contains(errOut, "--yes") {
+		t.Fatalf("reset-steps without --yes: %d %q", code, errOut)
 	}
-	if _, _, ok, _ := ep.Latest(ctx); !ok {
-		t.Fatal("forget-epochs without --yes deleted the record")
+	if end, err := steps.End(ctx); err != nil || end != seq {
+		t.Fatalf("reset-steps without --yes touched the log: end %d %v", end, err)
 	}
-	if code, out, _ := cli("forget-epochs", "--yes"); code != 0 || !strings.Contains(out, "forgot epoch 1") {
-		t.Fatalf("forget-epochs --yes: %d %q", code, out)
+	if code, out, _ := cli("reset-steps", "--yes"); code != 0 || !strings.Contains(out, "deleted the step log") {
+		t.Fatalf("reset-steps --yes: %d %q", code, out)
 	}
-	if _, _, ok, _ := ep.Latest(ctx); ok {
-		t.Fatal("the record is still there")
-	}
-	// The old anchorer is fenced out too: its next record fails.
-	if err := f.Record(ctx, 2, [32]byte{0xcd}); err == nil {
-		t.Fatal("an anchorer recorded an epoch after the record was forgotten")
+	if code, out, _ := cli("epoch"); code != 0 || !strings.Contains(out, "no epoch cut yet") {
+		t.Fatalf("epoch after reset-steps: %d %q", code, out)
 	}
 }
