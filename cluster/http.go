@@ -109,7 +109,7 @@ type Sources struct {
 	Electors []*Elector
 	// Epoch returns the latest epoch cut, nil before the first.
 	Epoch func(ctx context.Context) (*EpochMark, error)
-	Lag      func(ctx context.Context) (lag map[string]map[string]uint64, unknown []string, err error)
+	Lag   func(ctx context.Context) (lag map[string]map[string]uint64, unknown []string, err error)
 }
 
 // ViewOf assembles the view.
