@@ -112,8 +112,11 @@ func (s *Service) replay(ctx context.Context, steps []SeqStep) (records, epochs 
 		if st.Kind == 0 {
 			continue
 		}
+		if st.First <= st.From || st.First > st.To {
+			return records, epochs, fmt.Errorf("step %d appends %s records from position %d to %d after %d: not a valid step", st.Seq, st.Kind, st.First, st.To, st.From)
+		}
 		if sp := spans[st.Kind]; sp == nil {
-			spans[st.Kind] = &span{st.From, st.To}
+			spans[st.Kind] = &span{st.First - 1, st.To}
 		} else {
 			sp.to = max(sp.to, st.To)
 		}
@@ -140,7 +143,12 @@ func (s *Service) replay(ctx context.Context, steps []SeqStep) (records, epochs 
 			return records, epochs, fmt.Errorf("%w: step %d appends %s records after position %d, these logs end at %d (docs/CLUSTER.md)",
 				ErrLogsDiffer, st.Seq, st.Kind, st.From, s.marks[st.Kind])
 		}
+		// Records between the previous step and First were never
+		// delivered to the anchorer that recorded the step.
 		msgs := recs[st.Kind]
+		for len(msgs) > 0 && msgs[0].Seq < st.First {
+			msgs = msgs[1:]
+		}
 		n := 0
 		for n < len(msgs) && msgs[n].Seq <= st.To {
 			n++
@@ -150,7 +158,7 @@ func (s *Service) replay(ctx context.Context, steps []SeqStep) (records, epochs 
 		if err != nil {
 			return records, epochs, err
 		}
-		if staged == nil || staged.mark != st.To {
+		if staged == nil || staged.first != st.First || staged.mark != st.To {
 			if staged != nil {
 				staged.b.Close()
 			}

@@ -36,8 +36,20 @@ func twoKinds(from, to uint64) []journal.Msg {
 // replays the step log over the journal and continues. B's logs must be
 // A's leaf for leaf (A's bundles prove against B's roots), B's epochs
 // must continue A's chain, and A, started again, must catch up with B.
+// Records the durable consumer had delivered before A's logs existed (an
+// earlier anchorer's) are in no log, A's or B's.
 func TestStepLogTakeover(t *testing.T) {
 	dir, chain := t.TempDir(), newFakeChain()
+	oldChain := newFakeChain()
+	old := startGatewayWith(t, dir, dir+"/old", oldChain, false)
+	var early []journal.Msg
+	for i := range uint64(10) {
+		early = append(early, readingMsg("SHP-A", "D0", i, 0, 5))
+	}
+	old.append(early...)
+	old.waitAnchored(oldChain, "SHP-A", 10)
+	old.stop()
+
 	a := startGatewayWith(t, dir, dir+"/a", chain, true)
 	a.append(twoKinds(0, 60)...)
 	a.waitAnchored(chain, "SHP-A", 63)
@@ -199,7 +211,7 @@ func TestStepLogFence(t *testing.T) {
 	a, js := open(nodes[0], "gw-1")
 	b, _ := open(nodes[2], "gw-2")
 	ctx := ctxT(t)
-	apply := Step{Kind: record.KindReading, From: 0, To: journal.Position(3, 0)}
+	apply := Step{Kind: record.KindReading, From: 0, First: journal.Position(1, 0), To: journal.Position(3, 0)}
 	s1, err := a.Record(ctx, 0, apply)
 	must(t, err)
 	if _, err := b.Record(ctx, 0, apply); !errors.Is(err, ErrStepConflict) {

@@ -319,7 +319,7 @@ func (s *Service) apply(ctx context.Context, kind record.Kind, batch []journal.M
 	defer st.b.Close()
 	var seq uint64
 	if s.seq != nil {
-		if seq, err = s.record(ctx, Step{Kind: kind, From: st.from, To: st.mark}); err != nil {
+		if seq, err = s.record(ctx, Step{Kind: kind, From: st.from, First: st.first, To: st.mark}); err != nil {
 			return err
 		}
 		if err := st.b.Set(stepKey, be8(seq), nil); err != nil {
@@ -356,6 +356,7 @@ type staged struct {
 	b          *pebble.Batch
 	kind       record.Kind
 	from, mark uint64 // the stream's position before and after
+	first      uint64 // the first position applied
 	trees      map[string]*merkle.Tree
 	added      int
 }
@@ -387,6 +388,9 @@ func (s *Service) stageInto(st *staged, batch []journal.Msg) error {
 		// the mark was applied by an earlier delivery of this batch.
 		if m.Seq <= st.mark {
 			continue
+		}
+		if st.mark == st.from {
+			st.first = m.Seq
 		}
 		st.mark = m.Seq
 		ship, ok := shipmentOf(m.Subject)

@@ -15,14 +15,17 @@ import (
 )
 
 // A Step is one change of the shipment logs, as the step log records it:
-// either the records of one stream between two positions were appended
-// (Kind, From, To), in stream order, or an epoch was cut (Epoch, Root,
+// either the records of one stream from one position to another were
+// appended (Kind, From, First, To), in stream order, or an epoch was cut (Epoch, Root,
 // Cut). Replaying the steps in order over the journal rebuilds the same
 // logs, leaf for leaf, on any gateway.
 type Step struct {
 	Kind record.Kind `json:"-"`
 	From uint64      `json:"from,omitempty"` // the stream's last position applied before
-	To   uint64      `json:"to,omitempty"`   // the last position applied
+	// First is the first position applied: the consumer may start above
+	// From (a durable consumer older than the shipment logs, retention).
+	First uint64 `json:"first,omitempty"`
+	To    uint64 `json:"to,omitempty"` // the last position applied
 	// A cut step.
 	Epoch uint64      `json:"epoch,omitempty"`
 	Root  merkle.Hash `json:"root,omitzero"`
