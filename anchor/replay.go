@@ -43,7 +43,31 @@ func (s *Service) Followable() error {
 // Epochs replayed are taken as submitted: the epoch loop asks the chain
 // about them and submits again those it does not know. Call it when Run is
 // not running (Run calls it first); without a Sequencer it does nothing.
-func (s *Service) CatchUp(ctx context.Context) error {
+func (s *Service) CatchUp(ctx context.Context) error { return s.catchUp(ctx, false) }
+
+// Standby keeps the shipment logs close to the step log while another
+// gateway anchors: every interval, unless Run is running here, it replays
+// the steps recorded since, so that a takeover replays only the last few.
+// It returns when ctx ends; trouble is logged and retried.
+func (s *Service) Standby(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var last string
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := s.catchUp(ctx, true)
+		if msg := fmt.Sprint(err); err != nil && msg != last && ctx.Err() == nil {
+			s.log.Warn("standby: replaying the step log", zap.Error(err))
+		}
+		last = fmt.Sprint(err)
+	}
+}
+
+func (s *Service) catchUp(ctx context.Context, standby bool) error {
 	if s.seq == nil {
 		return nil
 	}
@@ -52,6 +76,9 @@ func (s *Service) CatchUp(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if standby && s.running {
+		return nil
+	}
 	end, err := s.seq.End(ctx)
 	if err != nil {
 		return fmt.Errorf("reading the step log: %w", err)

@@ -243,3 +243,31 @@ func TestStepLogFence(t *testing.T) {
 		t.Fatalf("second DeleteStepLog = %v %v", ok, err)
 	}
 }
+
+// TestStandby: a Service that does not run follows the step log of the
+// one that does, so a takeover has little left to replay.
+func TestStandby(t *testing.T) {
+	dir, chain := t.TempDir(), newFakeChain()
+	a := startGatewayWith(t, dir, dir+"/a", chain, true)
+	defer a.stop()
+	sl, err := OpenStepLog(ctxT(t), a.j.JetStream(), 1, "standby")
+	must(t, err)
+	b, err := New(testConfig(), a.j, chain, dir+"/b", testLogger(t))
+	must(t, err)
+	b.SetSequencer(sl)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { b.Standby(ctx, 20*time.Millisecond); close(done) }()
+	a.append(twoKinds(0, 40)...)
+	a.waitAnchored(chain, "SHP-B", 40)
+	want, root := a.s.LastEpoch()
+	if n, r := waitEpoch(t, b, want); n != want || r != root {
+		t.Fatalf("standby at epoch %d %s, the anchorer at %d %s", n, r, want, root)
+	}
+	cancel()
+	<-done
+	if n := leafCount(t, b, "SHP-B"); n != 40 {
+		t.Fatalf("standby has %d leaves of SHP-B, want 40", n)
+	}
+	must(t, b.Close())
+}

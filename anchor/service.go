@@ -84,6 +84,7 @@ type Service struct {
 	seq     Sequencer
 	stepSeq uint64
 	behind  bool
+	running bool // Run is running: Standby leaves the logs alone
 	// replayErr is why the logs cannot follow the step log (they differ
 	// from it), for Followable.
 	replayErr atomic.Pointer[error]
@@ -275,6 +276,14 @@ func (s *Service) Close() error { return s.db.Close() }
 // and retried; it never stops the logs. Run returns after its goroutines
 // exited.
 func (s *Service) Run(ctx context.Context) error {
+	s.mu.Lock()
+	s.running = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.running = false
+		s.mu.Unlock()
+	}()
 	if err := s.CatchUp(ctx); err != nil {
 		return err
 	}

@@ -196,6 +196,9 @@ func (c *clusterMode) run(httpAddr string, tls bool, writer *store.Writer, alert
 			return g.Wait()
 		})
 	})
+	// While another member anchors, follow its steps: a takeover then
+	// replays only the last few.
+	wg.Go(func() { anchors.Standby(ctx, 5*time.Second) })
 	wg.Go(func() {
 		_ = c.anchor.Run(ctx, func(ctx context.Context) error {
 			term, _ := c.anchor.Held()

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/coldchain/coldchain/anchor"
 	"github.com/coldchain/coldchain/cluster"
 	"github.com/coldchain/coldchain/journal"
 	"github.com/coldchain/coldchain/record"
@@ -29,11 +30,13 @@ import (
 // TestClusterRealPeers runs three gateways in cluster mode on a real
 // three-node nats-server cluster (peers nats-1..3), behind the real
 // Mosquitto with a shared subscription, storing into the real InfluxDB and
-// anchoring on Hardhat. Mid-load the gateway that holds the consumer side
-// is killed with SIGKILL, then one NATS node is stopped and started again;
-// the killed gateway comes back at the end. Every reading is in JetStream
-// and in the store once, every expected alarm opened once, none twice, and
-// every shipment's bundle verifies offline and on the chain.
+// anchoring on Hardhat. Mid-load the gateway that holds both leases is
+// killed with SIGKILL after it anchored; another takes both, replaying the
+// step log, and anchors on. Then one NATS node is stopped and started
+// again; the killed gateway comes back at the end. Every reading is in
+// JetStream and in the store once, every expected alarm opened once, none
+// twice, the epochs form one chain cut by two gateways, and every
+// shipment's bundle verifies offline and on the chain.
 func TestClusterRealPeers(t *testing.T) {
 	urls := need(t, "COLDCHAIN_TEST_NATS_CLUSTER_URLS")
 	peers := need(t, "COLDCHAIN_TEST_PEERS_SCRIPT")
@@ -41,10 +44,9 @@ func TestClusterRealPeers(t *testing.T) {
 	const shipments, minutes = 12, 90
 
 	// Fresh gateways (new data dirs) on a cluster that earlier runs left
-	// an epoch record in: none has those shipment logs, so none would
-	// anchor. Forget the record, as an operator would after losing the
-	// anchoring gateway for good (docs/CLUSTER.md).
-	forgetEpochs(t, urls)
+	// a step log in: none has those shipment logs, so none could follow
+	// it. Reset it, as an operator would (docs/CLUSTER.md).
+	resetSteps(t, urls)
 	addrs := make([]string, 3)
 	gws := make([]*gatewayProc, 3)
 	envs := make([][]string, 3)
@@ -81,8 +83,8 @@ func TestClusterRealPeers(t *testing.T) {
 	for m := range minutes {
 		switch m {
 		case minutes / 3:
-			// Kill it once it has anchored: then no other gateway has its
-			// shipment logs, and anchoring waits for it to come back.
+			// Kill it once it has anchored: another must continue its
+			// shipment logs from the step log.
 			waitWithin(t, time.Minute, "a first epoch", func() bool {
 				v, _ := view(addrs[0])
 				return v.Epoch != nil && v.Epoch.Number >= 1
@@ -94,7 +96,10 @@ func TestClusterRealPeers(t *testing.T) {
 				t.Fatalf("no consumers holder before the kill: %q", h)
 			}
 			killed = idx - 1
-			t.Logf("minute %d: kill -9 %s, which holds the consumer side", m, h)
+			if a := holder(addrs[0], "anchor"); a != h {
+				t.Fatalf("consumers held by %s, anchor by %s: the detector runs next to the anchorer", h, a)
+			}
+			t.Logf("minute %d: kill -9 %s, which holds both leases", m, h)
 			gws[killed].kill9()
 		case minutes / 2:
 			t.Log("stopping nats-2")
@@ -121,14 +126,16 @@ func TestClusterRealPeers(t *testing.T) {
 	}
 	total := shipments * minutes
 	live := (killed + 1) % 3
-	waitWithin(t, 60*time.Second, "a consumers holder among the live gateways", func() bool {
+	waitWithin(t, 60*time.Second, "both leases held by one live gateway", func() bool {
 		h := holder(addrs[live], "consumers")
-		return h != "" && h != fmt.Sprintf("gw-%d", killed+1)
+		return h != "" && h != fmt.Sprintf("gw-%d", killed+1) && h == holder(addrs[live], "anchor")
 	})
-	t.Logf("consumers taken over by %s; the anchor lease: %q", holder(addrs[live], "consumers"), holder(addrs[live], "anchor"))
-	if h := holder(addrs[live], "anchor"); h != "" {
-		t.Fatalf("%s took the anchor lease without the killed anchorer's shipment logs", h)
-	}
+	successor := holder(addrs[live], "anchor")
+	t.Logf("both leases taken over by %s", successor)
+	waitWithin(t, 2*time.Minute, "an epoch cut by "+successor, func() bool {
+		v, _ := view(addrs[live])
+		return v.Epoch != nil && v.Epoch.Member == successor
+	})
 	t.Log("the killed gateway comes back")
 	gws[killed] = startProc(t, envs[killed], addrs[killed])
 
@@ -204,8 +211,34 @@ func TestClusterRealPeers(t *testing.T) {
 		t.Errorf("%d alert transitions stored twice", d)
 	}
 
-	// Proofs, through a gateway that does not anchor: every record,
-	// verified offline and on Hardhat.
+	// One unbroken chain of epochs, cut by the killed gateway and its
+	// successor.
+	steps, err := anchor.OpenStepLog(context.Background(), js, 3, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := steps.Steps(context.Background(), 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cutBy := map[string]int{}
+	var number uint64
+	for _, st := range all {
+		if st.Epoch == 0 {
+			continue
+		}
+		if st.Epoch != number+1 {
+			t.Fatalf("step %d cuts epoch %d after epoch %d", st.Seq, st.Epoch, number)
+		}
+		number = st.Epoch
+		cutBy[st.By]++
+	}
+	if cutBy[fmt.Sprintf("gw-%d", killed+1)] == 0 || cutBy[successor] == 0 {
+		t.Errorf("epochs cut per gateway %v: want both gw-%d and %s", cutBy, killed+1, successor)
+	}
+
+	// Proofs, through any gateway: every record, verified offline and on
+	// Hardhat.
 	dir := t.TempDir()
 	for s := range shipments {
 		path := filepath.Join(dir, ship(s)+".json")
@@ -237,8 +270,8 @@ func TestClusterRealPeers(t *testing.T) {
 	if v.Epoch == nil || len(v.Members) != 3 {
 		t.Fatalf("cluster view: %+v", v)
 	}
-	t.Logf("cluster: %d readings once in JetStream and the store, %d alarms once, %d bundles verified; epoch %d by %s (term %d); members %d",
-		total, len(opened), shipments, v.Epoch.Number, v.Epoch.Member, v.Epoch.Term, len(v.Members))
+	t.Logf("cluster: %d readings once in JetStream and the store, %d alarms once, %d bundles verified; %d steps, epochs 1..%d in one chain, cut per gateway %v; latest epoch %d by %s; members %d",
+		total, len(opened), shipments, len(all), number, cutBy, v.Epoch.Number, v.Epoch.Member, len(v.Members))
 	for _, g := range gws {
 		g.stop()
 	}
@@ -287,13 +320,13 @@ func clusterEnv(t *testing.T, i int, httpAddr, urls string) []string {
 	}
 }
 
-// forgetEpochs deletes the cluster's epoch record with the operator's
+// resetSteps deletes the cluster's anchor step log with the operator's
 // command.
-func forgetEpochs(t *testing.T, urls string) {
+func resetSteps(t *testing.T, urls string) {
 	t.Helper()
-	out, err := exec.Command(binary, "cluster", "forget-epochs", "--yes", "--nats", urls).CombinedOutput()
+	out, err := exec.Command(binary, "cluster", "reset-steps", "--yes", "--nats", urls).CombinedOutput()
 	if err != nil {
-		t.Fatalf("coldchain cluster forget-epochs: %v\n%s", err, out)
+		t.Fatalf("coldchain cluster reset-steps: %v\n%s", err, out)
 	}
 	t.Logf("%s", bytes.TrimSpace(out))
 }

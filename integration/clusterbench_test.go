@@ -48,7 +48,7 @@ func TestClusterBench(t *testing.T) {
 	var results []result
 	for n := 1; n <= 3; n++ {
 		run := fmt.Sprintf("B%d-%d", n, time.Now().UnixNano()%1_000_000)
-		forgetEpochs(t, urls)
+		resetSteps(t, urls)
 		gws := make([]*gatewayProc, n)
 		addrs := make([]string, n)
 		for i := range gws {
