@@ -31,10 +31,17 @@ func (s *Service) isBehind() bool {
 // (ErrLogsDiffer), nil when they can or when there is no step log: a
 // gateway whose logs cannot follow must not take over anchoring.
 func (s *Service) Followable() error {
-	if p := s.replayErr.Load(); p != nil {
-		return *p
+	if f := s.replayErr.Load(); f != nil {
+		return f.err
 	}
 	return nil
+}
+
+// replayFailure is why the logs cannot follow the step log created at
+// log.
+type replayFailure struct {
+	err error
+	log time.Time
 }
 
 // CatchUp replays the steps of the step log this service has not made,
@@ -71,24 +78,36 @@ func (s *Service) catchUp(ctx context.Context, standby bool) error {
 	if s.seq == nil {
 		return nil
 	}
-	if err := s.Followable(); err != nil {
-		return err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if standby && s.running {
 		return nil
 	}
-	end, err := s.seq.End(ctx)
+	end, created, err := s.seq.End(ctx)
 	if err != nil {
 		return fmt.Errorf("reading the step log: %w", err)
 	}
-	if end < s.stepSeq {
-		// Deleted (coldchain cluster reset-steps) or lost: this gateway
-		// starts it again from its logs, if it records first.
-		s.log.Warn("the step log ends before the last step these shipment logs applied: it was reset; starting it again from these logs",
-			zap.Uint64("log_end", end), zap.Uint64("applied", s.stepSeq))
-		s.stepSeq = 0
+	if f := s.replayErr.Load(); f != nil {
+		if f.log.Equal(created) {
+			return f.err
+		}
+		s.replayErr.Store(nil) // a new log: these logs may start it
+	}
+	if !created.Equal(s.stepLog) {
+		if s.stepSeq > 0 {
+			// Deleted (coldchain cluster reset-steps) or lost: these
+			// logs may start the new one, if this gateway records first;
+			// if another did, the replay tells whether they can follow.
+			s.log.Warn("the step log was started again since these shipment logs followed it",
+				zap.Time("log_created", created), zap.Uint64("applied_of_old_log", s.stepSeq), zap.Uint64("new_log_end", end))
+		}
+		b := s.db.NewBatch()
+		err := errors.Join(b.Set(stepKey, be8(0), nil), b.Set(stepLogKey, []byte(created.UTC().Format(time.RFC3339Nano)), nil), b.Commit(pebble.Sync))
+		b.Close()
+		if err != nil {
+			return err
+		}
+		s.stepSeq, s.stepLog = 0, created
 	}
 	start, began := s.stepSeq, time.Now()
 	records, epochs := 0, 0
@@ -104,7 +123,7 @@ func (s *Service) catchUp(ctx context.Context, standby bool) error {
 		n, m, err := s.replay(ctx, steps)
 		records, epochs = records+n, epochs+m
 		if errors.Is(err, ErrLogsDiffer) {
-			s.replayErr.Store(&err)
+			s.replayErr.Store(&replayFailure{err: err, log: created})
 		}
 		if err != nil {
 			return err

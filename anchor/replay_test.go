@@ -173,8 +173,25 @@ func TestStepConflict(t *testing.T) {
 	if !errors.Is(c.Followable(), ErrLogsDiffer) {
 		t.Fatalf("Followable = %v", c.Followable())
 	}
-	must(t, c.Close())
+	// The operator resets the step log: C's logs may start the new one.
 	a.stop()
+	a = startGatewayWith(t, dir, dir+"/a-off", chain, false) // the journal, without an anchorer on the log
+	defer a.stop()
+	sl, err = OpenStepLog(ctxT(t), a.j.JetStream(), 1, "test")
+	must(t, err)
+	c.SetSequencer(sl)
+	if ok, err := DeleteStepLog(ctxT(t), a.j.JetStream()); err != nil || !ok {
+		t.Fatalf("DeleteStepLog = %v %v", ok, err)
+	}
+	must(t, c.CatchUp(ctxT(t)))
+	if err := c.Followable(); err != nil {
+		t.Fatalf("Followable after the reset: %v", err)
+	}
+	must(t, c.apply(context.Background(), record.KindReading, []journal.Msg{readingMsg("SHP-C", "D3", 1, journal.Position(2, 0), 5)}))
+	if end, _, err := sl.End(ctxT(t)); err != nil || end != 1 {
+		t.Fatalf("the new step log ends at %d (%v), want C's first step", end, err)
+	}
+	must(t, c.Close())
 }
 
 // TestStepLogFence runs the step log on a three-node JetStream cluster
@@ -229,7 +246,7 @@ func TestStepLogFence(t *testing.T) {
 		steps[1].Epoch != 1 || steps[1].Root != cut.Root || steps[1].By != "gw-2" || !steps[1].Cut.Equal(cut.Cut) {
 		t.Fatalf("steps = %+v", steps)
 	}
-	if end, err := a.End(ctx); err != nil || end != s2 {
+	if end, _, err := a.End(ctx); err != nil || end != s2 {
 		t.Fatalf("End = %d %v, want %d", end, err, s2)
 	}
 	latest, ok, err := a.LatestCut(ctx)

@@ -85,9 +85,11 @@ type Service struct {
 	stepSeq uint64
 	behind  bool
 	running bool // Run is running: Standby leaves the logs alone
+	// stepLog is when the step log that stepSeq counts in was created.
+	stepLog time.Time
 	// replayErr is why the logs cannot follow the step log (they differ
 	// from it), for Followable.
-	replayErr atomic.Pointer[error]
+	replayErr atomic.Pointer[replayFailure]
 
 	// Owned by the epoch loop (Run); read at New.
 	last       *epochState   // the latest cut epoch, nil before the first
@@ -186,6 +188,13 @@ func (s *Service) load() error {
 		return err
 	} else if ok && len(v) == 8 {
 		s.stepSeq = beUint(v)
+	}
+	if v, ok, err := get(s.db, stepLogKey); err != nil {
+		return err
+	} else if ok {
+		if s.stepLog, err = time.Parse(time.RFC3339Nano, string(v)); err != nil {
+			return fmt.Errorf("step log creation time %q: %w", v, err)
+		}
 	}
 	err := each(s.db, []byte(pShip), false, func(k, v []byte) (bool, error) {
 		if len(v) < 8 {

@@ -84,8 +84,10 @@ type Sequencer interface {
 	// Steps returns up to limit steps after sequence after, in order;
 	// none when the log ends at after.
 	Steps(ctx context.Context, after uint64, limit int) ([]SeqStep, error)
-	// End returns the sequence of the log's last step (0: empty).
-	End(ctx context.Context) (uint64, error)
+	// End returns the sequence of the log's last step (0: empty) and
+	// when the log was created, which tells a log started again (reset)
+	// from the one a gateway followed.
+	End(ctx context.Context) (last uint64, created time.Time, err error)
 }
 
 // SeqStep is a step and its sequence in the log.
@@ -113,7 +115,7 @@ const (
 // the same point.
 type StepLog struct {
 	js     jetstream.JetStream
-	s      jetstream.Stream
+	cfg    jetstream.StreamConfig
 	member string
 }
 
@@ -121,15 +123,28 @@ type StepLog struct {
 // replicas; member names the steps this gateway records. It keeps every
 // step: replaying from the first rebuilds the logs from nothing.
 func OpenStepLog(ctx context.Context, js jetstream.JetStream, replicas int, member string) (*StepLog, error) {
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	cfg := jetstream.StreamConfig{
 		Name: StepStream, Description: "coldchain anchor steps: the order of the shipment logs and their epochs",
 		Subjects: []string{stepSubjects}, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
 		AllowDirect: true,
-	})
-	if err != nil {
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("opening the step log stream %s: %w", StepStream, err)
 	}
-	return &StepLog{js: js, s: s, member: member}, nil
+	return &StepLog{js: js, cfg: cfg, member: member}, nil
+}
+
+// stream looks the stream up, creating it again if it was deleted
+// (reset-steps) since.
+func (l *StepLog) stream(ctx context.Context) (jetstream.Stream, error) {
+	s, err := l.js.Stream(ctx, StepStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = l.js.CreateOrUpdateStream(ctx, l.cfg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("step log stream %s: %w", StepStream, err)
+	}
+	return s, nil
 }
 
 // Record implements Sequencer.
@@ -157,18 +172,26 @@ func (l *StepLog) Record(ctx context.Context, prev uint64, st Step) (uint64, err
 }
 
 // End implements Sequencer.
-func (l *StepLog) End(ctx context.Context) (uint64, error) {
-	info, err := l.s.Info(ctx)
+func (l *StepLog) End(ctx context.Context) (uint64, time.Time, error) {
+	s, err := l.stream(ctx)
 	if err != nil {
-		return 0, err
+		return 0, time.Time{}, err
 	}
-	return info.State.LastSeq, nil
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	return info.State.LastSeq, info.Created, nil
 }
 
 // LatestCut returns the last epoch cut step; ok is false when none was
 // recorded.
 func (l *StepLog) LatestCut(ctx context.Context) (st SeqStep, ok bool, err error) {
-	m, err := l.s.GetLastMsgForSubject(ctx, stepCutSubject)
+	s, err := l.stream(ctx)
+	if err != nil {
+		return SeqStep{}, false, err
+	}
+	m, err := s.GetLastMsgForSubject(ctx, stepCutSubject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return SeqStep{}, false, nil
 	}
@@ -196,7 +219,11 @@ func DeleteStepLog(ctx context.Context, js jetstream.JetStream) (bool, error) {
 
 // Steps implements Sequencer.
 func (l *StepLog) Steps(ctx context.Context, after uint64, limit int) ([]SeqStep, error) {
-	info, err := l.s.Info(ctx)
+	s, err := l.stream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.Info(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +231,7 @@ func (l *StepLog) Steps(ctx context.Context, after uint64, limit int) ([]SeqStep
 	if end <= after {
 		return nil, nil
 	}
-	c, err := l.s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: after + 1})
 	if err != nil {
 		return nil, err

@@ -19,6 +19,7 @@ import (
 //
 //	w/<kind>                    last journal position applied from the kind's stream
 //	w/steps                     sequence of the last step applied from the step log (cluster mode)
+//	w/steplog                   when that step log was created (RFC 3339)
 //	s/<shipment>                anchored size (8) ‖ merkle.Tree state
 //	l/<shipment>/<index>        leaf hash (32) ‖ kind (1) ‖ journal position (8) ‖ id length (2) ‖ id ‖ canonical bytes
 //	i/<shipment>/<record id>    index (8)
@@ -39,7 +40,10 @@ func be8(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
 func markKey(k record.Kind) []byte { return []byte(pMark + k.String()) }
 
-var stepKey = []byte(pMark + "steps")
+var (
+	stepKey    = []byte(pMark + "steps")
+	stepLogKey = []byte(pMark + "steplog")
+)
 
 func shipKey(ship string) []byte { return []byte(pShip + ship) }
 func leafPrefix(ship string) []byte {

@@ -53,7 +53,7 @@ func TestClusterEpochCommands(t *testing.T) {
 	if code, _, errOut := cli("reset-steps"); code != 2 || !strings.Contains(errOut, "--yes") {
 		t.Fatalf("reset-steps without --yes: %d %q", code, errOut)
 	}
-	if end, err := steps.End(ctx); err != nil || end != seq {
+	if end, _, err := steps.End(ctx); err != nil || end != seq {
 		t.Fatalf("reset-steps without --yes touched the log: end %d %v", end, err)
 	}
 	if code, out, _ := cli("reset-steps", "--yes"); code != 0 || !strings.Contains(out, "deleted the step log") {
