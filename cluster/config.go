@@ -24,10 +24,15 @@ type Config struct {
 	// (10s): a dead holder's part moves to another gateway after this
 	// long.
 	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// Standby is how often a member that does not anchor replays the new
+	// steps of the anchor's step log (5s), so that taking anchoring over
+	// replays only the last few; 0 replays only on takeover, which then
+	// replays everything since this member last anchored.
+	Standby time.Duration `yaml:"standby"`
 }
 
-// DefaultConfig is cluster mode off, with a 10 s lease.
-func DefaultConfig() Config { return Config{LeaseTTL: 10 * time.Second} }
+// DefaultConfig is cluster mode off, with a 10 s lease and a 5 s standby.
+func DefaultConfig() Config { return Config{LeaseTTL: 10 * time.Second, Standby: 5 * time.Second} }
 
 // Validate checks the settings that matter when cluster mode is on.
 func (c Config) Validate() error {
@@ -39,6 +44,9 @@ func (c Config) Validate() error {
 	}
 	if c.LeaseTTL < 2*time.Second {
 		return errors.New("cluster.lease_ttl: must be at least 2s")
+	}
+	if c.Standby < 0 {
+		return errors.New("cluster.standby: must be 0 (off) or a positive duration")
 	}
 	if c.AdvertiseURL != "" {
 		u, err := url.Parse(c.AdvertiseURL)

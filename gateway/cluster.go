@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -49,6 +50,7 @@ type clusterMode struct {
 	consumers *cluster.Elector
 	anchor    *cluster.Elector
 	fwd       *cluster.Forwarder
+	standby   time.Duration
 	log       *zap.Logger
 }
 
@@ -56,22 +58,32 @@ func openCluster(ctx context.Context, g *Gateway, j *journal.Journal) (*clusterM
 	cfg := g.cfg.Cluster
 	js, replicas := j.JetStream(), g.cfg.NATS.Streams.Replicas
 	log := g.log.Named("cluster").With(zap.String("member", cfg.Member))
-	leases, err := cluster.OpenLeases(ctx, js, cfg.LeaseTTL, replicas)
-	if err != nil {
-		return nil, err
-	}
-	steps, err := anchor.OpenStepLog(ctx, js, replicas, cfg.Member)
-	if err != nil {
-		return nil, err
-	}
-	members, err := cluster.OpenMembers(ctx, js, cluster.Member{Name: cfg.Member, URL: cfg.AdvertiseURL, Started: time.Now().UTC()}, cfg.LeaseTTL, replicas, log)
+	var leases jetstream.KeyValue
+	var steps *anchor.StepLog
+	var members *cluster.Members
+	// A JetStream cluster that has just formed can take longer than one
+	// API call's timeout to place a new replicated bucket: retry a while.
+	err := retryOpen(ctx, log, time.Minute, func(ctx context.Context) (err error) {
+		if leases == nil {
+			if leases, err = cluster.OpenLeases(ctx, js, cfg.LeaseTTL, replicas); err != nil {
+				return err
+			}
+		}
+		if steps == nil {
+			if steps, err = anchor.OpenStepLog(ctx, js, replicas, cfg.Member); err != nil {
+				return err
+			}
+		}
+		members, err = cluster.OpenMembers(ctx, js, cluster.Member{Name: cfg.Member, URL: cfg.AdvertiseURL, Started: time.Now().UTC()}, cfg.LeaseTTL, replicas, log)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
 	if g.cfg.Store.Writer.Kind != store.KindInflux {
 		log.Warn("cluster mode with the embedded store: each gateway's store holds only what it wrote while it held the consumers lease; use store.kind influx")
 	}
-	c := &clusterMode{me: cfg.Member, members: members, steps: steps, log: log,
+	c := &clusterMode{me: cfg.Member, members: members, steps: steps, standby: cfg.Standby, log: log,
 		consumers: cluster.NewElector(leases, leaseConsumers, cfg.Member, cfg.LeaseTTL, log),
 		anchor:    cluster.NewElector(leases, leaseAnchor, cfg.Member, cfg.LeaseTTL, log)}
 	c.fwd = &cluster.Forwarder{Me: cfg.Member, Members: members, Log: log}
@@ -85,6 +97,26 @@ func openCluster(ctx context.Context, g *Gateway, j *journal.Journal) (*clusterM
 		return nil
 	}
 	return c, nil
+}
+
+// retryOpen calls open until it succeeds, ctx ends or patience has
+// passed, logging the first failure.
+func retryOpen(ctx context.Context, log *zap.Logger, patience time.Duration, open func(context.Context) error) error {
+	deadline := time.Now().Add(patience)
+	for i := 0; ; i++ {
+		err := open(ctx)
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		if i == 0 {
+			log.Warn("JetStream is not ready for the cluster buckets yet; retrying", zap.Duration("for", patience), zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // anchorElsewhere returns the member that holds the anchor lease if it is
@@ -198,7 +230,9 @@ func (c *clusterMode) run(httpAddr string, tls bool, writer *store.Writer, alert
 	})
 	// While another member anchors, follow its steps: a takeover then
 	// replays only the last few.
-	wg.Go(func() { anchors.Standby(ctx, 5*time.Second) })
+	if every := c.standby; every > 0 {
+		wg.Go(func() { anchors.Standby(ctx, every) })
+	}
 	wg.Go(func() {
 		_ = c.anchor.Run(ctx, func(ctx context.Context) error {
 			term, _ := c.anchor.Held()

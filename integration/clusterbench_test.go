@@ -58,6 +58,9 @@ func TestClusterBench(t *testing.T) {
 			// share for every subscribed session, live or not.
 			env = append(env, "COLDCHAIN_MQTT_SHARED_GROUP=bench-"+run, fmt.Sprintf("COLDCHAIN_MQTT_CLIENT_ID=bench-%s-%d", run, i+1),
 				"COLDCHAIN_LOG_LEVEL=warn")
+			if os.Getenv("COLDCHAIN_BENCH_LOG_DIR") != "" {
+				env = append(env, "COLDCHAIN_LOG_LEVEL=info")
+			}
 			gws[i] = startProc(t, env, addrs[i])
 		}
 		cpu0 := cpuOf(t, gws, natsPIDs)
@@ -120,8 +123,16 @@ func TestClusterBench(t *testing.T) {
 			gatewayCPU: (cpu1[0] - cpu0[0]) / float64(readings) * 1e6, natsCPU: (cpu1[1] - cpu0[1]) / float64(readings) * 1e6}
 		r.sum = r.gatewayCPU + r.natsCPU
 		results = append(results, r)
-		for _, g := range gws {
+		for i, g := range gws {
 			g.stop()
+			// COLDCHAIN_BENCH_LOG_DIR keeps each gateway's log, to see what
+			// a slow run spent its time on.
+			if d := os.Getenv("COLDCHAIN_BENCH_LOG_DIR"); d != "" {
+				name := filepath.Join(d, fmt.Sprintf("%s-gw-%d.log", run, i+1))
+				if err := os.WriteFile(name, g.log.Bytes(), 0o644); err != nil {
+					t.Error(err)
+				}
+			}
 		}
 		// Drop this run's sessions so they queue nothing more.
 		for i := range gws {
