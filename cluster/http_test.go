@@ -77,3 +77,31 @@ func TestForwarder(t *testing.T) {
 		t.Fatalf("holder: %q", w.Body)
 	}
 }
+
+// TestContractRecord: the first claim is the cluster's anchor contract;
+// a later one gets it back; forgetting it lets the next claim win.
+func TestContractRecord(t *testing.T) {
+	nodes := testCluster(t)
+	js := connect(t, nodes[0])
+	var st *State
+	var err error
+	waitFor(t, "the state bucket", func() bool { st, err = OpenState(context.Background(), js, 3); return err == nil })
+	ctx := context.Background()
+	if _, ok, err := st.Contract(ctx); err != nil || ok {
+		t.Fatalf("a record before any claim: %v %v", ok, err)
+	}
+	first := ContractRecord{ChainID: 31337, Contract: "0xaaaa", Member: "gw-1"}
+	if got, err := st.ClaimContract(ctx, first); err != nil || got != first {
+		t.Fatalf("first claim: %+v %v", got, err)
+	}
+	if got, err := st.ClaimContract(ctx, ContractRecord{ChainID: 31337, Contract: "0xbbbb", Member: "gw-2"}); err != nil || got != first {
+		t.Fatalf("second claim got %+v %v, want the first", got, err)
+	}
+	if rec, ok, err := st.ForgetContract(ctx); err != nil || !ok || rec != first {
+		t.Fatalf("forget: %+v %v %v", rec, ok, err)
+	}
+	second := ContractRecord{ChainID: 31337, Contract: "0xcccc", Member: "gw-3"}
+	if got, err := st.ClaimContract(ctx, second); err != nil || got != second {
+		t.Fatalf("claim after forgetting: %+v %v", got, err)
+	}
+}

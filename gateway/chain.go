@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/coldchain/coldchain/anchor"
 	"github.com/coldchain/coldchain/anchor/evm"
+	"github.com/coldchain/coldchain/cluster"
 )
 
 // errChainNotReady is what the anchorer sees while the chain is not open
@@ -28,13 +30,63 @@ type lazyChain struct {
 
 var _ anchor.Chain = (*lazyChain)(nil)
 
-func openChain(ctx context.Context, cfg evm.Config, dataDir string, log *zap.Logger) *lazyChain {
+// sharedContract is the cluster's record of its anchor contract (cluster
+// mode, cluster.State).
+type sharedContract interface {
+	Contract(ctx context.Context) (cluster.ContractRecord, bool, error)
+	ClaimContract(ctx context.Context, rec cluster.ContractRecord) (cluster.ContractRecord, error)
+}
+
+// openShared opens the chain on the cluster's anchor contract when one is
+// recorded, and records the one it opened when none is, so that every
+// member anchors to one contract. With chain.contract set, or shared nil,
+// it is evm.Open.
+func openShared(ctx context.Context, cfg evm.Config, dataDir string, shared sharedContract, member string, log *zap.Logger) (*evm.Anchorer, error) {
+	if shared == nil || cfg.Kind != evm.KindRPC || cfg.Contract != "" {
+		return evm.Open(ctx, cfg, dataDir, log)
+	}
+	rec, ok, err := shared.Contract(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the cluster's anchor contract: %w", err)
+	}
+	if ok {
+		cfg.Contract = rec.Contract
+	}
+	a, err := evm.Open(ctx, cfg, dataDir, log)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		if rec.ChainID != a.ChainID() {
+			_ = a.Close()
+			return nil, fmt.Errorf("the cluster anchors on chain id %d (contract %s, recorded by %s) and this gateway's chain.rpc_url is chain id %d: point it at the cluster's chain",
+				rec.ChainID, rec.Contract, rec.Member, a.ChainID())
+		}
+		return a, nil
+	}
+	mine := cluster.ContractRecord{ChainID: a.ChainID(), Contract: a.Contract().Hex(), Member: member}
+	got, err := shared.ClaimContract(ctx, mine)
+	if err != nil {
+		_ = a.Close()
+		return nil, fmt.Errorf("recording the cluster's anchor contract: %w", err)
+	}
+	if cluster.SameContract(got.Contract, mine.Contract) {
+		log.Info("recorded this gateway's contract as the cluster's anchor contract", zap.String("contract", mine.Contract))
+		return a, nil
+	}
+	// Another member recorded its contract first: use that one.
+	_ = a.Close()
+	cfg.Contract = got.Contract
+	return evm.Open(ctx, cfg, dataDir, log)
+}
+
+func openChain(ctx context.Context, cfg evm.Config, dataDir string, shared sharedContract, member string, log *zap.Logger) *lazyChain {
 	c := &lazyChain{err: errChainNotReady, done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
 		backoff := time.Second
 		for attempt := 1; ; attempt++ {
-			a, err := evm.Open(ctx, cfg, dataDir, log)
+			a, err := openShared(ctx, cfg, dataDir, shared, member, log)
 			if err == nil {
 				c.mu.Lock()
 				c.a, c.err = a, nil

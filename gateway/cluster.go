@@ -47,6 +47,7 @@ type clusterMode struct {
 	me        string
 	members   *cluster.Members
 	steps     *anchor.StepLog
+	state     *cluster.State
 	consumers *cluster.Elector
 	anchor    *cluster.Elector
 	fwd       *cluster.Forwarder
@@ -61,6 +62,7 @@ func openCluster(ctx context.Context, g *Gateway, j *journal.Journal) (*clusterM
 	var leases jetstream.KeyValue
 	var steps *anchor.StepLog
 	var members *cluster.Members
+	var state *cluster.State
 	// A JetStream cluster that has just formed can take longer than one
 	// API call's timeout to place a new replicated bucket: retry a while.
 	err := retryOpen(ctx, log, time.Minute, func(ctx context.Context) (err error) {
@@ -74,6 +76,11 @@ func openCluster(ctx context.Context, g *Gateway, j *journal.Journal) (*clusterM
 				return err
 			}
 		}
+		if state == nil {
+			if state, err = cluster.OpenState(ctx, js, replicas); err != nil {
+				return err
+			}
+		}
 		members, err = cluster.OpenMembers(ctx, js, cluster.Member{Name: cfg.Member, URL: cfg.AdvertiseURL, Started: time.Now().UTC()}, cfg.LeaseTTL, replicas, log)
 		return err
 	})
@@ -83,7 +90,7 @@ func openCluster(ctx context.Context, g *Gateway, j *journal.Journal) (*clusterM
 	if g.cfg.Store.Writer.Kind != store.KindInflux {
 		log.Warn("cluster mode with the embedded store: each gateway's store holds only what it wrote while it held the consumers lease; use store.kind influx")
 	}
-	c := &clusterMode{me: cfg.Member, members: members, steps: steps, standby: cfg.Standby, log: log,
+	c := &clusterMode{me: cfg.Member, members: members, steps: steps, state: state, standby: cfg.Standby, log: log,
 		consumers: cluster.NewElector(leases, leaseConsumers, cfg.Member, cfg.LeaseTTL, log),
 		anchor:    cluster.NewElector(leases, leaseAnchor, cfg.Member, cfg.LeaseTTL, log)}
 	c.fwd = &cluster.Forwarder{Me: cfg.Member, Members: members, Log: log}

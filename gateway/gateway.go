@@ -364,7 +364,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	// that outlives the transports. The chain opens in the background, so
 	// an unreachable node delays anchors, never ingest.
 	chainCtx, stopChain := context.WithCancel(context.Background())
-	chain := openChain(chainCtx, cfg.Chain, cfg.DataDir, log.Named("chain"))
+	var shared sharedContract
+	if cm != nil {
+		shared = cm.state
+	}
+	chain := openChain(chainCtx, cfg.Chain, cfg.DataDir, shared, cfg.Cluster.Member, log.Named("chain"))
 	g.chain = chain
 	anchors, err := anchor.New(cfg.Anchor, j, chain, cfg.DataDir, log.Named("anchor"))
 	if err != nil {

@@ -240,6 +240,7 @@ func TestClusterRealPeers(t *testing.T) {
 	// Proofs, through any gateway: every record, verified offline and on
 	// Hardhat.
 	dir := t.TempDir()
+	contracts := map[string]int{}
 	for s := range shipments {
 		path := filepath.Join(dir, ship(s)+".json")
 		want := minutes
@@ -255,16 +256,23 @@ func TestClusterRealPeers(t *testing.T) {
 			raw, _ := io.ReadAll(resp.Body)
 			var b struct {
 				TreeSize int `json:"tree_size"`
+				Anchor   struct {
+					Contract string `json:"contract"`
+				} `json:"anchor"`
 			}
 			if resp.StatusCode != 200 || json.Unmarshal(raw, &b) != nil || b.TreeSize < want {
 				return false
 			}
+			contracts[strings.ToLower(b.Anchor.Contract)]++
 			return os.WriteFile(path, raw, 0o600) == nil
 		})
 		out, err := exec.Command(binary, "verify", path, "--rpc", needEVM(t, "COLDCHAIN_TEST_EVM_RPC_URL")).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "OK") {
 			t.Fatalf("verify %s: %v\n%s", ship(s), err, out)
 		}
+	}
+	if len(contracts) != 1 {
+		t.Errorf("bundles name %d anchor contracts %v: every member must anchor to the cluster's one", len(contracts), contracts)
 	}
 	v, _ := view(addrs[live])
 	if v.Epoch == nil || len(v.Members) != 3 {
@@ -324,7 +332,17 @@ func clusterEnv(t *testing.T, i int, httpAddr, urls string) []string {
 // command.
 func resetSteps(t *testing.T, urls string) {
 	t.Helper()
-	out, err := exec.Command(binary, "cluster", "reset-steps", "--yes", "--nats", urls).CombinedOutput()
+	// A cluster that has just started may not have placed the R3 streams
+	// yet: the command fails, and is run again.
+	var out []byte
+	var err error
+	for deadline := time.Now().Add(time.Minute); ; {
+		out, err = exec.Command(binary, "cluster", "reset-steps", "--yes", "--nats", urls).CombinedOutput()
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
 	if err != nil {
 		t.Fatalf("coldchain cluster reset-steps: %v\n%s", err, out)
 	}

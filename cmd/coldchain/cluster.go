@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/coldchain/coldchain/anchor"
+	"github.com/coldchain/coldchain/cluster"
 )
 
 const clusterHelp = `Usage: coldchain cluster epoch
@@ -19,12 +20,13 @@ continues the same shipment logs and epoch chain.
 
   epoch         print the latest epoch cut: number, root, the gateway that
                 cut it, when, and the step that recorded it
-  reset-steps   delete the step log, when no gateway's shipment logs follow
-                it any more (GET /v1/cluster says why the anchor lease has
-                no contender): the next anchorer starts a new log from its
-                own shipment logs and continues its own epoch chain.
-                Bundles of earlier epochs still verify against their roots
-                on chain. Needs --yes.
+  reset-steps   delete the step log and the recorded anchor contract, when
+                no gateway's shipment logs follow the log any more (GET
+                /v1/cluster says why the anchor lease has no contender) or
+                the chain was reset: the next anchorer starts a new log
+                from its own shipment logs, continues its own epoch chain
+                and records its own contract. Bundles of earlier epochs
+                still verify against their roots on chain. Needs --yes.
 
 GET /v1/cluster on any gateway shows the members and the leases.
 
@@ -75,10 +77,21 @@ func clusterCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if !ok {
-		fmt.Fprintln(stdout, "no step log: nothing to reset")
-		return nil
+	if ok {
+		fmt.Fprintln(stdout, "deleted the step log: the next anchorer starts a new one from its own shipment logs")
+	} else {
+		fmt.Fprintln(stdout, "no step log to delete")
 	}
-	fmt.Fprintln(stdout, "deleted the step log: the next anchorer starts a new one from its own shipment logs")
+	st, err := cluster.OpenState(ctx, js, replicas)
+	if err != nil {
+		return err
+	}
+	rec, ok, err := st.ForgetContract(ctx)
+	if err != nil {
+		return err
+	}
+	if ok {
+		fmt.Fprintf(stdout, "forgot the anchor contract %s (chain id %d): the next anchorer records its own; bundles of earlier epochs still verify against it\n", rec.Contract, rec.ChainID)
+	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/coldchain/coldchain/anchor"
+	"github.com/coldchain/coldchain/cluster"
 	"github.com/coldchain/coldchain/embedded/natsserver"
 	"github.com/coldchain/coldchain/merkle"
 )
@@ -56,10 +57,20 @@ func TestClusterEpochCommands(t *testing.T) {
 	if end, _, err := steps.End(ctx); err != nil || end != seq {
 		t.Fatalf("reset-steps without --yes touched the log: end %d %v", end, err)
 	}
-	if code, out, _ := cli("reset-steps", "--yes"); code != 0 || !strings.Contains(out, "deleted the step log") {
+	state, err := cluster.OpenState(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := state.ClaimContract(ctx, cluster.ContractRecord{ChainID: 31337, Contract: "0x5FbDB2315678afecb367f032d93F642f64180aa3", Member: "gw-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := cli("reset-steps", "--yes"); code != 0 || !strings.Contains(out, "deleted the step log") || !strings.Contains(out, "forgot the anchor contract 0x5FbDB") {
 		t.Fatalf("reset-steps --yes: %d %q", code, out)
 	}
 	if code, out, _ := cli("epoch"); code != 0 || !strings.Contains(out, "no epoch cut yet") {
 		t.Fatalf("epoch after reset-steps: %d %q", code, out)
+	}
+	if _, ok, err := state.Contract(ctx); err != nil || ok {
+		t.Fatalf("the contract record after reset-steps: %v %v", ok, err)
 	}
 }
