@@ -288,3 +288,15 @@ func TestStandby(t *testing.T) {
 	}
 	must(t, b.Close())
 }
+
+func TestEpochCuts(t *testing.T) {
+	steps := []SeqStep{{Seq: 1, Step: Step{Kind: record.KindReading, From: 0, First: 1, To: 5}},
+		{Seq: 2, Step: Step{Epoch: 1, By: "gw-1"}}, {Seq: 3, Step: Step{Epoch: 2, By: "gw-2"}}, {Seq: 4, Step: Step{Epoch: 3, By: "gw-2"}}}
+	last, by, err := EpochCuts(steps)
+	if err != nil || last != 3 || by["gw-1"] != 1 || by["gw-2"] != 2 {
+		t.Fatalf("EpochCuts = %d %v %v", last, by, err)
+	}
+	if _, _, err := EpochCuts(append(steps, SeqStep{Seq: 5, Step: Step{Epoch: 5}})); err == nil {
+		t.Fatal("a gap from epoch 3 to 5 passed")
+	}
+}

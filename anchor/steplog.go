@@ -264,3 +264,21 @@ func (l *StepLog) Steps(ctx context.Context, after uint64, limit int) ([]SeqStep
 		}
 	}
 }
+
+// EpochCuts reads the cut steps of steps: the last epoch number and how
+// many epochs each member cut. It fails if an epoch does not follow the
+// one before it, so one error-free call shows one gap-free chain.
+func EpochCuts(steps []SeqStep) (last uint64, cutBy map[string]int, err error) {
+	cutBy = map[string]int{}
+	for _, st := range steps {
+		if st.Epoch == 0 {
+			continue
+		}
+		if st.Epoch != last+1 {
+			return last, cutBy, fmt.Errorf("step %d cuts epoch %d after epoch %d", st.Seq, st.Epoch, last)
+		}
+		last = st.Epoch
+		cutBy[st.By]++
+	}
+	return last, cutBy, nil
+}

@@ -231,17 +231,9 @@ func TestClusterFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cutBy := map[string]int{}
-	var number uint64
-	for _, st := range all {
-		if st.Epoch == 0 {
-			continue
-		}
-		if st.Epoch != number+1 {
-			t.Fatalf("step %d cuts epoch %d after epoch %d", st.Seq, st.Epoch, number)
-		}
-		number = st.Epoch
-		cutBy[st.By]++
+	number, cutBy, err := anchor.EpochCuts(all)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if cutBy["gw-a"] == 0 || cutBy["gw-b"] == 0 {
 		t.Errorf("epochs cut per member: %v, want both", cutBy)

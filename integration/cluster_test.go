@@ -221,17 +221,9 @@ func TestClusterRealPeers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cutBy := map[string]int{}
-	var number uint64
-	for _, st := range all {
-		if st.Epoch == 0 {
-			continue
-		}
-		if st.Epoch != number+1 {
-			t.Fatalf("step %d cuts epoch %d after epoch %d", st.Seq, st.Epoch, number)
-		}
-		number = st.Epoch
-		cutBy[st.By]++
+	number, cutBy, err := anchor.EpochCuts(all)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if cutBy[fmt.Sprintf("gw-%d", killed+1)] == 0 || cutBy[successor] == 0 {
 		t.Errorf("epochs cut per gateway %v: want both gw-%d and %s", cutBy, killed+1, successor)
