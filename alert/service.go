@@ -145,6 +145,9 @@ type Service struct {
 	recorded        map[shipDevice]uint64
 	pendingDevs     map[shipDevice]bool
 	custodyCfg      custody.Config
+	// shared, when set (SetSharedSnapshots), holds snapshots for the
+	// next holder of the detector.
+	shared SharedSnapshots
 }
 
 // New returns the service. mqtt may be nil (no MQTT delivery); sub serves
@@ -247,8 +250,8 @@ func (s *Service) Run(ctx context.Context) error {
 		g.Go(func() error { s.runDeviceRecords(gctx); return nil })
 	}
 	g.Go(func() error {
-		s.tick(gctx, s.cfg.SnapshotEvery, func(context.Context) {
-			if err := s.snapshot(); err != nil {
+		s.tick(gctx, s.cfg.SnapshotEvery, func(ctx context.Context) {
+			if err := s.snapshot(ctx); err != nil {
 				s.log.Error("detector snapshot", zap.Error(err))
 			}
 		})
@@ -259,7 +262,10 @@ func (s *Service) Run(ctx context.Context) error {
 		g.Go(func() error { return d.run(gctx, s.j) })
 	}
 	err = g.Wait()
-	if serr := s.snapshot(); serr != nil {
+	// ctx has ended: give the last snapshot a little time of its own.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if serr := s.snapshot(sctx); serr != nil {
 		s.log.Error("final detector snapshot", zap.Error(serr))
 	}
 	return err

@@ -1,11 +1,13 @@
 package alert
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -131,16 +133,37 @@ type snapshotFile struct {
 	Devices   map[string]*deviceState   `json:"devices"`
 	Shipments map[string]*shipmentState `json:"shipments"`
 	Saved     time.Time                 `json:"saved"`
+
+	from string // where it was read from
 }
 
 const snapshotVersion = 1
 
 func (s *Service) snapshotPath() string { return filepath.Join(s.dir, "snapshot.json") }
 
+// SharedSnapshots keeps the detector's snapshot where the next holder of
+// the consumers lease finds it (cluster mode: cluster.Snapshots). The
+// stored bytes carry their own position; seq is there so a store can
+// refuse to replace a newer snapshot with an older one.
+type SharedSnapshots interface {
+	Save(ctx context.Context, name string, seq uint64, data []byte) (bool, error)
+	Load(ctx context.Context, name string) (data []byte, seq uint64, ok bool, err error)
+}
+
+// sharedSnapshotName is the detector's snapshot in a SharedSnapshots.
+const sharedSnapshotName = "detector"
+
+// SetSharedSnapshots makes the detector save each snapshot in shared as
+// well as on disk, and start from whichever of the two is newer: a member
+// that takes over the detector continues from the last holder's snapshot
+// instead of replaying every reading. Call it before Run.
+func (s *Service) SetSharedSnapshots(shared SharedSnapshots) { s.shared = shared }
+
 // snapshot writes the detector state atomically (temporary file, fsync,
-// rename). It keeps the previous snapshot when the state ran ahead of what
-// was published, so a restart replays those readings.
-func (s *Service) snapshot() error {
+// rename), then to the shared snapshots when set. It keeps the previous
+// snapshot when the state ran ahead of what was published, so a restart
+// replays those readings.
+func (s *Service) snapshot(ctx context.Context) error {
 	s.mu.Lock()
 	if s.tainted || s.seq == 0 {
 		s.mu.Unlock()
@@ -161,10 +184,28 @@ func (s *Service) snapshot() error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(s.dir, 0o750); err != nil {
+	if err := writeFileSync(s.snapshotPath(), b); err != nil {
 		return err
 	}
-	tmp := s.snapshotPath() + ".tmp"
+	if s.shared != nil {
+		stored, err := s.shared.Save(ctx, sharedSnapshotName, snap.Seq, b)
+		if err != nil {
+			return err
+		}
+		if !stored {
+			s.log.Info("the shared detector snapshot is newer than this gateway's: kept it", zap.Uint64("seq", snap.Seq))
+		}
+	}
+	return nil
+}
+
+// writeFileSync replaces path with b atomically: a temporary file,
+// fsync, rename.
+func writeFileSync(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
 	f, err := os.Create(tmp)
 	if err != nil {
 		return err
@@ -180,50 +221,97 @@ func (s *Service) snapshot() error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp, s.snapshotPath())
+	return os.Rename(tmp, path)
 }
 
-// restore loads the last snapshot and returns the journal position to
-// replay from (0: the consumer's own position, nothing to replay). Alert
-// transitions of replayed readings that are at or below the consumer's ack
-// floor were published before: they are recomputed, not published again.
+// readSnapshots returns the snapshots to start from, newest first: the
+// shared one (when set) and this gateway's own. A snapshot that cannot be
+// read is left out with a warning (the detector then replays more).
+func (s *Service) readSnapshots(ctx context.Context) ([]snapshotFile, error) {
+	type source struct {
+		from string
+		b    []byte
+	}
+	var srcs []source
+	b, err := os.ReadFile(s.snapshotPath())
+	switch {
+	case err == nil:
+		srcs = append(srcs, source{"this gateway's data dir", b})
+	case !os.IsNotExist(err):
+		return nil, fmt.Errorf("detector snapshot: %w", err)
+	}
+	if s.shared != nil {
+		b, _, ok, err := s.shared.Load(ctx, sharedSnapshotName)
+		if err != nil {
+			return nil, fmt.Errorf("the cluster's detector snapshot: %w", err)
+		}
+		if ok {
+			srcs = append(srcs, source{"the cluster's snapshot bucket", b})
+		}
+	}
+	var out []snapshotFile
+	for _, src := range srcs {
+		var snap snapshotFile
+		if err := json.Unmarshal(src.b, &snap); err != nil || snap.Version != snapshotVersion {
+			s.log.Warn("detector snapshot unreadable: not used", zap.String("from", src.from), zap.Error(err))
+			continue
+		}
+		snap.from = src.from
+		out = append(out, snap)
+	}
+	slices.SortStableFunc(out, func(a, b snapshotFile) int { return cmp.Compare(b.Seq, a.Seq) })
+	return out, nil
+}
+
+// restore loads the newest usable snapshot and returns the journal
+// position to replay from (0: the consumer's own position, nothing to
+// replay). Alert transitions of replayed readings that are at or below the
+// consumer's ack floor were published before: they are recomputed, not
+// published again.
 func (s *Service) restore(ctx context.Context) (uint64, error) {
 	floor, err := s.j.AckFloor(ctx, record.KindReading, Durable)
 	if err != nil {
 		return 0, fmt.Errorf("detector position: %w", err)
 	}
+	snaps, err := s.readSnapshots(ctx)
+	if err != nil {
+		return 0, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.floor = floor
-	s.reset()
-	b, err := os.ReadFile(s.snapshotPath())
-	switch {
-	case os.IsNotExist(err):
-		if floor == 0 {
-			return 0, nil
+	for _, snap := range snaps {
+		if err := s.load(&snap); err != nil {
+			// The profile or detector settings changed: try an older one.
+			s.log.Warn("detector snapshot does not fit the configuration: not used", zap.String("from", snap.from), zap.Error(err))
+			continue
 		}
-		s.log.Info("no detector snapshot: replaying every reading", zap.Uint64("up_to", floor))
-		return journal.FirstPosition, nil
-	case err != nil:
-		return 0, fmt.Errorf("detector snapshot: %w", err)
+		s.log.Info("detector snapshot restored", zap.String("from", snap.from), zap.Uint64("seq", snap.Seq),
+			zap.Int("devices", len(snap.Devices)), zap.Uint64("replay_to", floor))
+		s.m.restoredSeq.Set(float64(snap.Seq))
+		return snap.Seq + 1, nil
 	}
-	var snap snapshotFile
-	if err := json.Unmarshal(b, &snap); err != nil || snap.Version != snapshotVersion {
-		s.log.Warn("detector snapshot unreadable: replaying every reading", zap.Error(err))
-		return journal.FirstPosition, nil
+	s.reset()
+	s.m.restoredSeq.Set(0)
+	if floor == 0 && len(snaps) == 0 {
+		return 0, nil
 	}
+	s.log.Info("no usable detector snapshot: replaying every reading", zap.Uint64("up_to", floor))
+	return journal.FirstPosition, nil
+}
+
+// load sets the detector state to snap's; s.mu is held. On error the
+// state is reset.
+func (s *Service) load(snap *snapshotFile) error {
+	s.reset()
 	for name, state := range snap.Detectors {
 		if _, ok := s.profiles[name]; !ok {
-			s.log.Warn("snapshot of an unknown profile: replaying every reading", zap.String("profile", name))
 			s.reset()
-			return journal.FirstPosition, nil
+			return fmt.Errorf("profile %q is not configured", name)
 		}
-		d := s.detector(name)
-		if err := d.UnmarshalBinary(state); err != nil {
-			// The profile or detector settings changed: start over.
-			s.log.Warn("detector snapshot does not fit the configuration: replaying every reading", zap.Error(err))
+		if err := s.detector(name).UnmarshalBinary(state); err != nil {
 			s.reset()
-			return journal.FirstPosition, nil
+			return err
 		}
 	}
 	s.devices, s.ships, s.seq = snap.Devices, snap.Shipments, snap.Seq
@@ -231,7 +319,5 @@ func (s *Service) restore(ctx context.Context) (uint64, error) {
 	for _, d := range s.devices {
 		d.Wall = now
 	}
-	s.log.Info("detector snapshot restored", zap.Uint64("seq", snap.Seq), zap.Int("devices", len(snap.Devices)),
-		zap.Uint64("replay_to", floor))
-	return snap.Seq + 1, nil
+	return nil
 }

@@ -350,15 +350,7 @@ func TestDetectorRepublishSkipped(t *testing.T) {
 
 	gw = startGateway(t, cfg)
 	defer gw.stop()
-	metric := func(name string) float64 {
-		for line := range strings.SplitSeq(metricsText(t, gw.g.HTTPAddr()), "\n") {
-			if v, ok := strings.CutPrefix(line, name+" "); ok {
-				f, _ := strconv.ParseFloat(v, 64)
-				return f
-			}
-		}
-		return 0
-	}
+	metric := func(name string) float64 { return metricValue(t, gw.g.HTTPAddr(), name) }
 	waitFor(t, "the detector to evaluate every reading again", func() bool {
 		return metric("coldchain_detector_readings_total") >= 13
 	})
@@ -371,4 +363,17 @@ func TestDetectorRepublishSkipped(t *testing.T) {
 	if after := streamIDs(t, ns.ClientURL(), journal.StreamAlerts); !slices.Equal(after, before) {
 		t.Fatalf("the alerts stream went from %v to %v", before, after)
 	}
+}
+
+// metricValue reads an unlabelled metric of the gateway at httpAddr (0
+// when it is not there).
+func metricValue(t *testing.T, httpAddr, name string) float64 {
+	t.Helper()
+	for line := range strings.SplitSeq(metricsText(t, httpAddr), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
 }

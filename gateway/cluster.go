@@ -48,6 +48,7 @@ type clusterMode struct {
 	members   *cluster.Members
 	steps     *anchor.StepLog
 	state     *cluster.State
+	snaps     *cluster.Snapshots
 	consumers *cluster.Elector
 	anchor    *cluster.Elector
 	fwd       *cluster.Forwarder
@@ -63,6 +64,7 @@ func openCluster(ctx context.Context, g *Gateway, j *journal.Journal) (*clusterM
 	var steps *anchor.StepLog
 	var members *cluster.Members
 	var state *cluster.State
+	var snaps *cluster.Snapshots
 	// A JetStream cluster that has just formed can take longer than one
 	// API call's timeout to place a new replicated bucket: retry a while.
 	err := retryOpen(ctx, log, time.Minute, func(ctx context.Context) (err error) {
@@ -81,6 +83,11 @@ func openCluster(ctx context.Context, g *Gateway, j *journal.Journal) (*clusterM
 				return err
 			}
 		}
+		if snaps == nil {
+			if snaps, err = cluster.OpenSnapshots(ctx, js, replicas); err != nil {
+				return err
+			}
+		}
 		members, err = cluster.OpenMembers(ctx, js, cluster.Member{Name: cfg.Member, URL: cfg.AdvertiseURL, Started: time.Now().UTC()}, cfg.LeaseTTL, replicas, log)
 		return err
 	})
@@ -90,7 +97,7 @@ func openCluster(ctx context.Context, g *Gateway, j *journal.Journal) (*clusterM
 	if g.cfg.Store.Writer.Kind != store.KindInflux {
 		log.Warn("cluster mode with the embedded store: each gateway's store holds only what it wrote while it held the consumers lease; use store.kind influx")
 	}
-	c := &clusterMode{me: cfg.Member, members: members, steps: steps, state: state, standby: cfg.Standby, log: log,
+	c := &clusterMode{me: cfg.Member, members: members, steps: steps, state: state, snaps: snaps, standby: cfg.Standby, log: log,
 		consumers: cluster.NewElector(leases, leaseConsumers, cfg.Member, cfg.LeaseTTL, log),
 		anchor:    cluster.NewElector(leases, leaseAnchor, cfg.Member, cfg.LeaseTTL, log)}
 	c.fwd = &cluster.Forwarder{Me: cfg.Member, Members: members, Log: log}
@@ -155,6 +162,11 @@ func (c *clusterMode) attachAnchor(anchors *anchor.Service) {
 	anchors.SetSequencer(c.steps)
 	c.anchor.Eligible = func(context.Context) error { return anchors.Followable() }
 }
+
+// attachDetector makes the detector hand its state over through the
+// cluster's snapshot bucket: the next holder of the consumers lease starts
+// from the last holder's snapshot.
+func (c *clusterMode) attachDetector(alerts *alert.Service) { alerts.SetSharedSnapshots(c.snaps) }
 
 // source is the /v1/cluster view's sources.
 func (c *clusterMode) source(j *journal.Journal) *cluster.Sources {

@@ -141,10 +141,17 @@ func TestClusterFailover(t *testing.T) {
 	waitLong(t, "the SHP-C1 proof, through gw-b", func() bool { return getJSON(t, "http://"+b.g.HTTPAddr()+"/v1/shipments/SHP-C1/proof", &proofA) == 200 })
 	epochA := clusterView(t, a).Epoch
 
+	const readingsRate = "coldchain_detector_readings_total"
+	waitLong(t, "gw-a's detector to evaluate every reading", func() bool { return metricValue(t, a.g.HTTPAddr(), readingsRate) == float64(sent) })
+
 	// gw-a stops: gw-b takes the anchorer, replaying the step log, and the
-	// detector with it.
+	// detector with it, from the snapshot gw-a left in the cluster's
+	// bucket.
 	a.stop()
 	waitLong(t, "gw-b to hold both leases", func() bool { return holds(clusterView(t, b), "consumers", "anchor") })
+	waitLong(t, "gw-b's detector to restore gw-a's snapshot", func() bool {
+		return metricValue(t, b.g.HTTPAddr(), "coldchain_detector_snapshot_restored_seq") > 0
+	})
 	var proofB bundle.Bundle
 	waitLong(t, "the SHP-C1 proof from gw-b's own logs", func() bool {
 		return getJSON(t, "http://"+b.g.HTTPAddr()+"/v1/shipments/SHP-C1/proof", &proofB) == 200 && proofB.TreeSize >= proofA.TreeSize
@@ -158,6 +165,11 @@ func TestClusterFailover(t *testing.T) {
 	// A second excursion, detected and anchored by gw-b.
 	excursion(pubB, "SHP-C2", "r3")
 	waitLong(t, "the SHP-C2 alarm on gw-b", func() bool { return slices.Contains(alertsOf(b, "SHP-C2"), "single_event_high") })
+	// Had it replayed the readings gw-a had evaluated, they would be
+	// counted first.
+	if n := metricValue(t, b.g.HTTPAddr(), readingsRate); n != 13 {
+		t.Errorf("gw-b's detector evaluated %v readings, want only SHP-C2's 13", n)
+	}
 	waitLong(t, "an epoch cut by gw-b", func() bool {
 		e := clusterView(t, b).Epoch
 		return e != nil && e.Number > epochA.Number && e.Member == "gw-b"

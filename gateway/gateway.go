@@ -329,6 +329,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}
 			return err
 		}
+		cm.attachDetector(alerts)
 	}
 	// The detector outlives the transports, like the indexer: it is
 	// stopped after them.
