@@ -32,6 +32,8 @@ type gateway struct {
 	s      *Service
 	cancel context.CancelFunc
 	done   chan error
+	// restored is the snapshot startGatewayRestoring restored.
+	restored LogSnapshot
 }
 
 func startGateway(t *testing.T, dir string, chain Chain) *gateway {
@@ -43,6 +45,14 @@ func startGateway(t *testing.T, dir string, chain Chain) *gateway {
 // anchorDir, and with a step log on the journal's JetStream when steps is
 // set (cluster mode).
 func startGatewayWith(t *testing.T, dir, anchorDir string, chain Chain, steps bool) *gateway {
+	t.Helper()
+	return startGatewayRestoring(t, dir, anchorDir, chain, steps, nil)
+}
+
+// startGatewayRestoring is startGatewayWith that first restores the
+// shipment logs from the snapshots in store, when set, as a cluster
+// member does (g.restored).
+func startGatewayRestoring(t *testing.T, dir, anchorDir string, chain Chain, steps bool, store SnapshotStore) *gateway {
 	t.Helper()
 	g := &gateway{t: t}
 	log := testLogger(t)
@@ -57,11 +67,18 @@ func startGatewayWith(t *testing.T, dir, anchorDir string, chain Chain, steps bo
 	must(t, err)
 	cfg := DefaultConfig()
 	cfg.Epoch, cfg.Poll, cfg.Batch = time.Second, 20*time.Millisecond, 64
+	var sl *StepLog
+	if steps {
+		sl, err = OpenStepLog(ctx, g.j.JetStream(), 1, "test")
+		must(t, err)
+		if store != nil {
+			g.restored, _, err = RestoreLogs(ctx, store, sl, anchorDir, log)
+			must(t, err)
+		}
+	}
 	g.s, err = New(cfg, g.j, chain, anchorDir, log)
 	must(t, err)
 	if steps {
-		sl, err := OpenStepLog(ctx, g.j.JetStream(), 1, "test")
-		must(t, err)
 		g.s.SetSequencer(sl)
 	}
 	runCtx, stop := context.WithCancel(context.Background())

@@ -70,6 +70,7 @@ type Service struct {
 	j     Journal
 	chain Chain
 	db    *pebble.DB
+	dir   string // where db is
 	log   *zap.Logger
 	now   func() time.Time
 	early chan struct{} // size 1: a pending wake-up of the epoch loop
@@ -100,6 +101,10 @@ type Service struct {
 	lastRoot                atomic.Pointer[merkle.Hash]
 	lastCut                 time.Time
 	chainErr                string // last chain error logged, to log each once
+
+	// fileHashes remembers the SHA-256 of checkpoint tables by name and
+	// size, for SnapshotLogs (one at a time).
+	fileHashes map[string]string
 
 	keys func(device string) []bundle.DeviceKey   // set before Run; nil: bundles carry no keys
 	cals func(device string) []bundle.Calibration // set before Run; nil: bundles carry no calibrations
@@ -163,7 +168,7 @@ func New(cfg Config, j Journal, chain Chain, dataDir string, log *zap.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", dir, err)
 	}
-	s := &Service{cfg: cfg, j: j, chain: chain, db: db, log: log, now: time.Now, early: make(chan struct{}, 1),
+	s := &Service{cfg: cfg, j: j, chain: chain, db: db, dir: dir, log: log, now: time.Now, early: make(chan struct{}, 1),
 		ships: map[string]*shipLog{}, marks: map[record.Kind]uint64{}}
 	if err := s.load(); err != nil {
 		_ = db.Close()
@@ -294,6 +299,9 @@ func (s *Service) Run(ctx context.Context) error {
 		s.mu.Unlock()
 	}()
 	if err := s.CatchUp(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while replaying: not a failure
+		}
 		return err
 	}
 	g, ctx := errgroup.WithContext(ctx)

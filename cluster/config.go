@@ -29,10 +29,19 @@ type Config struct {
 	// replays only the last few; 0 replays only on takeover, which then
 	// replays everything since this member last anchored.
 	Standby time.Duration `yaml:"standby"`
+	// LogSnapshots is how often the anchorer stores a snapshot of the
+	// shipment logs in the cluster's object store (10m), when a step was
+	// made since the last: a member without logs (new, or its data dir
+	// lost) restores the latest and replays only the steps after it. 0
+	// turns snapshots off: such a member replays the whole step log.
+	LogSnapshots time.Duration `yaml:"log_snapshots"`
 }
 
-// DefaultConfig is cluster mode off, with a 10 s lease and a 5 s standby.
-func DefaultConfig() Config { return Config{LeaseTTL: 10 * time.Second, Standby: 5 * time.Second} }
+// DefaultConfig is cluster mode off, with a 10 s lease, a 5 s standby and
+// a shipment-log snapshot every 10 minutes.
+func DefaultConfig() Config {
+	return Config{LeaseTTL: 10 * time.Second, Standby: 5 * time.Second, LogSnapshots: 10 * time.Minute}
+}
 
 // Validate checks the settings that matter when cluster mode is on.
 func (c Config) Validate() error {
@@ -47,6 +56,9 @@ func (c Config) Validate() error {
 	}
 	if c.Standby < 0 {
 		return errors.New("cluster.standby: must be 0 (off) or a positive duration")
+	}
+	if c.LogSnapshots != 0 && c.LogSnapshots < time.Second {
+		return errors.New("cluster.log_snapshots: must be 0 (off) or at least 1s")
 	}
 	if c.AdvertiseURL != "" {
 		u, err := url.Parse(c.AdvertiseURL)

@@ -5,16 +5,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // SnapshotBucket is the JetStream object store that holds the state a
 // member hands over to the next holder of a lease: the detector's
-// snapshot, under its name. Every member reads and writes it, so the
-// member that takes the consumers lease continues from the last holder's
-// snapshot and replays only the readings after it.
+// snapshot (Save, Load), so the member that takes the consumers lease
+// continues from the last holder's snapshot and replays only the readings
+// after it; and the anchorer's snapshots of the shipment logs (the
+// anchor.SnapshotStore methods: Put, Open, List, Delete), so a member
+// without logs replays only the steps after the latest.
 const SnapshotBucket = "coldchain_snapshots"
 
 // seqKey is the object metadata key of the journal position a snapshot
@@ -86,4 +91,53 @@ func (s *Snapshots) Load(ctx context.Context, name string) (data []byte, seq uin
 		return nil, 0, false, fmt.Errorf("reading snapshot %s in %s: %w", name, SnapshotBucket, err)
 	}
 	return data, seq, true, nil
+}
+
+// Put stores r as the object name.
+func (s *Snapshots) Put(ctx context.Context, name string, r io.Reader) error {
+	if _, err := s.obs.Put(ctx, jetstream.ObjectMeta{Name: name}, r); err != nil {
+		return fmt.Errorf("storing %s in %s: %w", name, SnapshotBucket, err)
+	}
+	return nil
+}
+
+// Open reads the object name; the error is fs.ErrNotExist when there is
+// none. The object's digest is checked when it has been read to its end.
+func (s *Snapshots) Open(ctx context.Context, name string) (io.ReadCloser, error) {
+	r, err := s.obs.Get(ctx, name)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, fmt.Errorf("%s in %s: %w", name, SnapshotBucket, fs.ErrNotExist)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s in %s: %w", name, SnapshotBucket, err)
+	}
+	return r, nil
+}
+
+// List returns the names of the objects whose name starts with prefix.
+func (s *Snapshots) List(ctx context.Context, prefix string) ([]string, error) {
+	infos, err := s.obs.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", SnapshotBucket, err)
+	}
+	var out []string
+	for _, info := range infos {
+		if strings.HasPrefix(info.Name, prefix) {
+			out = append(out, info.Name)
+		}
+	}
+	return out, nil
+}
+
+// Delete deletes the object name; deleting one that is not there is not
+// an error.
+func (s *Snapshots) Delete(ctx context.Context, name string) error {
+	err := s.obs.Delete(ctx, name)
+	if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return fmt.Errorf("deleting %s in %s: %w", name, SnapshotBucket, err)
+	}
+	return nil
 }

@@ -3,6 +3,10 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"slices"
 	"testing"
 )
 
@@ -42,5 +46,61 @@ func TestSnapshots(t *testing.T) {
 	}
 	if data, seq, ok, err := other.Load(ctx, "detector"); err != nil || !ok || seq != 41 || string(data) != "newer" {
 		t.Fatalf("from another node: %d %q %v %v", seq, data, ok, err)
+	}
+}
+
+// TestSnapshotFiles: the object methods the shipment-log snapshots use,
+// on the real object store: a file of many chunks read back whole, a
+// listing by prefix, fs.ErrNotExist for opening what is not there, and
+// deletes that may repeat.
+func TestSnapshotFiles(t *testing.T) {
+	nodes := testCluster(t)
+	js := connect(t, nodes[0])
+	var snaps *Snapshots
+	var err error
+	waitFor(t, "the snapshot bucket", func() bool { snaps, err = OpenSnapshots(context.Background(), js, 3); return err == nil })
+	ctx := context.Background()
+	if _, err := snaps.Open(ctx, "anchor/manifest"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("opening what is not there: %v", err)
+	}
+	if names, err := snaps.List(ctx, "anchor/file/"); err != nil || len(names) != 0 {
+		t.Fatalf("listing an empty bucket: %v %v", names, err)
+	}
+	big := make([]byte, 3<<20+17)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	for _, name := range []string{"anchor/file/a", "anchor/file/b", "anchor/manifest"} {
+		if err := snaps.Put(ctx, name, bytes.NewReader(big)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := snaps.Open(ctx, "anchor/file/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	if err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("read back %d bytes (%v), want %d", len(got), err, len(big))
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	names, err := snaps.List(ctx, "anchor/file/")
+	slices.Sort(names)
+	if err != nil || !slices.Equal(names, []string{"anchor/file/a", "anchor/file/b"}) {
+		t.Fatalf("list: %v %v", names, err)
+	}
+	if err := snaps.Delete(ctx, "anchor/file/a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := snaps.Delete(ctx, "anchor/file/a"); err != nil {
+		t.Fatalf("deleting twice: %v", err)
+	}
+	if err := snaps.Delete(ctx, "anchor/file/never"); err != nil {
+		t.Fatalf("deleting what never was: %v", err)
+	}
+	if names, _ := snaps.List(ctx, "anchor/file/"); !slices.Equal(names, []string{"anchor/file/b"}) {
+		t.Fatalf("after delete: %v", names)
 	}
 }

@@ -3,8 +3,10 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -53,7 +55,12 @@ type clusterMode struct {
 	anchor    *cluster.Elector
 	fwd       *cluster.Forwarder
 	standby   time.Duration
-	log       *zap.Logger
+	// logSnapshots is how often the anchorer snapshots the logs (0: off);
+	// restoredStep and storedStep are the steps of the snapshot this
+	// member restored and of the last it stored, for the metrics.
+	logSnapshots             time.Duration
+	restoredStep, storedStep atomic.Uint64
+	log                      *zap.Logger
 }
 
 func openCluster(ctx context.Context, g *Gateway, j *journal.Journal) (*clusterMode, error) {
@@ -97,10 +104,14 @@ func openCluster(ctx context.Context, g *Gateway, j *journal.Journal) (*clusterM
 	if g.cfg.Store.Writer.Kind != store.KindInflux {
 		log.Warn("cluster mode with the embedded store: each gateway's store holds only what it wrote while it held the consumers lease; use store.kind influx")
 	}
-	c := &clusterMode{me: cfg.Member, members: members, steps: steps, state: state, snaps: snaps, standby: cfg.Standby, log: log,
+	c := &clusterMode{me: cfg.Member, members: members, steps: steps, state: state, snaps: snaps, standby: cfg.Standby, logSnapshots: cfg.LogSnapshots, log: log,
 		consumers: cluster.NewElector(leases, leaseConsumers, cfg.Member, cfg.LeaseTTL, log),
 		anchor:    cluster.NewElector(leases, leaseAnchor, cfg.Member, cfg.LeaseTTL, log)}
 	c.fwd = &cluster.Forwarder{Me: cfg.Member, Members: members, Log: log}
+	g.reg.GaugeFunc("coldchain_anchor_log_snapshot_step", "Step of the last shipment-log snapshot this gateway stored (restored: the one it started its logs from).", []string{"snapshot"},
+		func() map[string]float64 {
+			return map[string]float64{"stored": float64(c.storedStep.Load()), "restored": float64(c.restoredStep.Load())}
+		})
 	// The detector runs next to the anchorer when it can: EPCIS documents
 	// need both. A member contends for the consumers lease unless another
 	// live member holds the anchor lease.
@@ -260,11 +271,57 @@ func (c *clusterMode) run(httpAddr string, tls bool, writer *store.Writer, alert
 			}
 			n, _ := anchors.LastEpoch()
 			c.log.Info("anchoring: this gateway continues the cluster's epoch chain", zap.Uint64("after_epoch", n), zap.Uint64("term", term))
-			return anchors.Run(ctx)
+			if c.logSnapshots <= 0 {
+				return anchors.Run(ctx)
+			}
+			g, gctx := errgroup.WithContext(ctx)
+			g.Go(func() error { return anchors.Run(gctx) })
+			g.Go(func() error { c.snapshotLogs(gctx, anchors); return nil })
+			return g.Wait()
 		})
 	})
 	return func() {
 		cancel()
 		wg.Wait()
+	}
+}
+
+var _ anchor.SnapshotStore = (*cluster.Snapshots)(nil)
+
+// snapshotLogs stores a snapshot of the shipment logs in the cluster's
+// object store soon after this member starts anchoring (the first
+// gateway of a cluster thus hands its earlier logs to the members that
+// join), then every cluster.log_snapshots, until ctx ends.
+func (c *clusterMode) snapshotLogs(ctx context.Context, anchors *anchor.Service) {
+	wait := min(10*time.Second, c.logSnapshots)
+	var last string
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = c.logSnapshots
+		m, taken, err := anchors.SnapshotLogs(ctx, c.snaps, c.me)
+		if taken {
+			c.storedStep.Store(m.Step)
+		}
+		if msg := fmt.Sprint(err); err != nil && msg != last && ctx.Err() == nil {
+			c.log.Warn("storing a shipment-log snapshot (retried at the next interval)", zap.Error(err))
+		}
+		last = fmt.Sprint(err)
+	}
+}
+
+// restoreLogs gives this member the cluster's latest shipment-log
+// snapshot when it has no logs of its own. Trouble is logged: the member
+// then starts with empty logs and replays the whole step log.
+func (c *clusterMode) restoreLogs(ctx context.Context, dataDir string, log *zap.Logger) {
+	m, ok, err := anchor.RestoreLogs(ctx, c.snaps, c.steps, dataDir, log)
+	if err != nil {
+		log.Warn("the cluster's shipment-log snapshot was not restored: replaying the step log from its start instead", zap.Error(err))
+	}
+	if ok {
+		c.restoredStep.Store(m.Step)
 	}
 }

@@ -33,6 +33,7 @@ func clusterConfig(dir, member string, nodes []*natsserver.Server) config.Config
 	cfg.NATS.Streams.Replicas = 3
 	cfg.Cluster.Enabled, cfg.Cluster.Member, cfg.Cluster.LeaseTTL = true, member, 2*time.Second
 	cfg.Anchor.Epoch = time.Second
+	cfg.Cluster.LogSnapshots = time.Second
 	return cfg
 }
 
@@ -259,6 +260,28 @@ func TestClusterFailover(t *testing.T) {
 		if opened[k] != 1 {
 			t.Errorf("%s opened %d times, want 1", k, opened[k])
 		}
+	}
+
+	// gw-c joins with no data dir: it starts its logs from gw-a's last
+	// snapshot of them, not from the first step, and takes anchoring
+	// over from there when gw-a stops.
+	const snapshotStep = "coldchain_anchor_log_snapshot_step"
+	waitLong(t, "a shipment-log snapshot by gw-a", func() bool {
+		return metricValue(t, a.g.HTTPAddr(), snapshotStep+`{snapshot="stored"}`) > 0
+	})
+	c := startGatewayLog(t, clusterConfig(t.TempDir(), "gw-c", nodes), zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Named("gw-c"))
+	defer c.stop()
+	if n := metricValue(t, c.g.HTTPAddr(), snapshotStep+`{snapshot="restored"}`); n == 0 {
+		t.Fatal("gw-c did not restore the shipment-log snapshot")
+	}
+	a.stop()
+	waitLong(t, "gw-c to hold both leases", func() bool { return holds(clusterView(t, c), "consumers", "anchor") })
+	var proofC3 bundle.Bundle
+	waitLong(t, "the SHP-C3 proof from gw-c's restored logs", func() bool {
+		return getJSON(t, "http://"+c.g.HTTPAddr()+"/v1/shipments/SHP-C3/proof", &proofC3) == 200
+	})
+	if _, err := bundle.Verify(&proofC3); err != nil {
+		t.Fatalf("SHP-C3 bundle from gw-c: %v", err)
 	}
 }
 

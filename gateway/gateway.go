@@ -371,6 +371,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	chain := openChain(chainCtx, cfg.Chain, cfg.DataDir, shared, cfg.Cluster.Member, log.Named("chain"))
 	g.chain = chain
+	if cm != nil {
+		cm.restoreLogs(ctx, cfg.DataDir, log.Named("anchor"))
+	}
 	anchors, err := anchor.New(cfg.Anchor, j, chain, cfg.DataDir, log.Named("anchor"))
 	if err != nil {
 		stopChain()

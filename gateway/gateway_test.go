@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,6 +44,7 @@ type running struct {
 	g      *Gateway
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
 }
 
 func testConfig(dir string) config.Config {
@@ -88,11 +90,14 @@ func startGatewayLog(t *testing.T, cfg config.Config, log *zap.Logger) *running 
 	return r
 }
 
+// stop stops the gateway and waits for it; a second call does nothing.
 func (r *running) stop() {
-	r.cancel()
-	if err := <-r.done; err != nil {
-		r.t.Errorf("gateway run: %v", err)
-	}
+	r.once.Do(func() {
+		r.cancel()
+		if err := <-r.done; err != nil {
+			r.t.Errorf("gateway run: %v", err)
+		}
+	})
 }
 
 func publisher(t *testing.T, addr, id string) paho.Client {
