@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -136,8 +138,19 @@ func TestClusterRealPeers(t *testing.T) {
 		v, _ := view(addrs[live])
 		return v.Epoch != nil && v.Epoch.Member == successor
 	})
-	t.Log("the killed gateway comes back")
+	// The killed gateway comes back with its data dir lost: it starts
+	// its shipment logs from the successor's snapshot of them.
+	var succ int
+	fmt.Sscanf(successor, "gw-%d", &succ)
+	waitWithin(t, time.Minute, "a shipment-log snapshot by "+successor, func() bool {
+		return metricOf(t, addrs[succ-1], snapshotStep+`{snapshot="stored"}`) > 0
+	})
+	t.Log("the killed gateway comes back with an empty data dir")
+	envs[killed] = append(envs[killed], "COLDCHAIN_DATA_DIR="+t.TempDir())
 	gws[killed] = startProc(t, envs[killed], addrs[killed])
+	if n := metricOf(t, addrs[killed], snapshotStep+`{snapshot="restored"}`); n == 0 {
+		t.Fatal("the gateway that came back without its data dir restored no shipment-log snapshot")
+	}
 
 	// JetStream: every reading once.
 	nc, err := nats.Connect(urls)
@@ -270,8 +283,13 @@ func TestClusterRealPeers(t *testing.T) {
 	if v.Epoch == nil || len(v.Members) != 3 {
 		t.Fatalf("cluster view: %+v", v)
 	}
-	t.Logf("cluster: %d readings once in JetStream and the store, %d alarms once, %d bundles verified; %d steps, epochs 1..%d in one chain, cut per gateway %v; latest epoch %d by %s; members %d",
-		total, len(opened), shipments, len(all), number, cutBy, v.Epoch.Number, v.Epoch.Member, len(v.Members))
+	// The gateway that came back follows the step log from its restored
+	// logs: its standby replays every epoch cut since, roots checked.
+	waitWithin(t, time.Minute, "the restored gateway to follow the step log to the latest epoch", func() bool {
+		return metricOf(t, addrs[killed], "coldchain_anchor_epoch") >= float64(v.Epoch.Number)
+	})
+	t.Logf("cluster: %d readings once in JetStream and the store, %d alarms once, %d bundles verified; %d steps, epochs 1..%d in one chain, cut per gateway %v; latest epoch %d by %s; members %d; gw-%d restored its logs from a snapshot and followed",
+		total, len(opened), shipments, len(all), number, cutBy, v.Epoch.Number, v.Epoch.Member, len(v.Members), killed+1)
 	for _, g := range gws {
 		g.stop()
 	}
@@ -317,7 +335,30 @@ func clusterEnv(t *testing.T, i int, httpAddr, urls string) []string {
 		"COLDCHAIN_CLUSTER_ENABLED=true",
 		fmt.Sprintf("COLDCHAIN_CLUSTER_MEMBER=gw-%d", i),
 		"COLDCHAIN_CLUSTER_LEASE_TTL=3s",
+		"COLDCHAIN_CLUSTER_LOG_SNAPSHOTS=2s",
 	}
+}
+
+// snapshotStep is the metric of the shipment-log snapshots' steps.
+const snapshotStep = "coldchain_anchor_log_snapshot_step"
+
+// metricOf reads one sample of the gateway's /metrics (0 when absent).
+func metricOf(t *testing.T, addr, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
 }
 
 // resetSteps deletes the cluster's anchor step log with the operator's

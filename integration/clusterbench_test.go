@@ -3,9 +3,7 @@
 package integration
 
 import (
-	"bufio"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -178,21 +176,3 @@ func procCPU(t *testing.T, pid int) float64 {
 	return (ut + st) / 100
 }
 
-// metricOf reads one sample of the gateway's /metrics (0 when absent).
-func metricOf(t *testing.T, addr, sample string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return 0
-}
