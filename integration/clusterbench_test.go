@@ -175,4 +175,3 @@ func procCPU(t *testing.T, pid int) float64 {
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + st) / 100
 }
-
