@@ -170,36 +170,64 @@ func (j *Journal) Consume(ctx context.Context, kind record.Kind, opts ConsumeOpt
 		opts.MaxWait = 500 * time.Millisecond
 	}
 	log := j.log.With(zap.String("consumer", opts.Durable), zap.Stringer("kind", kind))
-	backoff := 100 * time.Millisecond
+	var r retry
 	for ctx.Err() == nil {
-		err := j.consumeRun(ctx, kind, s, opts, h)
+		acked, err := j.consumeRun(ctx, kind, s, opts, h)
 		opts.From = 0
 		if ctx.Err() != nil {
 			break
 		}
+		if acked > 0 {
+			r.progressed()
+		}
+		backoff := r.failed()
 		log.Warn("consumer batch failed, retrying", zap.Error(err), zap.Duration("backoff", backoff))
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 10*time.Second)
 	}
 	return nil
 }
 
-// consumeRun consumes from the ack floor until an error or ctx ends.
-func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.Stream, opts ConsumeOptions, h Handler) error {
+// retry is a consumer's backoff between failed runs: 100 ms, doubling up
+// to 10 s while runs fail without handling a batch, and back to 100 ms
+// once a run has: a consumer that recovered from an outage retries its
+// next failure quickly, not after the outage's longest wait.
+type retry struct{ last time.Duration }
+
+const (
+	retryFirst = 100 * time.Millisecond
+	retryMax   = 10 * time.Second
+)
+
+// failed returns how long to wait before the next run.
+func (r *retry) failed() time.Duration {
+	if r.last == 0 {
+		r.last = retryFirst
+	} else {
+		r.last = min(2*r.last, retryMax)
+	}
+	return r.last
+}
+
+// progressed notes that a run handled and acknowledged a batch.
+func (r *retry) progressed() { r.last = 0 }
+
+// consumeRun consumes from the ack floor until an error or ctx ends, and
+// returns how many batches it acknowledged.
+func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.Stream, opts ConsumeOptions, h Handler) (acked int, err error) {
 	fromSeq, _ := SplitPosition(opts.From)
 	if opts.From > 0 && fromSeq == 0 {
 		fromSeq = 1 // a position before the first message
 	}
 	c, err := durableConsumer(ctx, s, opts.Durable, opts.Batch, fromSeq)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	it, err := c.Messages(jetstream.PullMaxMessagesWithBytesLimit(2*opts.Batch, 32<<20))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer it.Stop()
 	from := opts.From
@@ -214,7 +242,7 @@ func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.
 			}
 			continue
 		case err != nil:
-			return err
+			return acked, err
 		}
 		last := m
 		var groups bursts
@@ -222,7 +250,7 @@ func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.
 		for {
 			md, err := m.Metadata()
 			if err != nil {
-				return err
+				return acked, err
 			}
 			if batch, err = unpackMsg(batch, kind, m, md, from); err != nil {
 				// A message no gateway wrote: skip it, loudly, rather than
@@ -251,7 +279,7 @@ func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.
 		}
 		if len(batch) > 0 {
 			if err := h(ctx, batch); err != nil {
-				return err
+				return acked, err
 			}
 		}
 		from = 0
@@ -262,10 +290,11 @@ func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.
 		err = last.DoubleAck(actx)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("ack batch: %w", err)
+			return acked, fmt.Errorf("ack batch: %w", err)
 		}
+		acked++
 	}
-	return nil
+	return acked, nil
 }
 
 // durableConsumer returns the named durable consumer, created anew to
