@@ -108,6 +108,12 @@ func (s *Service) SnapshotLogs(ctx context.Context, store SnapshotStore, member 
 	}
 	defer os.RemoveAll(dir)
 
+	// Flush the memtable first, without holding up the anchorer: the
+	// checkpoint then holds tables and a short WAL (a WAL is copied whole
+	// into every snapshot).
+	if err := s.db.Flush(); err != nil {
+		return LogSnapshot{}, false, fmt.Errorf("flushing the shipment logs: %w", err)
+	}
 	s.mu.Lock()
 	m := LogSnapshot{Step: s.stepSeq, StepLog: s.stepLog, Member: member, Taken: s.now().UTC()}
 	if m.Step == 0 || (hadPrev && prev.Step == m.Step && prev.StepLog.Equal(m.StepLog)) {
@@ -121,12 +127,8 @@ func (s *Service) SnapshotLogs(ctx context.Context, store SnapshotStore, member 
 		m.Records += l.tree.Size()
 	}
 	// The checkpoint is the logs at this step: no batch is applied while
-	// the lock is held. Flushing the memtable first makes the checkpoint
-	// tables only (a WAL would be copied whole into every snapshot).
-	err = s.db.Flush()
-	if err == nil {
-		err = s.db.Checkpoint(dir, pebble.WithFlushedWAL())
-	}
+	// the lock is held (hard links and a copy of the short WAL).
+	err = s.db.Checkpoint(dir, pebble.WithFlushedWAL())
 	s.mu.Unlock()
 	if err != nil {
 		return LogSnapshot{}, false, fmt.Errorf("checkpoint of the shipment logs: %w", err)
