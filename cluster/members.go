@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,6 +35,20 @@ type Members struct {
 	me  Member
 	ttl time.Duration
 	log *zap.Logger
+	now func() time.Time
+
+	// While Run runs, a watch of the bucket keeps seen: List then reads
+	// it instead of listing the bucket's keys, which costs the cluster a
+	// new consumer per call (GET /v1/cluster polled by a dashboard).
+	mu      sync.Mutex
+	watched bool // the watch has delivered the bucket's current values
+	seen    map[string]seenMember
+}
+
+// seenMember is a member's last heartbeat and when it arrived.
+type seenMember struct {
+	m  Member
+	at time.Time
 }
 
 // OpenMembers opens the member bucket (values expire after ttl) for me.
@@ -48,7 +63,7 @@ func OpenMembers(ctx context.Context, js jetstream.JetStream, me Member, ttl tim
 	if err != nil {
 		return nil, fmt.Errorf("opening the member bucket %s: %w", MemberBucket, err)
 	}
-	return &Members{kv: kv, me: me, ttl: ttl, log: log}, nil
+	return &Members{kv: kv, me: me, ttl: ttl, log: log, now: time.Now}, nil
 }
 
 func validName(s string) bool {
@@ -67,8 +82,18 @@ func (m *Members) URL() string { return m.me.URL }
 func (m *Members) SetURL(u string) { m.me.URL = u }
 
 // Run writes this member's heartbeat three times per TTL until ctx ends,
-// then removes it.
+// then removes it; meanwhile it watches the others' for List.
 func (m *Members) Run(ctx context.Context) error {
+	wctx, stopWatch := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		m.watch(wctx)
+	}()
+	defer func() {
+		stopWatch()
+		<-watchDone
+	}()
 	t := time.NewTicker(m.ttl / 3)
 	defer t.Stop()
 	for {
@@ -91,8 +116,92 @@ func (m *Members) Run(ctx context.Context) error {
 	}
 }
 
+// watch keeps seen from a watch of the bucket until ctx ends; trouble
+// turns the cache off (List reads the bucket) and the watch is started
+// again.
+func (m *Members) watch(ctx context.Context) {
+	defer m.setWatched(false)
+	for ctx.Err() == nil {
+		w, err := m.kv.WatchAll(ctx)
+		if err == nil {
+			m.follow(ctx, w)
+			_ = w.Stop()
+		}
+		m.setWatched(false)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (m *Members) follow(ctx context.Context, w jetstream.KeyWatcher) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			m.mu.Lock()
+			switch {
+			case e == nil: // the current values are all delivered
+				m.watched = true
+			case e.Operation() != jetstream.KeyValuePut:
+				delete(m.seen, e.Key())
+			default:
+				var mb Member
+				if json.Unmarshal(e.Value(), &mb) == nil {
+					// A value the watch replays may be up to a TTL old;
+					// one that arrives live is a heartbeat now.
+					at := m.now()
+					if c := e.Created(); !m.watched && c.Before(at) {
+						at = c
+					}
+					if m.seen == nil {
+						m.seen = map[string]seenMember{}
+					}
+					m.seen[e.Key()] = seenMember{m: mb, at: at}
+				}
+			}
+			m.mu.Unlock()
+		}
+	}
+}
+
+func (m *Members) setWatched(on bool) {
+	m.mu.Lock()
+	m.watched = on
+	if !on {
+		m.seen = nil
+	}
+	m.mu.Unlock()
+}
+
+// cached returns the members the watch saw within a TTL; ok is false when
+// the watch is not running.
+func (m *Members) cached() (out []Member, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.watched {
+		return nil, false
+	}
+	now := m.now()
+	for _, s := range m.seen {
+		if now.Sub(s.at) < m.ttl {
+			out = append(out, s.m)
+		}
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return out, true
+}
+
 // List returns the members whose heartbeat has not expired, by name.
 func (m *Members) List(ctx context.Context) ([]Member, error) {
+	if out, ok := m.cached(); ok {
+		return out, nil
+	}
 	keys, err := m.kv.ListKeys(ctx)
 	if err != nil {
 		return nil, err

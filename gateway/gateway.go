@@ -680,6 +680,9 @@ func (g *Gateway) registerMetrics(j *journal.Journal) {
 		}
 		return out
 	}
+	g.reg.CounterFunc("coldchain_journal_append_conflicts_total",
+		"Appends JetStream refused because another gateway had appended to the subject since (cluster mode: one device's readings reaching two gateways); each is decided again, at the cost of a round trip and a wait for the dedup index.",
+		func() float64 { return float64(j.Conflicts()) })
 	g.reg.GaugeFunc("coldchain_journal_stream_bytes", "Bytes a record stream holds on disk (per replica).", []string{"stream"}, func() map[string]float64 { return usage(0) })
 	g.reg.GaugeFunc("coldchain_journal_stream_max_bytes", "A record stream's bound, nats.max_bytes; 0 when unbounded. A full stream refuses new records.", []string{"stream"}, func() map[string]float64 { return usage(1) })
 }

@@ -42,6 +42,7 @@ func TestClusterBench(t *testing.T) {
 		n                        int
 		ingest, caughtUp, logged float64 // readings/s
 		gatewayCPU, natsCPU, sum float64 // CPU µs per reading
+		conflicts                float64 // appends decided again, per reading
 	}
 	var results []result
 	for n := 1; n <= 3; n++ {
@@ -116,10 +117,15 @@ func TestClusterBench(t *testing.T) {
 		if got := accepted(); got != readings {
 			t.Errorf("%d gateways: %d readings accepted, %d sent", n, got, readings)
 		}
+		conflicts := 0.0
+		for _, a := range addrs {
+			conflicts += metricOf(t, a, "coldchain_journal_append_conflicts_total")
+		}
 		r := result{n: n, ingest: float64(readings) / ingestDone.Seconds(), caughtUp: float64(readings) / caught.Seconds(),
 			logged:     float64(readings) / logged.Seconds(),
 			gatewayCPU: (cpu1[0] - cpu0[0]) / float64(readings) * 1e6, natsCPU: (cpu1[1] - cpu0[1]) / float64(readings) * 1e6}
 		r.sum = r.gatewayCPU + r.natsCPU
+		r.conflicts = conflicts / float64(readings)
 		results = append(results, r)
 		for i, g := range gws {
 			g.stop()
@@ -142,9 +148,9 @@ func TestClusterBench(t *testing.T) {
 		}
 	}
 	fmt.Printf("\ncluster mode, %d single-reading QoS 1 messages from %d publishers, %d devices; 3 nats-server nodes (R3), Mosquitto, InfluxDB, Hardhat on this machine\n", readings, publishers, devices)
-	fmt.Printf("%-9s %16s %20s %18s %18s %15s %14s\n", "gateways", "ingest r/s", "caught up r/s", "logs caught up r/s", "gateway CPU µs/r", "NATS CPU µs/r", "total µs/r")
+	fmt.Printf("%-9s %16s %20s %18s %18s %15s %14s %16s\n", "gateways", "ingest r/s", "caught up r/s", "logs caught up r/s", "gateway CPU µs/r", "NATS CPU µs/r", "total µs/r", "conflicts/r")
 	for _, r := range results {
-		fmt.Printf("%-9d %16.0f %20.0f %18.0f %18.1f %15.1f %14.1f\n", r.n, r.ingest, r.caughtUp, r.logged, r.gatewayCPU, r.natsCPU, r.sum)
+		fmt.Printf("%-9d %16.0f %20.0f %18.0f %18.1f %15.1f %14.1f %16.3f\n", r.n, r.ingest, r.caughtUp, r.logged, r.gatewayCPU, r.natsCPU, r.sum, r.conflicts)
 	}
 }
 

@@ -328,3 +328,51 @@ func TestSweep(t *testing.T) {
 	}
 	want(t, e.append(reading("SW", 2, 5), reading("SW", 3, 5)), Duplicate, Stored)
 }
+
+// TestAppendConflictCounted: a journal whose lane last knew a device's
+// subject before another gateway appended to it has its append refused
+// once, decides again, stores the reading, and counts the conflict.
+func TestAppendConflictCounted(t *testing.T) {
+	e := start(t, t.TempDir(), DefaultConfig())
+	defer e.stop()
+	ctx := context.Background()
+	j2, err := Open(ctx, e.nc, e.cfg, filepath.Join(t.TempDir(), "index2"), e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	run2 := make(chan error, 1)
+	go func() { run2 <- j2.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-run2; err != nil {
+			t.Error(err)
+		}
+		if err := j2.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	appendOne := func(j *Journal, seq uint64) Outcome {
+		t.Helper()
+		out := make([]Result, 1)
+		if err := j.Append(ctx, []Entry{reading("SPLIT", seq, 5)}, Meta{Source: "test", Received: time.Now()}, out); err != nil {
+			t.Fatal(err)
+		}
+		return out[0].Outcome
+	}
+	if appendOne(j2, 1) != Stored || appendOne(e.j, 2) != Stored {
+		t.Fatal("first appends not stored")
+	}
+	if e.j.Conflicts() != 0 || j2.Conflicts() != 0 {
+		t.Fatalf("conflicts before any stale tail: %d, %d", e.j.Conflicts(), j2.Conflicts())
+	}
+	if oc := appendOne(j2, 3); oc != Stored {
+		t.Fatalf("the append after another gateway's: %v", oc)
+	}
+	if e.j.Conflicts() != 0 || j2.Conflicts() != 1 {
+		t.Fatalf("conflicts %d, %d; want 0, 1", e.j.Conflicts(), j2.Conflicts())
+	}
+	if c := e.count(record.KindReading); c != 3 {
+		t.Fatalf("%d readings stored, want 3", c)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -141,7 +142,15 @@ type Journal struct {
 	lanesMu sync.Mutex
 	lanes   map[laneKey]*lane
 	lanesWG sync.WaitGroup
+	// conflicts counts appends JetStream refused because another writer
+	// had appended to the subject since the lane last knew it.
+	conflicts atomic.Uint64
 }
+
+// Conflicts returns how many appends found their subject changed by
+// another writer (another gateway of a cluster) and were decided again.
+// Each costs a round trip to JetStream and a wait for the dedup index.
+func (j *Journal) Conflicts() uint64 { return j.conflicts.Load() }
 
 // maxChunkBytes bounds a chunk whatever the server's max_payload, so a
 // consumer's buffer of fetched chunks stays small.

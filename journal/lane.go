@@ -186,6 +186,7 @@ func (l *lane) commit(ctx context.Context, batch []*pending) error {
 			case errors.Is(err, errWrongLast):
 				// Another writer got there first: learn the new tail and
 				// decide again. Each time, someone made progress.
+				l.j.conflicts.Add(1)
 			default:
 				delete(l.tails, subject)
 				return err

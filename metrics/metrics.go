@@ -155,6 +155,14 @@ func (r *Registry) GaugeFunc(name, help string, labels []string, fn func() map[s
 	})
 }
 
+// CounterFunc registers a counter without labels whose value fn reads at
+// scrape time (a count another package keeps).
+func (r *Registry) CounterFunc(name, help string, fn func() float64) {
+	r.add(name, help, "counter", func(w io.Writer, name string) {
+		fmt.Fprintf(w, "%s %s\n", name, formatFloat(fn()))
+	})
+}
+
 // Histogram counts observations into cumulative buckets.
 type Histogram struct {
 	upper  []float64
