@@ -8,16 +8,15 @@ import (
 	"io/fs"
 	"slices"
 	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestSnapshots: a saved snapshot is read back with its position; an
 // older one does not replace a newer one, a newer one does.
 func TestSnapshots(t *testing.T) {
 	nodes := testCluster(t)
-	js := connect(t, nodes[0])
-	var snaps *Snapshots
-	var err error
-	waitFor(t, "the snapshot bucket", func() bool { snaps, err = OpenSnapshots(context.Background(), js, 3); return err == nil })
+	snaps := openSnapshots(t, connect(t, nodes[0]))
 	ctx := context.Background()
 	if _, _, ok, err := snaps.Load(ctx, "detector"); err != nil || ok {
 		t.Fatalf("a snapshot before any save: %v %v", ok, err)
@@ -55,10 +54,7 @@ func TestSnapshots(t *testing.T) {
 // deletes that may repeat.
 func TestSnapshotFiles(t *testing.T) {
 	nodes := testCluster(t)
-	js := connect(t, nodes[0])
-	var snaps *Snapshots
-	var err error
-	waitFor(t, "the snapshot bucket", func() bool { snaps, err = OpenSnapshots(context.Background(), js, 3); return err == nil })
+	snaps := openSnapshots(t, connect(t, nodes[0]))
 	ctx := context.Background()
 	if _, err := snaps.Open(ctx, "anchor/manifest"); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("opening what is not there: %v", err)
@@ -103,4 +99,13 @@ func TestSnapshotFiles(t *testing.T) {
 	if names, _ := snaps.List(ctx, "anchor/file/"); !slices.Equal(names, []string{"anchor/file/b"}) {
 		t.Fatalf("after delete: %v", names)
 	}
+}
+
+// openSnapshots opens the snapshot bucket once the cluster can place it.
+func openSnapshots(t *testing.T, js jetstream.JetStream) *Snapshots {
+	t.Helper()
+	var snaps *Snapshots
+	var err error
+	waitFor(t, "the snapshot bucket", func() bool { snaps, err = OpenSnapshots(context.Background(), js, 3); return err == nil })
+	return snaps
 }

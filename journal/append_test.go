@@ -175,22 +175,8 @@ func TestAppendTwoGateways(t *testing.T) {
 	e := start(t, t.TempDir(), DefaultConfig())
 	defer e.stop()
 	ctx := context.Background()
-	j2, err := Open(ctx, e.nc, e.cfg, filepath.Join(t.TempDir(), "index2"), e.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	run2 := make(chan error, 1)
-	go func() { run2 <- j2.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-run2; err != nil {
-			t.Error(err)
-		}
-		if err := j2.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
+	j2, stop2 := e.second()
+	defer stop2()
 
 	const n = 300
 	var (
@@ -336,22 +322,8 @@ func TestAppendConflictCounted(t *testing.T) {
 	e := start(t, t.TempDir(), DefaultConfig())
 	defer e.stop()
 	ctx := context.Background()
-	j2, err := Open(ctx, e.nc, e.cfg, filepath.Join(t.TempDir(), "index2"), e.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	run2 := make(chan error, 1)
-	go func() { run2 <- j2.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-run2; err != nil {
-			t.Error(err)
-		}
-		if err := j2.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
+	j2, stop2 := e.second()
+	defer stop2()
 	appendOne := func(j *Journal, seq uint64) Outcome {
 		t.Helper()
 		out := make([]Result, 1)
@@ -374,5 +346,27 @@ func TestAppendConflictCounted(t *testing.T) {
 	}
 	if c := e.count(record.KindReading); c != 3 {
 		t.Fatalf("%d readings stored, want 3", c)
+	}
+}
+
+// second opens and runs a second journal on e's NATS with an index of its
+// own, as a second gateway of a cluster; stop stops and closes it.
+func (e *env) second() (j *Journal, stop func()) {
+	e.t.Helper()
+	j, err := Open(context.Background(), e.nc, e.cfg, filepath.Join(e.t.TempDir(), "index2"), e.log)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- j.Run(runCtx) }()
+	return j, func() {
+		cancel()
+		if err := <-done; err != nil {
+			e.t.Error(err)
+		}
+		if err := j.Close(); err != nil {
+			e.t.Error(err)
+		}
 	}
 }
