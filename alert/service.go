@@ -410,7 +410,7 @@ func (s *Service) observe(out []record.Alert, sr *seqReading) []record.Alert {
 	t := r.Time.UnixNano()
 	s.events = s.events[:0]
 	evs, oc, err := det.Observe(s.events, excursion.Sample{
-		ID: r.ID(), Device: r.Device, Time: t, TempC: r.TempC,
+		Seq: r.Seq, Device: r.Device, Time: t, TempC: r.TempC,
 		Defrost: r.Reefer.Mode == record.ModeDefrost, DoorOpen: r.DoorOpen.Set && r.DoorOpen.V,
 	})
 	s.events = evs

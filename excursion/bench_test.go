@@ -7,19 +7,6 @@ import (
 	"time"
 )
 
-// benchIDs returns n distinct reading ids per device, reused round robin:
-// n is larger than the history, so no reading is a duplicate, and the
-// benchmark loop allocates nothing itself.
-func benchIDs(devices, n int) [][]string {
-	ids := make([][]string, devices)
-	for d := range ids {
-		for k := range n {
-			ids[d] = append(ids[d], "dev-"+strconv.Itoa(d)+":"+strconv.Itoa(k))
-		}
-	}
-	return ids
-}
-
 // BenchmarkObserve is the hot path (issue requirement 4): an in-order
 // reading that changes nothing, on devices whose histories are full, so
 // every reading also advances the device's replay checkpoint. With one
@@ -38,7 +25,6 @@ func BenchmarkObserve(b *testing.B) {
 		devices := tc.devices
 		b.Run(tc.name, func(b *testing.B) {
 			d := newDetector(b, DefaultProfile(), DefaultConfig())
-			ids := benchIDs(devices, 64)
 			names := make([]string, devices)
 			for i := range names {
 				names[i] = "dev-" + strconv.Itoa(i)
@@ -50,7 +36,7 @@ func BenchmarkObserve(b *testing.B) {
 			observe := func(i int) {
 				dev := i % devices
 				k := i / devices
-				s := Sample{ID: ids[dev][k%64], Device: names[dev], Time: t0 + int64(k)*step, TempC: 4.5 + float64(k%7)*0.2}
+				s := Sample{Seq: uint64(k % 64), Device: names[dev], Time: t0 + int64(k)*step, TempC: 4.5 + float64(k%7)*0.2}
 				if tc.distinct {
 					s.TempC = 4.5 + float64(k%1000000)*1e-6
 				}
@@ -81,7 +67,6 @@ func BenchmarkObserve(b *testing.B) {
 func BenchmarkObserveExcursion(b *testing.B) {
 	const devices = 1000
 	d := newDetector(b, DefaultProfile(), DefaultConfig())
-	ids := benchIDs(devices, 64)
 	names := make([]string, devices)
 	for i := range names {
 		names[i] = "dev-" + strconv.Itoa(i)
@@ -95,7 +80,7 @@ func BenchmarkObserveExcursion(b *testing.B) {
 		if k%14 < 7 {
 			c = 9
 		}
-		s := Sample{ID: ids[dev][k%64], Device: names[dev], Time: t0 + int64(k)*int64(5*time.Minute), TempC: c}
+		s := Sample{Seq: uint64(k % 64), Device: names[dev], Time: t0 + int64(k)*int64(5*time.Minute), TempC: c}
 		evs, _, _ = d.Observe(evs[:0], s)
 	}
 }
@@ -106,7 +91,6 @@ func BenchmarkObserveExcursion(b *testing.B) {
 func BenchmarkObserveLate(b *testing.B) {
 	const devices = 100
 	d := newDetector(b, DefaultProfile(), DefaultConfig())
-	ids := benchIDs(devices, 128)
 	names := make([]string, devices)
 	for i := range names {
 		names[i] = "dev-" + strconv.Itoa(i)
@@ -114,15 +98,15 @@ func BenchmarkObserveLate(b *testing.B) {
 	step := int64(5 * time.Minute)
 	for i := range devices * 40 {
 		dev, k := i%devices, i/devices
-		d.Observe(nil, Sample{ID: ids[dev][2*k%128], Device: names[dev], Time: t0 + int64(k)*step, TempC: 5})
+		d.Observe(nil, Sample{Seq: uint64(2 * k % 128), Device: names[dev], Time: t0 + int64(k)*step, TempC: 5})
 	}
 	var evs []Event
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
 		dev, k := i%devices, 40+i/devices
-		evs, _, _ = d.Observe(evs[:0], Sample{ID: ids[dev][2*k%128], Device: names[dev], Time: t0 + int64(k)*step, TempC: 5})
-		_, out, _ := d.Observe(evs[:0], Sample{ID: ids[dev][(2*k+1)%128], Device: names[dev], Time: t0 + int64(k)*step - 3*step/2, TempC: 5})
+		evs, _, _ = d.Observe(evs[:0], Sample{Seq: uint64(2 * k % 128), Device: names[dev], Time: t0 + int64(k)*step, TempC: 5})
+		_, out, _ := d.Observe(evs[:0], Sample{Seq: uint64((2*k + 1) % 128), Device: names[dev], Time: t0 + int64(k)*step - 3*step/2, TempC: 5})
 		if out.Status != Reordered {
 			b.Fatalf("status %v", out.Status)
 		}
@@ -162,7 +146,7 @@ func BenchmarkMemoryPerDevice(b *testing.B) {
 				for dev := range devices {
 					name := "dev-" + strconv.Itoa(100000+dev)
 					for k := range 100 {
-						s := Sample{ID: name + ":" + strconv.Itoa(k), Device: name, Time: t0 + int64(k)*int64(5*time.Minute), TempC: tc.temp(k)}
+						s := Sample{Seq: uint64(k), Device: name, Time: t0 + int64(k)*int64(5*time.Minute), TempC: tc.temp(k)}
 						if _, _, err := d.Observe(nil, s); err != nil {
 							b.Fatal(err)
 						}

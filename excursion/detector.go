@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"math"
 	"time"
 )
@@ -12,10 +11,11 @@ import (
 // Sample is one reading of one device: the detector's own input type, so the
 // package depends on nothing else in the project.
 type Sample struct {
-	// ID is the record id, e.g. "device:seq"; samples with an ID the device's
-	// retained history holds are duplicates. The detector keeps the string:
-	// pass a copy if it is a slice of a larger buffer.
-	ID string
+	// Seq is the reading's sequence number on its device: its record id is
+	// Device:Seq (record.Reading.ID), which is how the events name it.
+	// Samples with a Seq the device's retained history holds are
+	// duplicates. Seq 2^64−1 is refused.
+	Seq uint64
 	// Device identifies the device; all state is per device.
 	Device string
 	// Time is the device's clock at the reading, Unix nanoseconds.
@@ -78,7 +78,8 @@ type Event struct {
 	// (Outcome.Status == Reordered); the caller marks it detected_late.
 	Late bool
 
-	by string // id of the deciding reading; "" when Advance decided
+	by   rid    // the deciding reading; none when Advance decided
+	rids [4]rid // Readings, as rids; none after the last
 }
 
 // Outcome is what the detector did with one sample.
@@ -212,7 +213,6 @@ type Detector struct {
 	fp      [32]byte
 	devs    map[string]*device
 	scratch []Event
-	seed    maphash.Seed // for entry.h
 }
 
 // device is the state of one device: a replay checkpoint (base), the
@@ -242,7 +242,7 @@ func New(cfg Config, p Profile) (*Detector, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	d := &Detector{prof: p, cfg: cfg, c: compile(p, cfg), devs: map[string]*device{}, seed: maphash.MakeSeed()}
+	d := &Detector{prof: p, cfg: cfg, c: compile(p, cfg), devs: map[string]*device{}}
 	d.fp = sha256.Sum256(fmt.Appendf(nil, "%#v|%#v", p, cfg))
 	return d, nil
 }
@@ -266,18 +266,19 @@ func (d *Detector) MKT(device string) (c float64, known time.Duration, ok bool) 
 	return d.c.celsius(dv.live.mktR), time.Duration(dv.live.mktKnown), true
 }
 
-func checkSample(s *Sample) error {
+func checkSample(s *Sample) (rid, error) {
+	r, ok := ridOf(s.Seq)
 	switch {
-	case s.ID == "":
-		return fmt.Errorf("%w: empty id", ErrInvalidSample)
 	case s.Device == "":
-		return fmt.Errorf("%w %s: empty device", ErrInvalidSample, s.ID)
+		return 0, fmt.Errorf("%w: empty device", ErrInvalidSample)
+	case !ok:
+		return 0, fmt.Errorf("%w %s:%d: seq 2^64-1 is reserved", ErrInvalidSample, s.Device, s.Seq)
 	case s.Time <= 0 || s.Time > maxTime:
-		return fmt.Errorf("%w %s: time %d outside (0, 2^62]", ErrInvalidSample, s.ID, s.Time)
+		return 0, fmt.Errorf("%w %s:%d: time %d outside (0, 2^62]", ErrInvalidSample, s.Device, s.Seq, s.Time)
 	case math.IsNaN(s.TempC) || math.IsInf(s.TempC, 0) || s.TempC <= -zeroCelsius:
-		return fmt.Errorf("%w %s: temperature %v", ErrInvalidSample, s.ID, s.TempC)
+		return 0, fmt.Errorf("%w %s:%d: temperature %v", ErrInvalidSample, s.Device, s.Seq, s.TempC)
 	}
-	return nil
+	return r, nil
 }
 
 // Observe evaluates sample s and appends the events it causes to dst.
@@ -290,10 +291,11 @@ func checkSample(s *Sample) error {
 // beyond the horizon or history change nothing and are reported in the
 // Outcome. An invalid sample returns ErrInvalidSample.
 func (d *Detector) Observe(dst []Event, s Sample) ([]Event, Outcome, error) {
-	if err := checkSample(&s); err != nil {
+	id, err := checkSample(&s)
+	if err != nil {
 		return dst, Outcome{}, err
 	}
-	e := entry{t: s.Time, id: s.ID, v: s.TempC, h: uint32(maphash.String(d.seed, s.ID))}
+	e := entry{t: s.Time, id: id, v: s.TempC}
 	if s.Defrost {
 		e.f |= Defrost
 	}
@@ -310,7 +312,7 @@ func (d *Detector) Observe(dst []Event, s Sample) ([]Event, Outcome, error) {
 	if dv.n > 0 {
 		newest := dv.at(dv.n - 1)
 		for i := range dv.ring { // in any order; unused entries have no id
-			if r := &dv.ring[i]; r.h == e.h && r.id == e.id {
+			if dv.ring[i].id == e.id {
 				return dst, d.outcome(dv, Duplicate), nil
 			}
 		}
@@ -431,20 +433,22 @@ type published struct {
 	start, end, at int64
 	beyond         time.Duration
 	peak, mkt      float64
-	readings       []string
-	by             string
+	readings       [4]rid // Event.Readings; none after the last
+	by             rid
 }
 
 func publishedOf(ev *Event) published {
 	return published{rule: ev.Rule, sev: ev.Severity, tr: ev.Transition, supp: ev.Suppressed, late: ev.Late,
-		start: ev.Start, end: ev.End, at: ev.At, beyond: ev.Beyond, peak: ev.PeakC, mkt: ev.MKTC, readings: ev.Readings, by: ev.by}
+		start: ev.Start, end: ev.End, at: ev.At, beyond: ev.Beyond, peak: ev.PeakC, mkt: ev.MKTC, readings: ev.rids, by: ev.by}
 }
 
 // event returns p as device's event; it computes the alert's id.
 func (p *published) event(device string) Event {
-	return Event{ID: AlertID(device, p.rule, p.start), Device: device, Rule: p.rule, Severity: p.sev, Transition: p.tr,
-		Start: p.start, End: p.end, At: p.at, PeakC: p.peak, Beyond: p.beyond, MKTC: p.mkt, Readings: p.readings,
+	ev := Event{ID: AlertID(device, p.rule, p.start), Device: device, Rule: p.rule, Severity: p.sev, Transition: p.tr,
+		Start: p.start, End: p.end, At: p.at, PeakC: p.peak, Beyond: p.beyond, MKTC: p.mkt,
 		Suppressed: p.supp, Late: p.late, by: p.by}
+	ev.readings(p.readings[:]...)
+	return ev
 }
 
 // alertKey identifies an alert of one device: its id is AlertID(device,
@@ -564,12 +568,13 @@ func (d *Detector) diff(dst []Event, name string, dv *device, replay []Event, st
 		}
 		if t := openTracker(st, key); t != nil {
 			if !oldOpen {
-				dst = append(dst, Event{
+				ev := Event{
 					ID: AlertID(name, t.rule, t.start), Device: name, Rule: t.rule, Severity: d.c.specs[t.rule].sev, Transition: Reopened,
 					Start: t.start, End: st.last.t, At: st.last.t, PeakC: d.c.peakC(t), Beyond: time.Duration(t.beyond),
-					MKTC: d.c.celsius(st.mktR), Readings: appendID(appendID(appendID(nil, t.startID), t.peakID), st.last.id),
-					Suppressed: t.supp, Late: true, by: st.last.id,
-				})
+					MKTC: d.c.celsius(st.mktR), Suppressed: t.supp, Late: true, by: st.last.id,
+				}
+				ev.readings(t.startID, t.peakID, st.last.id)
+				dst = append(dst, ev)
 			}
 			continue
 		}

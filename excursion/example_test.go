@@ -18,7 +18,7 @@ func Example() {
 	var events []excursion.Event
 	for i := range 8 {
 		at := start.Add(time.Duration(i) * 5 * time.Minute)
-		s := excursion.Sample{ID: fmt.Sprintf("reefer-7:%d", i), Device: "reefer-7", Time: at.UnixNano(), TempC: 9}
+		s := excursion.Sample{Seq: uint64(i), Device: "reefer-7", Time: at.UnixNano(), TempC: 9}
 		events, _, err = d.Observe(events[:0], s)
 		if err != nil {
 			panic(err)

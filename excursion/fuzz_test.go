@@ -3,7 +3,6 @@ package excursion
 import (
 	"cmp"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -45,7 +44,7 @@ func runObserveFuzz(t *testing.T, data []byte) {
 			}
 			seq++
 			s := Sample{
-				ID: dev + ":" + strconv.Itoa(seq), Device: dev, TempC: temps[int(b)%len(temps)] + float64(b/32)*0.05,
+				Seq: uint64(seq), Device: dev, TempC: temps[int(b)%len(temps)] + float64(b/32)*0.05,
 				Defrost: c&1 != 0, DoorOpen: c&2 != 0,
 			}
 			base := max(newest[dev], t0)
@@ -88,7 +87,7 @@ func runObserveFuzz(t *testing.T, data []byte) {
 				t.Fatal(err)
 			}
 			if debugFuzz {
-				t.Log("observe", s.ID, mins(s.Time), s.TempC, out.Status, len(evs))
+				t.Log("observe", s.Device, s.Seq, mins(s.Time), s.TempC, out.Status, len(evs))
 			}
 			sent = append(sent, s)
 			switch out.Status {
@@ -110,7 +109,7 @@ func runObserveFuzz(t *testing.T, data []byte) {
 		}
 		ref := newDetector(t, p, cfg)
 		slices.SortFunc(accepted, func(x, y Sample) int {
-			return cmp.Or(cmp.Compare(x.Device, y.Device), cmp.Compare(x.Time, y.Time), cmp.Compare(x.ID, y.ID))
+			return cmp.Or(cmp.Compare(x.Device, y.Device), cmp.Compare(x.Time, y.Time), cmp.Compare(sampleID(x), sampleID(y)))
 		})
 		var want []Event
 		for _, s := range accepted {

@@ -29,7 +29,7 @@ type r struct {
 
 func (x r) sample(dev string) Sample {
 	return Sample{
-		ID: dev + ":" + strconv.FormatFloat(x.m, 'f', -1, 64), Device: dev, Time: at(x.m), TempC: x.c,
+		Seq: uint64(at(x.m)), Device: dev, Time: at(x.m), TempC: x.c, // one reading per device time
 		Defrost: strings.Contains(x.flags, "d"), DoorOpen: strings.Contains(x.flags, "o"),
 	}
 }
@@ -185,3 +185,6 @@ func checkLifecycle(evs []Event, state map[string]int) error {
 	}
 	return nil
 }
+
+// sampleID returns s's record id, Device:Seq.
+func sampleID(s Sample) string { return s.Device + ":" + strconv.FormatUint(s.Seq, 10) }

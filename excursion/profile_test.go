@@ -2,6 +2,7 @@ package excursion
 
 import (
 	"errors"
+	"math"
 	"os"
 	"reflect"
 	"strings"
@@ -101,9 +102,9 @@ func TestConfigValidate(t *testing.T) {
 
 func TestInvalidSamples(t *testing.T) {
 	d := newDetector(t, DefaultProfile(), DefaultConfig())
-	good := Sample{ID: "d:1", Device: "d", Time: t0, TempC: 5}
+	good := Sample{Seq: 1, Device: "d", Time: t0, TempC: 5}
 	for name, mutate := range map[string]func(*Sample){
-		"empty id":       func(s *Sample) { s.ID = "" },
+		"reserved seq":   func(s *Sample) { s.Seq = math.MaxUint64 },
 		"empty device":   func(s *Sample) { s.Device = "" },
 		"zero time":      func(s *Sample) { s.Time = 0 },
 		"time past 2116": func(s *Sample) { s.Time = maxTime + 1 },

@@ -3,7 +3,6 @@ package excursion
 import (
 	"encoding/binary"
 	"fmt"
-	"hash/maphash"
 	"math"
 	"slices"
 	"strings"
@@ -22,6 +21,7 @@ const snapshotMagic = "CCX1"
 // Devices are written in name order, so equal states encode equally.
 func (d *Detector) MarshalBinary() ([]byte, error) {
 	w := &writer{b: append([]byte(snapshotMagic), d.fp[:]...)}
+	// Reading ids are stored as strings, Device:Seq, as they always were.
 	names := make([]string, 0, len(d.devs))
 	for name := range d.devs {
 		names = append(names, name)
@@ -30,6 +30,7 @@ func (d *Detector) MarshalBinary() ([]byte, error) {
 	w.u(uint64(len(names)))
 	for _, name := range names {
 		dv := d.devs[name]
+		w.dev = name
 		w.s(name)
 		w.i(dv.silence)
 		w.state(&dv.base)
@@ -66,6 +67,7 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 			r.fail("device %q", name)
 		}
 		dv := &device{ring: make([]entry, d.c.history)}
+		r.dev = name
 		dv.silence = r.i()
 		r.state(&dv.base, d.c)
 		dv.n = r.count(8)
@@ -77,7 +79,6 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 			if i > 0 && !dv.ring[i-1].before(&e) || i == 0 && dv.base.has && !dv.base.last.before(&e) {
 				r.fail("device %q: readings out of order", name)
 			}
-			e.h = uint32(maphash.String(d.seed, e.id))
 			dv.ring[i] = e
 		}
 		if r.err == nil && dv.silence != 0 && (dv.silence <= dv.ring[dv.n-1].t || dv.silence > maxTime) {
@@ -115,7 +116,10 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 	return nil
 }
 
-type writer struct{ b []byte }
+type writer struct {
+	b   []byte
+	dev string // the device being written, whose reading ids these are
+}
 
 func (w *writer) u(v uint64)  { w.b = binary.AppendUvarint(w.b, v) }
 func (w *writer) i(v int64)   { w.b = binary.AppendVarint(w.b, v) }
@@ -131,7 +135,7 @@ func (w *writer) bit(v bool) {
 
 func (w *writer) entry(e *entry) {
 	w.i(e.t)
-	w.s(e.id)
+	w.s(idOf(w.dev, e.id))
 	w.f(e.v)
 	w.u(uint64(e.f))
 }
@@ -168,9 +172,9 @@ func (w *writer) state(s *state) {
 		w.i(t.beyond)
 		w.i(t.clear)
 		w.f(t.peak)
-		w.s(t.startID)
-		w.s(t.peakID)
-		w.s(t.clearID)
+		w.s(idOf(w.dev, t.startID))
+		w.s(idOf(w.dev, t.peakID))
+		w.s(idOf(w.dev, t.clearID))
 	}
 }
 
@@ -188,7 +192,7 @@ func (w *writer) event(e *Event) {
 	for _, id := range e.Readings {
 		w.s(id)
 	}
-	w.s(e.by)
+	w.s(idOf(w.dev, e.by))
 }
 
 // reader decodes a snapshot; the first problem sticks in err and every
@@ -196,6 +200,7 @@ func (w *writer) event(e *Event) {
 type reader struct {
 	b   []byte
 	err error
+	dev string // the device being read, whose reading ids these are
 }
 
 func (r *reader) fail(format string, args ...any) {
@@ -249,6 +254,20 @@ func (r *reader) raw(n int) []byte {
 func (r *reader) byte1() byte { return r.raw(1)[0] }
 func (r *reader) f() float64  { return math.Float64frombits(binary.LittleEndian.Uint64(r.raw(8))) }
 func (r *reader) s() string   { return string(r.raw(r.count(1))) }
+
+// id reads a reading id of r.dev; "" is none.
+func (r *reader) id() rid {
+	s := r.s()
+	if s == "" {
+		return 0
+	}
+	id, ok := parseID(r.dev, s)
+	if !ok {
+		r.fail("%q is not a reading id of device %q", s, r.dev)
+	}
+	return id
+}
+
 func (r *reader) bit() bool {
 	switch r.byte1() {
 	case 0:
@@ -270,10 +289,10 @@ func (r *reader) time() int64 {
 }
 
 func (r *reader) entry() entry {
-	e := entry{t: r.time(), id: r.s(), v: r.f()}
+	e := entry{t: r.time(), id: r.id(), v: r.f()}
 	f := r.u()
-	if e.id == "" || math.IsNaN(e.v) || math.IsInf(e.v, 0) || e.v <= -zeroCelsius || f > uint64(Defrost|DoorOpen) {
-		r.fail("bad reading %q", e.id)
+	if e.id == 0 || math.IsNaN(e.v) || math.IsInf(e.v, 0) || e.v <= -zeroCelsius || f > uint64(Defrost|DoorOpen) {
+		r.fail("bad reading %q", idOf(r.dev, e.id))
 	}
 	e.f = Suppression(f)
 	return e
@@ -323,7 +342,7 @@ func (r *reader) state(s *state, c *compiled) {
 		t.open = r.bit()
 		t.start, t.mark, t.beyond, t.clear = r.time(), r.i(), r.i(), r.i()
 		t.peak = r.f()
-		t.startID, t.peakID, t.clearID = r.s(), r.s(), r.s()
+		t.startID, t.peakID, t.clearID = r.id(), r.id(), r.id()
 		k := c.specs[t.rule%Rule(numRules)].kind
 		switch {
 		case !t.rule.Valid() || t.rule == DataGap:
@@ -348,7 +367,7 @@ func (r *reader) state(s *state, c *compiled) {
 }
 
 func (r *reader) event() Event {
-	e := Event{ID: r.s()}
+	e := Event{ID: r.s(), Device: r.dev}
 	e.Rule, e.Severity, e.Transition, e.Suppressed = Rule(r.byte1()), Severity(r.byte1()), Transition(r.byte1()), Suppression(r.byte1())
 	e.Late = r.bit()
 	e.Start, e.End, e.At = r.i(), r.i(), r.i()
@@ -359,10 +378,15 @@ func (r *reader) event() Event {
 	if n > 4 {
 		r.fail("%d reading ids", n)
 	}
+	var rs []rid
 	for ; n > 0 && r.err == nil; n-- {
-		e.Readings = append(e.Readings, r.s())
+		rs = append(rs, r.id())
 	}
-	e.by = r.s()
+	e.readings(rs...)
+	if r.err == nil && len(e.Readings) != len(rs) {
+		r.fail("alert %q names a reading twice", e.ID)
+	}
+	e.by = r.id()
 	if !e.Rule.Valid() || (e.Severity != Warning && e.Severity != Alarm) || (e.Transition != Opened && e.Transition != Cleared) || e.Suppressed > Defrost|DoorOpen {
 		r.fail("bad alert %q", e.ID)
 	}

@@ -67,16 +67,15 @@ func (s *spec) worse(v, peak float64) bool {
 // unless that spacing exceeds the gap limit.
 type entry struct {
 	t  int64
-	id string
 	v  float64
-	h  uint32 // hash of id, to find duplicates without comparing strings
+	id rid // none in an unused ring slot
 	f  Suppression
 }
 
 // before orders readings by device time, then ID, so that readings with equal
 // times still have one order whatever order they arrive in.
 func (e *entry) before(o *entry) bool {
-	return e.t < o.t || (e.t == o.t && e.id < o.id)
+	return e.t < o.t || (e.t == o.t && ridLess(e.id, o.id))
 }
 
 // window is the state of one suppression window; since == 0 means none yet.
@@ -99,7 +98,7 @@ type tracker struct {
 	peak   float64     // extreme reading, °C; for the mkt rule the highest mean weight
 	// startID, peakID and clearID are the readings at start, at the peak and
 	// at the start of the clear run, for Event.Readings.
-	startID, peakID, clearID string
+	startID, peakID, clearID rid
 }
 
 // state is everything the rules know about one device after a prefix of its
@@ -235,7 +234,7 @@ func (x *stepper) advance(s *state, now int64) {
 		return
 	}
 	s.gapOpen = true
-	x.gapEvent(Opened, s, s.last.t, s.last.t+x.c.gap, now, "")
+	x.gapEvent(Opened, s, s.last.t, s.last.t+x.c.gap, now, 0)
 }
 
 // span applies the known device time [a, b) at the last reading's value to the
@@ -435,47 +434,33 @@ func (x *stepper) alertEvent(tr Transition, s *state, t *tracker, end, beyond in
 	if x.quiet {
 		return
 	}
-	ids := make([]string, 0, 4)
-	ids = appendID(ids, t.startID)
-	ids = appendID(ids, t.peakID)
-	if tr == Cleared {
-		ids = appendID(ids, t.clearID)
-	}
-	ids = appendID(ids, e.id)
-	x.out = append(x.out, Event{
+	ev := Event{
 		ID: AlertID(x.dev, t.rule, t.start), Device: x.dev, Rule: t.rule, Severity: x.c.specs[t.rule].sev,
 		Transition: tr, Start: t.start, End: end, At: e.t, PeakC: x.c.peakC(t), Beyond: time.Duration(beyond),
-		MKTC: x.c.celsius(s.mktR), Readings: ids, Suppressed: t.supp, Late: x.late, by: e.id,
-	})
+		MKTC: x.c.celsius(s.mktR), Suppressed: t.supp, Late: x.late, by: e.id,
+	}
+	clearID := t.clearID
+	if tr != Cleared {
+		clearID = 0
+	}
+	ev.readings(t.startID, t.peakID, clearID, e.id)
+	x.out = append(x.out, ev)
 }
 
 // gapEvent appends an event for the data_gap alert that starts at the last
 // reading before the gap. Its PeakC is that reading's temperature and its
 // Beyond is the unknown time, End − Start.
-func (x *stepper) gapEvent(tr Transition, s *state, start, end, at int64, by string) {
+func (x *stepper) gapEvent(tr Transition, s *state, start, end, at int64, by rid) {
 	if x.quiet {
 		return
 	}
-	ids := appendID(make([]string, 0, 2), s.last.id)
-	ids = appendID(ids, by)
-	x.out = append(x.out, Event{
+	ev := Event{
 		ID: AlertID(x.dev, DataGap, start), Device: x.dev, Rule: DataGap, Severity: Alarm,
 		Transition: tr, Start: start, End: end, At: at, PeakC: s.last.v, Beyond: time.Duration(end - start),
-		MKTC: x.c.celsius(s.mktR), Readings: ids, Late: x.late, by: by,
-	})
-}
-
-// appendID appends id unless it is empty or already listed.
-func appendID(ids []string, id string) []string {
-	if id == "" {
-		return ids
+		MKTC: x.c.celsius(s.mktR), Late: x.late, by: by,
 	}
-	for _, have := range ids {
-		if have == id {
-			return ids
-		}
-	}
-	return append(ids, id)
+	ev.readings(s.last.id, by)
+	x.out = append(x.out, ev)
 }
 
 // AlertID returns the deterministic id of the alert of rule r on device that
