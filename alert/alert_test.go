@@ -3,6 +3,7 @@ package alert
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSignature checks the webhook signature against a known answer from
@@ -36,5 +37,26 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("%v does not name %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestSometimes: one late-reading line per lateLogEvery, saying how many
+// were left out.
+func TestSometimes(t *testing.T) {
+	var l sometimes
+	at := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	if n, ok := l.take(at); !ok || n != 0 {
+		t.Fatalf("first: %d %v", n, ok)
+	}
+	for i := range 5 {
+		if _, ok := l.take(at.Add(time.Duration(i+1) * time.Second)); ok {
+			t.Fatalf("line %d within %v logged", i+2, lateLogEvery)
+		}
+	}
+	if n, ok := l.take(at.Add(lateLogEvery)); !ok || n != 5 {
+		t.Fatalf("after %v: %d %v, want 5 true", lateLogEvery, n, ok)
+	}
+	if _, ok := l.take(at.Add(lateLogEvery + time.Second)); ok {
+		t.Fatal("logged again within the interval")
 	}
 }

@@ -119,6 +119,7 @@ type Service struct {
 	m        serviceMetrics
 	profiles map[string]excursion.Profile
 	now      func() time.Time
+	lateLog  sometimes
 
 	mu      sync.Mutex
 	dets    map[string]*excursion.Detector // by profile name
@@ -422,8 +423,13 @@ func (s *Service) observe(out []record.Alert, sr *seqReading) []record.Alert {
 	switch oc.Status {
 	case excursion.BeyondHorizon, excursion.BeyondHistory:
 		s.m.flagged(oc.Status).Inc()
-		s.log.Info("late reading stored and proven but not re-evaluated", zap.String("id", r.ID()),
-			zap.Stringer("status", oc.Status), zap.Time("ts", r.Time))
+		// A backlog, or one device's readings split across gateways, makes
+		// thousands of these: the counter has each, the log one line per
+		// lateLogEvery with how many it left out.
+		if n, ok := s.lateLog.take(s.now()); ok {
+			s.log.Info("late reading stored and proven but not re-evaluated (coldchain_detector_flagged_total counts them)", zap.String("id", r.ID()),
+				zap.Stringer("status", oc.Status), zap.Time("ts", r.Time), zap.Int("not_logged_since_last", n))
+		}
 	case excursion.Accepted:
 		// Time beyond each limit, on in-order readings: a reading's value
 		// holds until the next one unless they are further apart than the
@@ -571,4 +577,26 @@ func mapValues[K comparable, V any](m map[K]V) []V {
 		out = append(out, v)
 	}
 	return out
+}
+
+// lateLogEvery is how often the detector logs a late reading it did not
+// re-evaluate.
+const lateLogEvery = 10 * time.Second
+
+// sometimes lets one log line through per lateLogEvery and counts the
+// others. Its zero value lets the first through.
+type sometimes struct {
+	last    time.Time
+	skipped int
+}
+
+// take reports whether a line may be logged at now, and how many were
+// left out since the last one.
+func (l *sometimes) take(now time.Time) (skipped int, ok bool) {
+	if !l.last.IsZero() && now.Sub(l.last) < lateLogEvery {
+		l.skipped++
+		return 0, false
+	}
+	skipped, l.skipped, l.last = l.skipped, 0, now
+	return skipped, true
 }
