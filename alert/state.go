@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/coldchain/coldchain/internal/atomicfile"
 	"github.com/coldchain/coldchain/journal"
 	"github.com/coldchain/coldchain/record"
 )
@@ -184,7 +185,7 @@ func (s *Service) snapshot(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileSync(s.snapshotPath(), b); err != nil {
+	if err := atomicfile.Write(s.snapshotPath(), b, 0o600); err != nil {
 		return err
 	}
 	if s.shared != nil {
@@ -197,31 +198,6 @@ func (s *Service) snapshot(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// writeFileSync replaces path with b atomically: a temporary file,
-// fsync, rename.
-func writeFileSync(path string, b []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // readSnapshots returns the snapshots to start from, newest first: the

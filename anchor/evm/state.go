@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coldchain/coldchain/anchor/evm/contract"
+	"github.com/coldchain/coldchain/internal/atomicfile"
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
@@ -83,7 +84,7 @@ func saveInflight(dir string, p *inflight) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, inflightFile), b)
+	return atomicfile.Write(filepath.Join(dir, inflightFile), b, 0o600)
 }
 
 func removeInflight(dir string) error {
@@ -91,47 +92,7 @@ func removeInflight(dir string) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return syncDir(dir)
-}
-
-// writeFileAtomic writes b to path through a synced temporary file and a
-// rename, then syncs the directory.
-func writeFileAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(b)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.SyncDir(dir)
 }
 
 // deployment is the remembered contract of one chain.
@@ -186,7 +147,7 @@ func (a *Anchorer) resolveContract(ctx context.Context) (common.Address, error) 
 	if err != nil {
 		return common.Address{}, err
 	}
-	if err := writeFileAtomic(path, b); err != nil {
+	if err := atomicfile.Write(path, b, 0o600); err != nil {
 		return common.Address{}, err
 	}
 	return d.Address, nil
