@@ -102,7 +102,9 @@ func (r *running) stop() {
 
 func publisher(t *testing.T, addr, id string) paho.Client {
 	t.Helper()
-	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetCleanSession(true))
+	// No reconnecting: a test that stops the gateway first would leave
+	// Disconnect's goroutine waiting for a reconnect loop to give up.
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetCleanSession(true).SetAutoReconnect(false))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect: %v", tok.Error())
 	}
