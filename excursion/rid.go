@@ -46,7 +46,7 @@ func parseID(device, id string) (rid, bool) {
 		return 0, false
 	}
 	seq, err := strconv.ParseUint(digits, 10, 64)
-	if err != nil || digits[0] == '+' {
+	if err != nil { // ParseUint takes no sign
 		return 0, false
 	}
 	return ridOf(seq)
