@@ -146,8 +146,17 @@ func TestAttackSuite(t *testing.T) {
 		t.Fatalf("shipper token over MQTT: %v", err)
 	}
 	watched := make(chan string, 100)
-	if tok := watcher.Subscribe("coldchain/v1/SHP-A/alerts", 1, func(_ paho.Client, m paho.Message) { watched <- string(m.Payload()) }); !tok.WaitTimeout(10*time.Second) || tok.(*paho.SubscribeToken).Result()["coldchain/v1/SHP-A/alerts"] != 1 {
-		t.Fatal("the shipper's token may not watch its shipment's alerts over MQTT")
+	// The gateway learns grants from a KV watch, a moment after the test
+	// wrote them: refused until then, granted within 10 s.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		tok := watcher.Subscribe("coldchain/v1/SHP-A/alerts", 1, func(_ paho.Client, m paho.Message) { watched <- string(m.Payload()) })
+		if tok.WaitTimeout(10*time.Second) && tok.(*paho.SubscribeToken).Result()["coldchain/v1/SHP-A/alerts"] == 1 {
+			break
+		}
+		if time.Now().After(deadline) || !watcher.IsConnected() {
+			t.Fatal("the shipper's token may not watch its shipment's alerts over MQTT")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	// refusedPublish publishes at QoS 1 and reports whether the broker
 	// refused it (3.1.1 has no negative PUBACK: it disconnects).
