@@ -90,6 +90,10 @@ type Config struct {
 	// Devices, when not empty, is the list of devices allowed to send;
 	// readings of any other device are rejected as unknown_device.
 	Devices []string `yaml:"devices"`
+	// Partitions is the cluster's partition count (cluster.partitions, set
+	// by the gateway): with it, a reading's subject carries its
+	// shipment's partition (journal.SubjectReadingIn).
+	Partitions int `yaml:"-"`
 }
 
 // DefaultConfig returns the defaults the product documents.
@@ -467,7 +471,7 @@ func (in *Ingester) decode(msg *Message, sum *Summary, refuse func(*record.Error
 			r := &recs[i]
 			start := len(buf)
 			buf = r.AppendCanonical(buf)
-			entries = append(entries, journal.Entry{Kind: record.KindReading, ID: r.ID(), Subject: journal.SubjectReading(r.Shipment, r.Device),
+			entries = append(entries, journal.Entry{Kind: record.KindReading, ID: r.ID(), Subject: journal.SubjectReadingIn(r.Shipment, r.Device, in.cfg.Partitions),
 				Data: buf[start:len(buf):len(buf)], Device: r.Device, Seq: r.Seq})
 		}
 	case record.KindHandover:

@@ -145,6 +145,9 @@ type ConsumeOptions struct {
 	// snapshot replays the journal from just after it. Later restarts
 	// resume from the ack floor as usual.
 	From uint64
+	// Filter, when set, delivers only the messages whose subject matches
+	// it (one partition's readings); the consumer is created with it.
+	Filter string
 }
 
 // Consume runs a durable, ordered, at-least-once consumer of one record
@@ -221,7 +224,7 @@ func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.
 	if opts.From > 0 && fromSeq == 0 {
 		fromSeq = 1 // a position before the first message
 	}
-	c, err := durableConsumer(ctx, s, opts.Durable, opts.Batch, fromSeq)
+	c, err := durableConsumer(ctx, s, opts.Durable, opts.Filter, opts.Batch, fromSeq)
 	if err != nil {
 		return 0, err
 	}
@@ -302,10 +305,12 @@ func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.
 // earlier run, or taken by its leftover pull requests, would otherwise
 // come only after AckWait, out of order, or be acknowledged unseen with a
 // later message (AckAll). Consumers are idempotent, so starting again from
-// the floor is safe. With from set, it delivers from that sequence instead.
-func durableConsumer(ctx context.Context, s jetstream.Stream, name string, batch int, from uint64) (jetstream.Consumer, error) {
+// the floor is safe. With from set, it delivers from that sequence instead;
+// with filter set, only the messages of subjects matching it.
+func durableConsumer(ctx context.Context, s jetstream.Stream, name, filter string, batch int, from uint64) (jetstream.Consumer, error) {
 	cfg := jetstream.ConsumerConfig{
 		Durable:       name,
+		FilterSubject: filter,
 		AckPolicy:     jetstream.AckAllPolicy,
 		AckWait:       30 * time.Second,
 		MaxAckPending: 4 * batch,
