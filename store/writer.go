@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,8 +52,10 @@ type Writer struct {
 	// budget is retryBudget; tests shorten it.
 	budget time.Duration
 
-	kinds map[record.Kind]*kindState
-	m     writerMetrics
+	// parts holds each consumer's progress (Part), by durable name.
+	partsMu sync.Mutex
+	parts   map[string]*kindState
+	m       writerMetrics
 
 	mu       sync.Mutex
 	up       bool
@@ -60,8 +63,9 @@ type Writer struct {
 	downFrom time.Time
 }
 
-// kindState is one record stream's progress.
+// kindState is one consumer's progress through its record stream.
 type kindState struct {
+	kind record.Kind
 	// pending is how many records of the stream are not in the store yet.
 	pending atomic.Uint64
 	// oldest is the journal time (Unix ns) of the oldest record not in the
@@ -86,15 +90,14 @@ func NewWriter(cfg Config, j Journal, s BatchWriter, reg *metrics.Registry, log 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	w := &Writer{cfg: cfg, j: j, s: s, log: log, now: time.Now, budget: retryBudget, up: true,
-		kinds: map[record.Kind]*kindState{record.KindReading: {}, record.KindHandover: {}}}
+	w := &Writer{cfg: cfg, j: j, s: s, log: log, now: time.Now, budget: retryBudget, up: true, parts: map[string]*kindState{}}
 	w.m = writerMetrics{
 		points:   reg.Counter("coldchain_store_points_total", "Records written to the time-series store, by kind.", "kind"),
 		rejected: reg.Counter("coldchain_store_rejected_total", "Records the time-series store refused for good and that were dead-lettered, by kind.", "kind"),
 		failures: reg.Counter("coldchain_store_write_failures_total", "Writes to the time-series store that failed and were retried.").With(),
 		latency:  reg.Histogram("coldchain_store_write_seconds", "Time to write one batch to the time-series store.", metrics.LatencyBuckets),
 	}
-	for k := range w.kinds {
+	for _, k := range []record.Kind{record.KindReading, record.KindHandover} {
 		w.m.points.With(k.String())
 		w.m.rejected.With(k.String())
 	}
@@ -105,10 +108,8 @@ func NewWriter(cfg Config, j Journal, s BatchWriter, reg *metrics.Registry, log 
 		return map[string]float64{"": 1}
 	})
 	reg.GaugeFunc("coldchain_store_pending", "Records in the journal not yet in the time-series store (consumer lag), by kind.", []string{"kind"}, func() map[string]float64 {
-		out := map[string]float64{}
-		for k, st := range w.kinds {
-			out[k.String()] = float64(st.pending.Load())
-		}
+		out := map[string]float64{record.KindReading.String(): 0, record.KindHandover.String(): 0}
+		w.eachPart(func(st *kindState) { out[st.kind.String()] += float64(st.pending.Load()) })
 		return out
 	})
 	reg.GaugeFunc("coldchain_store_behind_seconds", "How long the oldest record not yet in the time-series store has waited.", nil, func() map[string]float64 {
@@ -118,26 +119,73 @@ func NewWriter(cfg Config, j Journal, s BatchWriter, reg *metrics.Registry, log 
 	return w, nil
 }
 
-// Run consumes both record streams until ctx ends, and prunes the store
-// every prune interval when it is a Pruner and retention is set. It
+// Part is one durable consumer of the writer: the records of one stream,
+// or, in a cluster with partitions, one partition's readings (Filter).
+type Part struct {
+	Kind    record.Kind
+	Durable string
+	Filter  string
+}
+
+// Parts returns the writer's consumers of one gateway: both record
+// streams, read whole with ConsumerName.
+func Parts() []Part {
+	return []Part{{Kind: record.KindReading, Durable: ConsumerName}, {Kind: record.KindHandover, Durable: ConsumerName}}
+}
+
+// PartitionPart returns the consumer of partition p's readings
+// (coldchain-store-p{p}), for a cluster with partitions.
+func PartitionPart(p int) Part {
+	return Part{Kind: record.KindReading, Durable: ConsumerName + "-p" + strconv.Itoa(p), Filter: journal.FilterPartition(p)}
+}
+
+// Run consumes both record streams (Parts) until ctx ends, and prunes the
+// store every prune interval when it is a Pruner and retention is set. It
 // returns after its goroutines have exited.
-func (w *Writer) Run(ctx context.Context) error {
+func (w *Writer) Run(ctx context.Context) error { return w.RunParts(ctx, true, Parts()...) }
+
+// RunParts consumes the given parts until ctx ends, pruning too when
+// prune is set (one gateway of a cluster prunes). It returns after its
+// goroutines have exited.
+func (w *Writer) RunParts(ctx context.Context, prune bool, parts ...Part) error {
 	g, ctx := errgroup.WithContext(ctx)
-	for _, kind := range []record.Kind{record.KindReading, record.KindHandover} {
-		st := w.kinds[kind]
+	for _, p := range parts {
+		st := w.part(p)
 		g.Go(func() error {
-			return w.j.Consume(ctx, kind, journal.ConsumeOptions{
-				Durable: ConsumerName,
+			return w.j.Consume(ctx, p.Kind, journal.ConsumeOptions{
+				Durable: p.Durable,
+				Filter:  p.Filter,
 				Batch:   w.cfg.BatchSize,
 				Gather:  w.cfg.BatchWait,
 				OnIdle:  func() { st.pending.Store(0) },
-			}, w.Handler(kind))
+			}, w.handler(st))
 		})
 	}
-	if p, ok := w.s.(Pruner); ok && w.cfg.Retention > 0 {
-		g.Go(func() error { return w.prune(ctx, p) })
+	if pr, ok := w.s.(Pruner); ok && prune && w.cfg.Retention > 0 {
+		g.Go(func() error { return w.prune(ctx, pr) })
 	}
 	return g.Wait()
+}
+
+// part returns the progress of p, made on first use.
+func (w *Writer) part(p Part) *kindState {
+	w.partsMu.Lock()
+	defer w.partsMu.Unlock()
+	key := p.Durable + "/" + p.Kind.String()
+	st, ok := w.parts[key]
+	if !ok {
+		st = &kindState{kind: p.Kind}
+		w.parts[key] = st
+	}
+	return st
+}
+
+func (w *Writer) eachPart(fn func(*kindState)) {
+	w.partsMu.Lock()
+	defer w.partsMu.Unlock()
+	for _, st := range w.parts {
+		fn(st)
+	}
 }
 
 func (w *Writer) prune(ctx context.Context, p Pruner) error {
@@ -171,7 +219,7 @@ func (w *Writer) State() (since time.Time, err error) {
 // oldest of them has waited (an upper bound).
 func (w *Writer) Lag() (pending uint64, behind time.Duration) {
 	now := w.now()
-	for _, st := range w.kinds {
+	w.eachPart(func(st *kindState) {
 		p := st.pending.Load()
 		pending += p
 		if p > 0 {
@@ -179,7 +227,7 @@ func (w *Writer) Lag() (pending uint64, behind time.Duration) {
 				behind = b
 			}
 		}
-	}
+	})
 	return pending, behind
 }
 
@@ -216,10 +264,14 @@ type point struct {
 	h   *record.Handover
 }
 
-// Handler returns the journal handler that writes one stream's batches.
-// Run uses it; benchmarks call it directly.
+// Handler returns the journal handler that writes one stream's batches,
+// as Run's consumer of that stream does; benchmarks call it directly.
 func (w *Writer) Handler(kind record.Kind) journal.Handler {
-	st := w.kinds[kind]
+	return w.handler(w.part(Part{Kind: kind, Durable: ConsumerName}))
+}
+
+func (w *Writer) handler(st *kindState) journal.Handler {
+	kind := st.kind
 	return func(ctx context.Context, msgs []journal.Msg) error {
 		last := msgs[len(msgs)-1]
 		st.pending.Store(last.Pending + uint64(len(msgs)))
