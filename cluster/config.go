@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/url"
 	"time"
+
+	"github.com/coldchain/coldchain/journal"
 )
 
 // Config turns cluster mode on: several gateways on one NATS cluster,
@@ -35,6 +37,13 @@ type Config struct {
 	// lost) restores the latest and replays only the steps after it. 0
 	// turns snapshots off: such a member replays the whole step log.
 	LogSnapshots time.Duration `yaml:"log_snapshots"`
+	// Partitions, when set, splits the store writer's work on readings by
+	// shipment into this many partitions, each run by one member at a
+	// time under its own lease and spread over the live members (0: the
+	// holder of the consumers lease writes every reading). It is fixed
+	// for the cluster: the first member records it and a member with
+	// another count does not start (docs/CLUSTER.md).
+	Partitions int `yaml:"partitions"`
 }
 
 // DefaultConfig is cluster mode off, with a 10 s lease, a 5 s standby and
@@ -59,6 +68,9 @@ func (c Config) Validate() error {
 	}
 	if c.LogSnapshots != 0 && c.LogSnapshots < time.Second {
 		return errors.New("cluster.log_snapshots: must be 0 (off) or at least 1s")
+	}
+	if c.Partitions < 0 || c.Partitions > journal.MaxPartitions {
+		return fmt.Errorf("cluster.partitions: must be 0 (off) to %d, got %d", journal.MaxPartitions, c.Partitions)
 	}
 	if c.AdvertiseURL != "" {
 		u, err := url.Parse(c.AdvertiseURL)
