@@ -218,17 +218,38 @@ func (s *State) ClaimPartitions(ctx context.Context, n int, member string) error
 	if err == nil || !errors.Is(err, jetstream.ErrKeyExists) {
 		return err
 	}
-	e, err := s.kv.Get(ctx, partitionsKey)
-	if err != nil {
-		return fmt.Errorf("reading the recorded partition count: %w", err)
-	}
-	var rec PartitionsRecord
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return fmt.Errorf("%s in %s is unreadable: %w", partitionsKey, StateBucket, err)
+	rec, ok, err := s.Partitions(ctx)
+	if err != nil || !ok {
+		return fmt.Errorf("reading the recorded partition count: %v", err)
 	}
 	if rec.Partitions != n {
-		return fmt.Errorf("%w: this gateway has %d, the cluster %d (recorded by %s); set cluster.partitions: %d",
+		return fmt.Errorf("%w: this gateway has %d, the cluster %d (recorded by %s); set cluster.partitions: %d, or change the cluster's with `coldchain cluster partitions --set` once every gateway is stopped",
 			ErrPartitionsDiffer, n, rec.Partitions, rec.Member, rec.Partitions)
 	}
 	return nil
+}
+
+// Partitions returns the recorded partition count; ok is false when none
+// is.
+func (s *State) Partitions(ctx context.Context) (rec PartitionsRecord, ok bool, err error) {
+	e, err := s.kv.Get(ctx, partitionsKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return PartitionsRecord{}, false, nil
+	}
+	if err != nil {
+		return PartitionsRecord{}, false, err
+	}
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return PartitionsRecord{}, false, fmt.Errorf("%s in %s is unreadable: %w", partitionsKey, StateBucket, err)
+	}
+	return rec, true, nil
+}
+
+// SetPartitions records n as the cluster's partition count whatever was
+// recorded (coldchain cluster partitions --set), for an operator who has
+// stopped every gateway.
+func (s *State) SetPartitions(ctx context.Context, n int, by string) error {
+	b, _ := json.Marshal(PartitionsRecord{Partitions: n, Member: by})
+	_, err := s.kv.Put(ctx, partitionsKey, b)
+	return err
 }

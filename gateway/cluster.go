@@ -53,8 +53,11 @@ type clusterMode struct {
 	snaps     *cluster.Snapshots
 	consumers *cluster.Elector
 	anchor    *cluster.Elector
-	fwd       *cluster.Forwarder
-	standby   time.Duration
+	// parts, with cluster.partitions set, runs the store writer's
+	// partitions of the readings; nil without.
+	parts   *cluster.Partitions
+	fwd     *cluster.Forwarder
+	standby time.Duration
 	// logSnapshots is how often the anchorer snapshots the logs (0: off);
 	// restoredStep and storedStep are the steps of the snapshot this
 	// member restored and of the last it stored, for the metrics.
@@ -108,6 +111,37 @@ func openCluster(ctx context.Context, g *Gateway, j *journal.Journal) (*clusterM
 		consumers: cluster.NewElector(leases, leaseConsumers, cfg.Member, cfg.LeaseTTL, log),
 		anchor:    cluster.NewElector(leases, leaseAnchor, cfg.Member, cfg.LeaseTTL, log)}
 	c.fwd = &cluster.Forwarder{Me: cfg.Member, Members: members, Log: log}
+	if cfg.Partitions > 0 {
+		c.parts = cluster.NewPartitions(leases, cfg.Partitions, cfg.Member, cfg.LeaseTTL, func(ctx context.Context) ([]string, error) {
+			ms, err := members.List(ctx)
+			names := make([]string, len(ms))
+			for i, m := range ms {
+				names[i] = m.Name
+			}
+			return names, err
+		}, log)
+	}
+	g.reg.GaugeFunc("coldchain_cluster_lease_held", "1 for each lease this gateway holds, 0 for the others (consumers, anchor, partition-N).", []string{"lease"},
+		func() map[string]float64 {
+			out := map[string]float64{}
+			for _, e := range c.electors() {
+				out[e.Status().Lease] = 0
+				if _, held := e.Held(); held {
+					out[e.Status().Lease] = 1
+				}
+			}
+			return out
+		})
+	g.reg.GaugeFunc("coldchain_cluster_members", "Members of the cluster with a live heartbeat, as this gateway sees them.", nil,
+		func() map[string]float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			ms, err := members.List(ctx)
+			if err != nil {
+				return nil
+			}
+			return map[string]float64{"": float64(len(ms))}
+		})
 	g.reg.GaugeFunc("coldchain_anchor_log_snapshot_step", "Step of the last shipment-log snapshot this gateway stored (restored: the one it started its logs from).", []string{"snapshot"},
 		func() map[string]float64 {
 			return map[string]float64{"stored": float64(c.storedStep.Load()), "restored": float64(c.restoredStep.Load())}
@@ -124,12 +158,43 @@ func openCluster(ctx context.Context, g *Gateway, j *journal.Journal) (*clusterM
 	return c, nil
 }
 
+// claimPartitions records this member's cluster.partitions as the
+// cluster's, or fails when the cluster has another count: a shipment's
+// partition is in its readings' subjects, so every member must split them
+// alike from the first reading it ingests.
+func claimPartitions(ctx context.Context, j *journal.Journal, cfg cluster.Config, replicas int, log *zap.Logger) error {
+	var state *cluster.State
+	err := retryOpen(ctx, log, time.Minute, func(ctx context.Context) (err error) {
+		state, err = cluster.OpenState(ctx, j.JetStream(), replicas)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return retryOpen(ctx, log, time.Minute, func(ctx context.Context) error {
+		err := state.ClaimPartitions(ctx, cfg.Partitions, cfg.Member)
+		if errors.Is(err, cluster.ErrPartitionsDiffer) {
+			return backoffStop{err}
+		}
+		return err
+	})
+}
+
+// backoffStop ends retryOpen at once: the error will not pass by waiting.
+type backoffStop struct{ error }
+
+func (b backoffStop) Unwrap() error { return b.error }
+
 // retryOpen calls open until it succeeds, ctx ends or patience has
 // passed, logging the first failure.
 func retryOpen(ctx context.Context, log *zap.Logger, patience time.Duration, open func(context.Context) error) error {
 	deadline := time.Now().Add(patience)
 	for i := 0; ; i++ {
 		err := open(ctx)
+		var stop backoffStop
+		if errors.As(err, &stop) {
+			return stop.error
+		}
 		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
 			return err
 		}
@@ -179,9 +244,18 @@ func (c *clusterMode) attachAnchor(anchors *anchor.Service) {
 // from the last holder's snapshot.
 func (c *clusterMode) attachDetector(alerts *alert.Service) { alerts.SetSharedSnapshots(c.snaps) }
 
+// electors returns every lease this member contends for.
+func (c *clusterMode) electors() []*cluster.Elector {
+	out := []*cluster.Elector{c.consumers, c.anchor}
+	if c.parts != nil {
+		out = append(out, c.parts.Electors()...)
+	}
+	return out
+}
+
 // source is the /v1/cluster view's sources.
 func (c *clusterMode) source(j *journal.Journal) *cluster.Sources {
-	return &cluster.Sources{Me: c.me, Members: c.members, Electors: []*cluster.Elector{c.consumers, c.anchor},
+	return &cluster.Sources{Me: c.me, Members: c.members, Electors: c.electors(),
 		Epoch: func(ctx context.Context) (*cluster.EpochMark, error) {
 			st, ok, err := c.steps.LatestCut(ctx)
 			if err != nil || !ok {
@@ -192,14 +266,21 @@ func (c *clusterMode) source(j *journal.Journal) *cluster.Sources {
 		Lag: func(ctx context.Context) (map[string]map[string]uint64, []string, error) {
 			out := map[string]map[string]uint64{}
 			var unknown []string
-			for _, cn := range []struct {
+			type consumer struct {
 				name  string
 				kinds []record.Kind
-			}{
+			}
+			consumers := []consumer{
 				{store.ConsumerName, []record.Kind{record.KindReading, record.KindHandover}},
 				{alert.Durable, []record.Kind{record.KindReading}},
 				{anchor.ConsumerName, []record.Kind{record.KindReading, record.KindHandover, record.KindAlert, record.KindDevice}},
-			} {
+			}
+			if c.parts != nil {
+				for i := range c.parts.Electors() {
+					consumers = append(consumers, consumer{store.PartitionPart(i).Durable, []record.Kind{record.KindReading}})
+				}
+			}
+			for _, cn := range consumers {
 				out[cn.name] = map[string]uint64{}
 				for _, k := range cn.kinds {
 					// A consumer being recreated (a new holder starting)
@@ -237,7 +318,16 @@ func (c *clusterMode) run(httpAddr string, tls bool, writer *store.Writer, alert
 	wg.Go(func() {
 		_ = c.consumers.Run(ctx, func(ctx context.Context) error {
 			g, gctx := errgroup.WithContext(ctx)
-			g.Go(func() error { return writer.Run(gctx) })
+			g.Go(func() error {
+				if c.parts == nil {
+					return writer.Run(gctx)
+				}
+				// The partitions' holders write the partitioned readings;
+				// this holder the handovers and the readings stored
+				// before partitioning, and it prunes.
+				return writer.RunParts(gctx, true, store.Part{Kind: record.KindReading, Durable: store.ConsumerName, Filter: journal.FilterUnpartitioned},
+					store.Part{Kind: record.KindHandover, Durable: store.ConsumerName})
+			})
 			g.Go(func() error { return alerts.Run(gctx) })
 			g.Go(func() error {
 				// Hand the consumers to the anchorer's gateway once it is
@@ -258,6 +348,13 @@ func (c *clusterMode) run(httpAddr string, tls bool, writer *store.Writer, alert
 			return g.Wait()
 		})
 	})
+	if c.parts != nil {
+		wg.Go(func() {
+			c.parts.Run(ctx, func(ctx context.Context, p int) error {
+				return writer.RunParts(ctx, false, store.PartitionPart(p))
+			})
+		})
+	}
 	// While another member anchors, follow its steps: a takeover then
 	// replays only the last few.
 	if every := c.standby; every > 0 {

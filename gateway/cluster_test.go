@@ -298,3 +298,177 @@ func waitLong(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestClusterPartitions runs three gateways with cluster.partitions 4 on
+// a three-node JetStream cluster in this process. Each gateway's embedded
+// store holds only what its own store writer wrote, which makes the split
+// visible: the partitions are spread over the members, every shipment's
+// readings are written by the holder of its partition and by no other,
+// each reading once; when a member stops, its partitions move to the
+// others, which write the readings that come after.
+func TestClusterPartitions(t *testing.T) {
+	nodes, err := natsserver.StartCluster(3, t.TempDir(), "", zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, n := range nodes {
+			n.Shutdown()
+		}
+	}()
+	const parts = 4
+	var ships []string
+	inPart := map[int]int{}
+	for i := 1; i <= 12; i++ {
+		s := fmt.Sprintf("SHP-P%02d", i)
+		ships = append(ships, s)
+		inPart[journal.Partition(s, parts)]++
+	}
+	if len(inPart) != parts {
+		t.Fatalf("the test's shipments fall in %d of %d partitions: %v", len(inPart), parts, inPart)
+	}
+	gws := map[string]*running{}
+	for _, name := range []string{"gw-a", "gw-b", "gw-c"} {
+		cfg := clusterConfig(t.TempDir(), name, nodes)
+		cfg.Cluster.Partitions = parts
+		gws[name] = startGatewayLog(t, cfg, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).Named(name))
+	}
+	defer gws["gw-a"].stop()
+	defer gws["gw-b"].stop()
+	// held returns the partitions each of the named gateways holds by its
+	// own view; settled reports whether they hold every partition between
+	// them, none twice, each ⌊4÷n⌋ or ⌈4÷n⌉.
+	held := func(names ...string) map[string][]int {
+		out := map[string][]int{}
+		for _, n := range names {
+			for _, l := range clusterView(t, gws[n]).Leases {
+				var p int
+				if _, err := fmt.Sscanf(l.Lease, "partition-%d", &p); err == nil && l.Held {
+					out[n] = append(out[n], p)
+				}
+			}
+		}
+		return out
+	}
+	settled := func(names ...string) (map[string][]int, bool) {
+		h := held(names...)
+		seen := map[int]bool{}
+		for _, n := range names {
+			if k := len(h[n]); k < parts/len(names) || k > (parts+len(names)-1)/len(names) {
+				return h, false
+			}
+			for _, p := range h[n] {
+				if seen[p] {
+					return h, false
+				}
+				seen[p] = true
+			}
+		}
+		return h, len(seen) == parts
+	}
+	var placement map[string][]int
+	waitLong(t, "the partitions spread over three members", func() (ok bool) {
+		placement, ok = settled("gw-a", "gw-b", "gw-c")
+		return ok
+	})
+	t.Logf("partitions held: %v", placement)
+
+	t0 := time.Now().UTC().Truncate(time.Minute).Add(-5 * time.Hour)
+	pub := publisher(t, gws["gw-a"].g.MQTTAddr(), "pub-parts")
+	defer pub.Disconnect(100)
+	round := func(from int) {
+		for _, s := range ships {
+			for m := from; m < from+5; m++ {
+				publish(t, pub, "coldchain/v1/"+s+"/d-"+s+"/readings",
+					fmt.Sprintf(`{"seq":%d,"ts":"%s","temp_c":5}`, m, t0.Add(time.Duration(m)*time.Minute).Format(time.RFC3339)))
+			}
+		}
+	}
+	const points = `coldchain_store_points_total{kind="reading"}`
+	written := func(names ...string) (n float64) {
+		for _, name := range names {
+			n += metricValue(t, gws[name].g.HTTPAddr(), points)
+		}
+		return n
+	}
+	// stored returns the shipments a gateway's own store holds.
+	stored := func(name string) []string {
+		var list struct{ Shipments []struct{ ID string } }
+		if code := getJSON(t, "http://"+gws[name].g.HTTPAddr()+"/v1/shipments", &list); code != 200 {
+			t.Fatalf("GET /v1/shipments on %s: %d", name, code)
+		}
+		var out []string
+		for _, s := range list.Shipments {
+			out = append(out, s.ID)
+		}
+		return out
+	}
+	round(0)
+	want := float64(len(ships) * 5)
+	waitLong(t, "every reading in the stores", func() bool { return written("gw-a", "gw-b", "gw-c") >= want })
+	if n := written("gw-a", "gw-b", "gw-c"); n != want {
+		t.Fatalf("the three store writers wrote %v readings, want %v: each once", n, want)
+	}
+	for name, ps := range placement {
+		for _, s := range stored(name) {
+			if !slices.Contains(ps, journal.Partition(s, parts)) {
+				t.Errorf("%s stored %s, of partition %d, but holds %v", name, s, journal.Partition(s, parts), ps)
+			}
+		}
+		if ps != nil && len(stored(name)) == 0 {
+			t.Errorf("%s holds partitions %v but stored no shipment", name, ps)
+		}
+	}
+
+	// gw-c stops: its partitions move to gw-a and gw-b, which write the
+	// readings that follow, also of gw-c's shipments.
+	before := written("gw-a", "gw-b")
+	gws["gw-c"].stop()
+	waitLong(t, "the partitions spread over the two left", func() (ok bool) {
+		placement, ok = settled("gw-a", "gw-b")
+		return ok
+	})
+	t.Logf("partitions held after gw-c stopped: %v", placement)
+	round(5)
+	waitLong(t, "the second round in gw-a's and gw-b's stores", func() bool { return written("gw-a", "gw-b")-before >= want })
+	if n := written("gw-a", "gw-b") - before; n != want {
+		t.Fatalf("gw-a and gw-b wrote %v readings of the second round, want %v", n, want)
+	}
+	union := append(stored("gw-a"), stored("gw-b")...)
+	for _, s := range ships {
+		if !slices.Contains(union, s) {
+			t.Errorf("%s is in neither gw-a's nor gw-b's store", s)
+		}
+	}
+	// Every reading once in the stream, under its partition's subject.
+	nc, err := nats.Connect(nodes[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ids := map[string]int{}
+	if err := journal.ReadStream(ctx, js, journal.StreamReadings, "", func(m journal.Msg) error {
+		ids[m.ID]++
+		r, err := record.ParseReading(m.Data)
+		if err != nil {
+			return err
+		}
+		if want := journal.SubjectReadingIn(r.Shipment, r.Device, parts); m.Subject != want {
+			t.Errorf("%s stored under %s, want %s", m.ID, m.Subject, want)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for id, n := range ids {
+		if n != 1 {
+			t.Errorf("%s stored %d times", id, n)
+		}
+	}
+	if len(ids) != 2*int(want) {
+		t.Errorf("the readings stream holds %d distinct readings; %v were sent", len(ids), 2*want)
+	}
+}

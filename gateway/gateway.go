@@ -132,7 +132,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 			log.Error("close journal", zap.Error(err))
 		}
 	}()
-	in, err := ingest.New(cfg.Ingest, ingest.FromJournal(j), g.reg, log.Named("ingest"), nil)
+	ingestCfg := cfg.Ingest
+	if cfg.Cluster.Enabled {
+		// Readings carry their shipment's partition in their subjects:
+		// every member must count the same partitions before it ingests.
+		if err := claimPartitions(ctx, j, cfg.Cluster, cfg.NATS.Streams.Replicas, log.Named("cluster")); err != nil {
+			return err
+		}
+		ingestCfg.Partitions = cfg.Cluster.Partitions
+	}
+	in, err := ingest.New(ingestCfg, ingest.FromJournal(j), g.reg, log.Named("ingest"), nil)
 	if err != nil {
 		return err
 	}

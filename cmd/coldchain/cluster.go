@@ -8,10 +8,12 @@ import (
 
 	"github.com/coldchain/coldchain/anchor"
 	"github.com/coldchain/coldchain/cluster"
+	"github.com/coldchain/coldchain/journal"
 )
 
 const clusterHelp = `Usage: coldchain cluster epoch
        coldchain cluster reset-steps --yes
+       coldchain cluster partitions [--set N --yes]
 
 Cluster mode's anchor step log (docs/CLUSTER.md), in the NATS the
 gateways share: every journal batch the anchorer applied and every epoch
@@ -27,6 +29,13 @@ continues the same shipment logs and epoch chain.
                 from its own shipment logs, continues its own epoch chain
                 and records its own contract. Bundles of earlier epochs
                 still verify against their roots on chain. Needs --yes.
+  partitions    print the cluster's partition count (cluster.partitions,
+                recorded by the first gateway that started); with --set N
+                and --yes, record N instead. A gateway whose count differs
+                does not start, since a shipment's partition is in its
+                readings' subjects: stop every gateway, let GET /v1/cluster
+                show no lag first, set the count, then start them with the
+                new cluster.partitions.
 
 GET /v1/cluster on any gateway shows the members and the leases.
 
@@ -38,15 +47,25 @@ func clusterCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	reg := registryFlags(fs)
-	yes := fs.Bool("yes", false, "confirm reset-steps")
+	yes := fs.Bool("yes", false, "confirm reset-steps or partitions --set")
+	set := fs.Int("set", -1, "partitions: the count to record (0 turns partitions off)")
 	fs.Usage = func() { fmt.Fprint(stderr, clusterHelp); fs.PrintDefaults() }
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 || (pos[0] != "epoch" && pos[0] != "reset-steps") {
+	if len(pos) != 1 || (pos[0] != "epoch" && pos[0] != "reset-steps" && pos[0] != "partitions") {
 		fs.Usage()
-		return fmt.Errorf("%w: cluster epoch|reset-steps", errUsage)
+		return fmt.Errorf("%w: cluster epoch|reset-steps|partitions", errUsage)
+	}
+	if pos[0] == "partitions" && *set >= 0 {
+		switch {
+		case *set > journal.MaxPartitions:
+			return fmt.Errorf("%w: --set: at most %d partitions", errUsage, journal.MaxPartitions)
+		case !*yes:
+			fs.Usage()
+			return fmt.Errorf("%w: partitions --set changes where every gateway puts and reads readings; stop them all and say --yes", errUsage)
+		}
 	}
 	if pos[0] == "reset-steps" && !*yes {
 		fs.Usage()
@@ -57,6 +76,29 @@ func clusterCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer done()
+	if pos[0] == "partitions" {
+		st, err := cluster.OpenState(ctx, js, replicas)
+		if err != nil {
+			return err
+		}
+		if *set >= 0 {
+			if err := st.SetPartitions(ctx, *set, "coldchain cluster partitions --set"); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "recorded %d partitions: start every gateway with cluster.partitions: %d\n", *set, *set)
+			return nil
+		}
+		rec, ok, err := st.Partitions(ctx)
+		switch {
+		case err != nil:
+			return err
+		case !ok:
+			fmt.Fprintln(stdout, "no partition count recorded yet: the first gateway to start records its cluster.partitions")
+		default:
+			fmt.Fprintf(stdout, "%d partitions (recorded by %s)\n", rec.Partitions, rec.Member)
+		}
+		return nil
+	}
 	if pos[0] == "epoch" {
 		steps, err := anchor.OpenStepLog(ctx, js, replicas, "")
 		if err != nil {

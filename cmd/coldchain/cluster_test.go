@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -72,5 +73,57 @@ func TestClusterEpochCommands(t *testing.T) {
 	}
 	if _, ok, err := state.Contract(ctx); err != nil || ok {
 		t.Fatalf("the contract record after reset-steps: %v %v", ok, err)
+	}
+}
+
+// TestClusterPartitionsCommand: `coldchain cluster partitions` shows the
+// recorded count; --set needs --yes and records a new one, which a gateway
+// with the old count is then refused by.
+func TestClusterPartitionsCommand(t *testing.T) {
+	ns, err := natsserver.Start(natsserver.Config{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), MaxPayload: 1 << 20}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	cli := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := run(append([]string{"cluster"}, append(args, "--nats", ns.ClientURL())...), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	if code, out, _ := cli("partitions"); code != 0 || !strings.Contains(out, "no partition count recorded yet") {
+		t.Fatalf("partitions on an empty cluster: %d %q", code, out)
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	state, err := cluster.OpenState(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := state.ClaimPartitions(ctx, 4, "gw-1"); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := cli("partitions"); code != 0 || !strings.Contains(out, "4 partitions (recorded by gw-1)") {
+		t.Fatalf("partitions: %d %q", code, out)
+	}
+	if code, _, errOut := cli("partitions", "--set", "8"); code != 2 || !strings.Contains(errOut, "--yes") {
+		t.Fatalf("partitions --set without --yes: %d %q", code, errOut)
+	}
+	if code, _, errOut := cli("partitions", "--set", "9999", "--yes"); code != 2 || !strings.Contains(errOut, "at most 256") {
+		t.Fatalf("partitions --set 9999: %d %q", code, errOut)
+	}
+	if err := state.ClaimPartitions(ctx, 4, "gw-2"); err != nil {
+		t.Fatalf("a second gateway with the same count: %v", err)
+	}
+	if code, out, _ := cli("partitions", "--set", "8", "--yes"); code != 0 || !strings.Contains(out, "recorded 8 partitions") {
+		t.Fatalf("partitions --set 8 --yes: %d %q", code, out)
+	}
+	err = state.ClaimPartitions(ctx, 4, "gw-1")
+	if !errors.Is(err, cluster.ErrPartitionsDiffer) || !strings.Contains(err.Error(), "set cluster.partitions: 8") {
+		t.Fatalf("a gateway with the old count: %v", err)
 	}
 }
