@@ -49,6 +49,10 @@ func TestClusterRealPeers(t *testing.T) {
 	// a step log in: none has those shipment logs, so none could follow
 	// it. Reset it, as an operator would (docs/CLUSTER.md).
 	resetSteps(t, urls)
+	// The store writer's readings in four partitions, spread over the
+	// three gateways.
+	const partitions = 4
+	setPartitions(t, urls, partitions)
 	addrs := make([]string, 3)
 	gws := make([]*gatewayProc, 3)
 	envs := make([][]string, 3)
@@ -56,7 +60,7 @@ func TestClusterRealPeers(t *testing.T) {
 		addrs[i] = freePort(t)
 		// A snapshot of the shipment logs every 2 s, for the member that
 		// comes back without its data dir.
-		envs[i] = append(clusterEnv(t, i+1, addrs[i], urls), "COLDCHAIN_CLUSTER_LOG_SNAPSHOTS=2s")
+		envs[i] = append(clusterEnv(t, i+1, addrs[i], urls), "COLDCHAIN_CLUSTER_LOG_SNAPSHOTS=2s", fmt.Sprintf("COLDCHAIN_CLUSTER_PARTITIONS=%d", partitions))
 		gws[i] = startProc(t, envs[i], addrs[i])
 	}
 	view := viewOf
@@ -285,13 +289,49 @@ func TestClusterRealPeers(t *testing.T) {
 	if v.Epoch == nil || len(v.Members) != 3 {
 		t.Fatalf("cluster view: %+v", v)
 	}
+	// The partitions: spread over the three live gateways again (the
+	// killed one's moved to the others, and some back to it when it
+	// returned), none waiting for its holder.
+	var placement map[string][]int
+	waitWithin(t, time.Minute, "the partitions spread over the three gateways, none behind", func() bool {
+		placement = map[string][]int{}
+		seen := 0
+		for _, a := range addrs {
+			v, ok := view(a)
+			if !ok {
+				return false
+			}
+			for _, l := range v.Leases {
+				var p int
+				if _, err := fmt.Sscanf(l.Lease, "partition-%d", &p); err == nil && l.Held {
+					placement[v.Member] = append(placement[v.Member], p)
+					seen++
+				}
+			}
+			for c, lag := range v.Lag {
+				if strings.HasPrefix(c, "coldchain-store-p") && lag["reading"] != 0 {
+					return false
+				}
+			}
+		}
+		if seen != partitions || len(placement) != 3 {
+			return false
+		}
+		for _, ps := range placement {
+			if len(ps) < 1 || len(ps) > 2 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("partitions held at the end: %v", placement)
 	// The gateway that came back follows the step log from its restored
 	// logs: its standby replays every epoch cut since, roots checked.
 	waitWithin(t, time.Minute, "the restored gateway to follow the step log to the latest epoch", func() bool {
 		return metricOf(t, addrs[killed], "coldchain_anchor_epoch") >= float64(v.Epoch.Number)
 	})
-	t.Logf("cluster: %d readings once in JetStream and the store, %d alarms once, %d bundles verified; %d steps, epochs 1..%d in one chain, cut per gateway %v; latest epoch %d by %s; members %d; gw-%d restored its logs from a snapshot and followed",
-		total, len(opened), shipments, len(all), number, cutBy, v.Epoch.Number, v.Epoch.Member, len(v.Members), killed+1)
+	t.Logf("cluster: %d readings once in JetStream and the store, %d alarms once, %d bundles verified; %d steps, epochs 1..%d in one chain, cut per gateway %v; latest epoch %d by %s; members %d; gw-%d restored its logs from a snapshot and followed; partitions %v",
+		total, len(opened), shipments, len(all), number, cutBy, v.Epoch.Number, v.Epoch.Member, len(v.Members), killed+1, placement)
 	for _, g := range gws {
 		g.stop()
 	}
@@ -381,6 +421,16 @@ func resetSteps(t *testing.T, urls string) {
 		t.Fatalf("coldchain cluster reset-steps: %v\n%s", err, out)
 	}
 	t.Logf("%s", bytes.TrimSpace(out))
+}
+
+// setPartitions records the cluster's partition count with the operator's
+// command, as before starting gateways with a new cluster.partitions.
+func setPartitions(t *testing.T, urls string, n int) {
+	t.Helper()
+	out, err := exec.Command(binary, "cluster", "partitions", "--set", strconv.Itoa(n), "--yes", "--nats", urls).CombinedOutput()
+	if err != nil {
+		t.Fatalf("coldchain cluster partitions --set %d: %v\n%s", n, err, out)
+	}
 }
 
 // viewOf reads GET /v1/cluster of the gateway at addr.
