@@ -1,12 +1,15 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -32,7 +35,14 @@ type Forwarder struct {
 // Wrap returns h when this member holds el's lease, and otherwise a
 // handler that forwards to the holder.
 func (f *Forwarder) Wrap(el *Elector, h http.HandlerFunc) http.HandlerFunc {
+	return f.WrapBy(func(*http.Request) *Elector { return el }, h)
+}
+
+// WrapBy is Wrap with the lease chosen per request (a shipment's
+// partition).
+func (f *Forwarder) WrapBy(pick func(r *http.Request) *Elector, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		el := pick(r)
 		if _, held := el.Held(); held {
 			h(w, r)
 			return
@@ -50,14 +60,9 @@ func (f *Forwarder) Wrap(el *Elector, h http.HandlerFunc) http.HandlerFunc {
 			unavailable(fmt.Sprintf("forwarded by %s to %s, which does not hold the %s lease either: the cluster is changing hands; retry in a few seconds", by, f.Me, st.Lease))
 			return
 		}
-		m, ok := f.Members.Get(r.Context(), st.Holder)
-		if !ok || m.URL == "" {
-			unavailable(fmt.Sprintf("the %s lease is held by %s, whose address is unknown (no heartbeat, or no cluster.advertise_url)", st.Lease, st.Holder))
-			return
-		}
-		target, err := url.Parse(m.URL)
-		if err != nil {
-			unavailable(fmt.Sprintf("member %s advertises an unusable URL %q", st.Holder, m.URL))
+		target, msg := f.target(r, st.Holder)
+		if target == nil {
+			unavailable(fmt.Sprintf("the %s lease is held by %s, %s", st.Lease, st.Holder, msg))
 			return
 		}
 		p := &httputil.ReverseProxy{
@@ -74,6 +79,88 @@ func (f *Forwarder) Wrap(el *Elector, h http.HandlerFunc) http.HandlerFunc {
 		}
 		p.ServeHTTP(w, r)
 	}
+}
+
+// target returns the advertised URL of member, or nil and why not.
+func (f *Forwarder) target(r *http.Request, member string) (*url.URL, string) {
+	m, ok := f.Members.Get(r.Context(), member)
+	if !ok || m.URL == "" {
+		return nil, "whose address is unknown (no heartbeat, or no cluster.advertise_url)"
+	}
+	target, err := url.Parse(m.URL)
+	if err != nil {
+		return nil, fmt.Sprintf("which advertises an unusable URL %q", m.URL)
+	}
+	return target, ""
+}
+
+// maxFanOutBody bounds the body FanOut keeps to send to each member.
+const maxFanOutBody = 64 << 10
+
+// FanOut asks each of members in turn (never this one) until one answers
+// otherwise than 404, and relays that answer: for a request about
+// something whose holder only the holders know (an alert, by its id). It
+// answers 404 when every member does, and 503 when one that could hold it
+// did not answer. A forwarded request is not fanned out again.
+func (f *Forwarder) FanOut(w http.ResponseWriter, r *http.Request, members []string, notFound func(http.ResponseWriter)) {
+	if r.Header.Get(ForwardedHeader) != "" {
+		notFound(w)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxFanOutBody+1))
+	if err != nil || len(body) > maxFanOutBody {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("the body could not be read, or is over %d bytes", maxFanOutBody))
+		return
+	}
+	client := &http.Client{Transport: f.Transport, Timeout: 10 * time.Second}
+	var missed []string
+	for _, m := range members {
+		if m == f.Me {
+			continue
+		}
+		target, msg := f.target(r, m)
+		if target == nil {
+			missed = append(missed, m+" "+msg)
+			continue
+		}
+		u := *target
+		u.Path, u.RawQuery = r.URL.Path, r.URL.RawQuery
+		out, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), bytes.NewReader(body))
+		if err != nil {
+			missed = append(missed, m+": "+err.Error())
+			continue
+		}
+		for _, h := range []string{"Authorization", "Content-Type", "Accept"} {
+			if v := r.Header.Get(h); v != "" {
+				out.Header.Set(h, v)
+			}
+		}
+		out.Header.Set(ForwardedHeader, f.Me)
+		resp, err := client.Do(out)
+		if err != nil {
+			f.Log.Warn("asking a member failed", zap.String("member", m), zap.String("path", r.URL.Path), zap.Error(err))
+			missed = append(missed, m+" did not answer")
+			continue
+		}
+		if resp.StatusCode == http.StatusNotFound {
+			resp.Body.Close()
+			continue
+		}
+		for k, vs := range resp.Header {
+			w.Header()[k] = vs
+		}
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+		resp.Body.Close()
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body)) // for notFound
+	if len(missed) > 0 {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "not found on the members that answered; "+strings.Join(missed, "; ")+": retry in a few seconds")
+		return
+	}
+	notFound(w)
 }
 
 // View is GET /v1/cluster: who is in the cluster and who does what.

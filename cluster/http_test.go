@@ -3,8 +3,10 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,5 +105,74 @@ func TestContractRecord(t *testing.T) {
 	second := ContractRecord{ChainID: 31337, Contract: "0xcccc", Member: "gw-3"}
 	if got, err := st.ClaimContract(ctx, second); err != nil || got != second {
 		t.Fatalf("claim after forgetting: %+v %v", got, err)
+	}
+}
+
+// TestFanOut: a request about something only its holder knows goes to
+// each member in turn, with the caller's token and body, until one
+// answers otherwise than 404; 404 only when all do, 503 when one that
+// could have it did not answer; a forwarded request is not fanned out.
+func TestFanOut(t *testing.T) {
+	nodes := testCluster(t)
+	js := connect(t, nodes[0])
+	type seen struct{ auth, by, body string }
+	var asked []seen
+	member := func(has string) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			asked = append(asked, seen{r.Header.Get("Authorization"), r.Header.Get(ForwardedHeader), string(b)})
+			if !strings.HasSuffix(r.URL.Path, "/"+has+"/ack") {
+				http.Error(w, "no such alert", 404)
+				return
+			}
+			w.Write([]byte("acked " + has))
+		}))
+	}
+	m2, m3 := member("A2"), member("A3")
+	defer m2.Close()
+	defer m3.Close()
+	var members *Members
+	var err error
+	waitFor(t, "the member bucket", func() bool {
+		members, err = OpenMembers(context.Background(), js, Member{Name: "gw-1"}, 5*time.Second, 3, zaptest.NewLogger(t))
+		return err == nil
+	})
+	for name, url := range map[string]string{"gw-2": m2.URL, "gw-3": m3.URL} {
+		b, _ := json.Marshal(Member{Name: name, URL: url})
+		if _, err := members.kv.Put(context.Background(), name, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := &Forwarder{Me: "gw-1", Members: members, Log: zaptest.NewLogger(t)}
+	var localBody string
+	call := func(id string, to []string, hdr http.Header) *httptest.ResponseRecorder {
+		asked, localBody = nil, ""
+		r := httptest.NewRequest("POST", "/v1/alerts/"+id+"/ack", strings.NewReader(`{"by":"qa"}`))
+		r.Header.Set("Authorization", "Bearer cct_x")
+		for k, v := range hdr {
+			r.Header[k] = v
+		}
+		w := httptest.NewRecorder()
+		f.FanOut(w, r, to, func(w http.ResponseWriter) {
+			b, _ := io.ReadAll(r.Body)
+			localBody = string(b)
+			http.Error(w, "no alert here", 404)
+		})
+		return w
+	}
+	if w := call("A3", []string{"gw-1", "gw-2", "gw-3"}, nil); w.Code != 200 || w.Body.String() != "acked A3" {
+		t.Fatalf("A3: %d %q", w.Code, w.Body)
+	}
+	if len(asked) != 2 || asked[0] != (seen{"Bearer cct_x", "gw-1", `{"by":"qa"}`}) || asked[1] != asked[0] {
+		t.Fatalf("asked %+v: want gw-2 then gw-3 (never gw-1 itself), each with the token and body", asked)
+	}
+	if w := call("A9", []string{"gw-2", "gw-3"}, nil); w.Code != 404 || localBody != `{"by":"qa"}` {
+		t.Fatalf("an alert nobody has: %d %q (local handler saw body %q)", w.Code, w.Body, localBody)
+	}
+	if w := call("A9", []string{"gw-2", "gw-7"}, nil); w.Code != 503 || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), "gw-7") {
+		t.Fatalf("a member without a heartbeat: %d %q", w.Code, w.Body)
+	}
+	if w := call("A3", []string{"gw-2", "gw-3"}, http.Header{ForwardedHeader: {"gw-2"}}); w.Code != 404 || len(asked) != 0 {
+		t.Fatalf("a forwarded request: %d, asked %v", w.Code, asked)
 	}
 }
