@@ -107,7 +107,7 @@ func (s *Service) runCustody(ctx context.Context) {
 			return
 		}
 		for _, sh := range ships {
-			if sh.Handovers == 0 || (checked[sh.ID] == sh && !pending[sh.ID]) {
+			if sh.Handovers == 0 || !s.owns(sh.ID) || (checked[sh.ID] == sh && !pending[sh.ID]) {
 				continue
 			}
 			tl, err := custody.Load(ctx, s.custodySrc, sh.ID, s.now(), s.custodyCfg)

@@ -44,6 +44,9 @@ func (s *Service) loadDeviceRecords(ctx context.Context) error {
 			s.log.Warn("unreadable device record skipped", zap.Uint64("seq", m.Seq), zap.Error(err))
 			return nil
 		}
+		if !s.owns(d.Shipment) {
+			return nil
+		}
 		k := shipDevice{d.Shipment, d.Device}
 		recorded[k] = max(recorded[k], d.Revision)
 		return nil

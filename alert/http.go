@@ -1,7 +1,9 @@
 package alert
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -87,6 +89,7 @@ func (s *Service) shipmentAlerts(ship string) []*alertView {
 
 func (s *Service) listAlerts(w http.ResponseWriter, r *http.Request) {
 	ship := r.PathValue("id")
+	s = s.forShipment(ship)
 	s.mu.Lock()
 	_, known := s.ships[ship]
 	views := s.shipmentAlerts(ship)
@@ -104,6 +107,7 @@ func (s *Service) listAlerts(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) status(w http.ResponseWriter, r *http.Request) {
 	ship := r.PathValue("id")
+	s = s.forShipment(ship)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st, ok := s.ships[ship]
@@ -190,6 +194,7 @@ func (s *Service) ack(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
+	s = s.holderOf(id)
 	s.mu.Lock()
 	v, ok := s.alerts[id]
 	if ok && !scope.Check(v.last().Shipment) {
@@ -303,17 +308,51 @@ type Summary struct {
 	Custody bool
 }
 
+// HasAlert reports whether this gateway's detectors hold the alert id;
+// with partitions, another gateway may hold it.
+func (s *Service) HasAlert(id string) bool {
+	d := s.holderOf(id)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.alerts[id]
+	return ok
+}
+
+// holderOf returns the detector that holds alert id: s, or the partition
+// detector that does (s when none does).
+func (s *Service) holderOf(id string) *Service {
+	for _, d := range s.parts {
+		d.mu.Lock()
+		_, ok := d.alerts[id]
+		d.mu.Unlock()
+		if ok {
+			return d
+		}
+	}
+	return s
+}
+
 // Alerts returns the shipment's alerts in their current state, oldest
-// first.
-func (s *Service) Alerts(shipment string) []Summary {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// first. A Partitioned service reads them from the alerts stream: the
+// shipment's partition may run on another gateway.
+func (s *Service) Alerts(ctx context.Context, shipment string) ([]Summary, error) {
+	var views []*alertView
+	if len(s.parts) > 0 {
+		var err error
+		if views, err = s.alertsFromStream(ctx, shipment); err != nil {
+			return nil, fmt.Errorf("the alerts of %s: %w", shipment, err)
+		}
+	} else {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		views = s.shipmentAlerts(shipment)
+	}
 	var out []Summary
-	for _, v := range s.shipmentAlerts(shipment) {
+	for _, v := range views {
 		j := viewJSON(v)
 		_, cust := custodySeverity[j.Rule]
 		out = append(out, Summary{ID: j.ID, Device: j.Device, Rule: j.Rule, Severity: j.Severity, State: j.State,
 			Acknowledged: j.Acknowledged, Start: j.Start, End: j.End, PeakC: j.PeakC, Beyond: v.last().Beyond, Custody: cust})
 	}
-	return out
+	return out, nil
 }

@@ -10,7 +10,6 @@ type serviceMetrics struct {
 	flaggedVec *metrics.CounterVec
 	publishVec *metrics.CounterVec
 	webhookVec *metrics.CounterVec
-	lag        *metrics.Gauge
 	// restoredSeq is the position of the snapshot the detector started
 	// from.
 	restoredSeq *metrics.Gauge
@@ -27,7 +26,6 @@ func newServiceMetrics(reg *metrics.Registry) serviceMetrics {
 		flaggedVec:  reg.Counter("coldchain_detector_flagged_total", "Late readings stored and proven but too old to re-evaluate, by status.", "status"),
 		publishVec:  reg.Counter("coldchain_alerts_total", "Alert transitions published, by rule and transition.", "rule", "transition"),
 		webhookVec:  reg.Counter("coldchain_webhook_deliveries_total", "Webhook delivery attempts, by result.", "result"),
-		lag:         reg.Gauge("coldchain_detector_pending", "Readings in JetStream the detector has not evaluated yet."),
 		restoredSeq: reg.Gauge("coldchain_detector_snapshot_restored_seq", "Readings stream position of the snapshot the detector last started from (0: none)."),
 		sse:         reg.Gauge("coldchain_alerts_sse_clients", "Clients connected to the alert stream."),
 		deviceRecords: reg.Counter("coldchain_device_records_total",

@@ -149,6 +149,13 @@ type Service struct {
 	// shared, when set (SetSharedSnapshots), holds snapshots for the
 	// next holder of the detector.
 	shared SharedSnapshots
+	// lag is how many readings this detector has not evaluated yet.
+	lag *metrics.Gauge
+	// part is this detector's partition of nparts (0 of 0: every
+	// reading); parts are the partition detectors of a Partitioned
+	// service.
+	part, nparts int
+	parts        []*Service
 }
 
 // New returns the service. mqtt may be nil (no MQTT delivery); sub serves
@@ -175,18 +182,29 @@ func New(cfg Config, j Journal, mqtt Publisher, sub Subscriber, reg *metrics.Reg
 		}
 	}
 	s := &Service{cfg: cfg, j: j, mqtt: mqtt, sub: sub, log: log, dir: filepath.Join(dataDir, "detector"),
-		m: newServiceMetrics(reg), profiles: profiles, now: time.Now}
+		m: newServiceMetrics(reg), profiles: profiles, now: time.Now, lag: new(metrics.Gauge)}
 	s.reset()
+	// Summed over the partition detectors (Partitioned); the service
+	// itself then holds no alert views.
 	reg.GaugeFunc("coldchain_alerts_open", "Alerts open now, by severity (warning or alarm).", []string{"severity"}, func() map[string]float64 {
 		out := map[string]float64{"warning": 0, "alarm": 0}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, v := range s.alerts {
-			if v.open() {
-				out[v.last().Severity]++
+		for _, d := range s.all() {
+			d.mu.Lock()
+			for _, v := range d.alerts {
+				if v.open() {
+					out[v.last().Severity]++
+				}
 			}
+			d.mu.Unlock()
 		}
 		return out
+	})
+	reg.GaugeFunc("coldchain_detector_pending", "Readings in JetStream the detector has not evaluated yet (on this gateway's partitions, with cluster.partitions).", nil, func() map[string]float64 {
+		n := 0.0
+		for _, d := range s.all() {
+			n += d.lag.Value()
+		}
+		return map[string]float64{"": n}
 	})
 	return s, nil
 }
@@ -222,6 +240,14 @@ func (s *Service) detector(profile string) *excursion.Detector {
 // snapshot and replays the readings after it; transitions already
 // published before the restart are not published again.
 func (s *Service) Run(ctx context.Context) error {
+	if len(s.parts) > 0 {
+		return s.runWebhooks(ctx)
+	}
+	if s.nparts > 0 {
+		// A partition detector that stops (its lease gone) must not
+		// answer for the partition's alerts any more.
+		defer s.drop()
+	}
 	if err := s.loadAlerts(ctx); err != nil {
 		return fmt.Errorf("rebuild alert views: %w", err)
 	}
@@ -239,8 +265,8 @@ func (s *Service) Run(ctx context.Context) error {
 		return s.j.Consume(gctx, record.KindReading, journal.ConsumeOptions{
 			// A logger's burst is evaluated whole, sorted by device time (see
 			// handle), rather than split where a fetch happened to end.
-			Durable: Durable, Batch: 20000, MaxWait: 200 * time.Millisecond, Linger: 100 * time.Millisecond, From: from,
-			OnIdle: func() { s.m.lag.Set(0) },
+			Durable: s.durable(), Filter: s.filter(), Batch: 20000, MaxWait: 200 * time.Millisecond, Linger: 100 * time.Millisecond, From: from,
+			OnIdle: func() { s.lag.Set(0) },
 		}, s.handle)
 	})
 	g.Go(func() error { s.tick(gctx, s.cfg.GapCheck, s.checkGaps); return nil })
@@ -270,6 +296,18 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Error("final detector snapshot", zap.Error(serr))
 	}
 	return err
+}
+
+// runWebhooks delivers the alerts stream to the webhooks until ctx ends:
+// the part of a Partitioned service that is not a partition's.
+func (s *Service) runWebhooks(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, w := range s.cfg.Webhooks {
+		d := newWebhook(w, s.log.Named("webhook"), s.m)
+		g.Go(func() error { return d.run(gctx, s.j) })
+	}
+	<-ctx.Done()
+	return g.Wait()
 }
 
 func (s *Service) tick(ctx context.Context, every time.Duration, fn func(context.Context)) {
@@ -306,7 +344,7 @@ func (s *Service) handle(ctx context.Context, batch []journal.Msg) error {
 		readings = append(readings, seqReading{seq: m.Seq, r: r})
 	}
 	last := batch[len(batch)-1]
-	s.m.lag.Set(float64(last.Pending))
+	s.lag.Set(float64(last.Pending))
 
 	s.mu.Lock()
 	// The newest device time of each device in journal order, before the

@@ -87,6 +87,9 @@ func (v *alertView) acknowledged() bool {
 
 // apply adds a stored transition to the views; s.mu is held.
 func (s *Service) apply(a *record.Alert) {
+	if s.alerts == nil {
+		return // a partition detector that stopped (drop)
+	}
 	v := s.alerts[a.ID]
 	if v == nil {
 		v = &alertView{seen: map[string]bool{}}
@@ -111,6 +114,9 @@ func (s *Service) loadAlerts(ctx context.Context) error {
 		a, err := record.ParseAlert(m.Data)
 		if err != nil {
 			s.log.Warn("unreadable alert skipped", zap.Uint64("seq", m.Seq), zap.Error(err))
+			return nil
+		}
+		if !s.owns(a.Shipment) {
 			return nil
 		}
 		n++
@@ -189,7 +195,7 @@ func (s *Service) snapshot(ctx context.Context) error {
 		return err
 	}
 	if s.shared != nil {
-		stored, err := s.shared.Save(ctx, sharedSnapshotName, snap.Seq, b)
+		stored, err := s.shared.Save(ctx, s.sharedName(), snap.Seq, b)
 		if err != nil {
 			return err
 		}
@@ -217,7 +223,7 @@ func (s *Service) readSnapshots(ctx context.Context) ([]snapshotFile, error) {
 		return nil, fmt.Errorf("detector snapshot: %w", err)
 	}
 	if s.shared != nil {
-		b, _, ok, err := s.shared.Load(ctx, sharedSnapshotName)
+		b, _, ok, err := s.shared.Load(ctx, s.sharedName())
 		if err != nil {
 			return nil, fmt.Errorf("the cluster's detector snapshot: %w", err)
 		}
@@ -245,7 +251,7 @@ func (s *Service) readSnapshots(ctx context.Context) ([]snapshotFile, error) {
 // consumer's ack floor were published before: they are recomputed, not
 // published again.
 func (s *Service) restore(ctx context.Context) (uint64, error) {
-	floor, err := s.j.AckFloor(ctx, record.KindReading, Durable)
+	floor, err := s.j.AckFloor(ctx, record.KindReading, s.durable())
 	if err != nil {
 		return 0, fmt.Errorf("detector position: %w", err)
 	}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +23,7 @@ import (
 // records: the shipment's excursion alerts and its Merkle log's anchors.
 type EPCISSources struct {
 	// Alerts returns the shipment's excursion alerts in their current state.
-	Alerts func(shipment string) []epcis.Alert
+	Alerts func(ctx context.Context, shipment string) ([]epcis.Alert, error)
 	// Log returns the shipment's log and anchors; nil before the
 	// shipment is logged.
 	Log func(shipment string) (*epcis.Log, error)
@@ -149,7 +150,12 @@ func (e *epcisAPI) get(w http.ResponseWriter, r *http.Request) {
 	}
 	var alerts []epcis.Alert
 	if e.src.Alerts != nil {
-		alerts = e.src.Alerts(id)
+		a, err := e.src.Alerts(r.Context(), id)
+		if err != nil {
+			e.unavailable(w, r, id, err)
+			return
+		}
+		alerts = a
 	}
 	var log *epcis.Log
 	if e.src.Log != nil {

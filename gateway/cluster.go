@@ -53,9 +53,11 @@ type clusterMode struct {
 	snaps     *cluster.Snapshots
 	consumers *cluster.Elector
 	anchor    *cluster.Elector
-	// parts, with cluster.partitions set, runs the store writer's
-	// partitions of the readings; nil without.
-	parts   *cluster.Partitions
+	// parts, with cluster.partitions set, runs the partitions of the
+	// store writer and the detector; nil without.
+	parts *cluster.Partitions
+	// alerts is the detector, for the routes.
+	alerts  *alert.Service
 	fwd     *cluster.Forwarder
 	standby time.Duration
 	// logSnapshots is how often the anchorer snapshots the logs (0: off);
@@ -219,8 +221,37 @@ func (c *clusterMode) anchorElsewhere() string {
 	return st.Holder
 }
 
-// wrap forwards the routes of a part this member does not hold.
+// wrap forwards the routes of a part this member does not hold. With
+// partitions, a shipment's detector routes go to its partition's holder,
+// an acknowledgement to the member whose detector holds the alert, and
+// the alert stream (NATS, no detector state) is served here.
 func (c *clusterMode) wrap(pattern string, h http.HandlerFunc) http.HandlerFunc {
+	if c.parts != nil && routeParts[pattern] == leaseConsumers {
+		n := len(c.parts.Electors())
+		switch pattern {
+		case "GET /v1/alerts/stream":
+			return h
+		case "POST /v1/alerts/{id}/ack":
+			return func(w http.ResponseWriter, r *http.Request) {
+				if c.alerts.HasAlert(r.PathValue("id")) {
+					h(w, r)
+					return
+				}
+				holders := map[string]bool{}
+				var members []string
+				for _, e := range c.parts.Electors() {
+					if st := e.Status(); st.Holder != "" && !holders[st.Holder] {
+						holders[st.Holder] = true
+						members = append(members, st.Holder)
+					}
+				}
+				c.fwd.FanOut(w, r, members, func(w http.ResponseWriter) { h(w, r) })
+			}
+		}
+		return c.fwd.WrapBy(func(r *http.Request) *cluster.Elector {
+			return c.parts.Electors()[journal.Partition(r.PathValue("id"), n)]
+		}, h)
+	}
 	switch routeParts[pattern] {
 	case leaseConsumers:
 		return c.fwd.Wrap(c.consumers, h)
@@ -242,7 +273,15 @@ func (c *clusterMode) attachAnchor(anchors *anchor.Service) {
 // attachDetector makes the detector hand its state over through the
 // cluster's snapshot bucket: the next holder of the consumers lease starts
 // from the last holder's snapshot.
-func (c *clusterMode) attachDetector(alerts *alert.Service) { alerts.SetSharedSnapshots(c.snaps) }
+// With partitions, the detector is split into one per partition, each
+// run by the holder of its partition's lease.
+func (c *clusterMode) attachDetector(alerts *alert.Service) {
+	alerts.SetSharedSnapshots(c.snaps)
+	if c.parts != nil {
+		alerts.Partitioned(len(c.parts.Electors()))
+	}
+	c.alerts = alerts
+}
 
 // electors returns every lease this member contends for.
 func (c *clusterMode) electors() []*cluster.Elector {
@@ -272,12 +311,17 @@ func (c *clusterMode) source(j *journal.Journal) *cluster.Sources {
 			}
 			consumers := []consumer{
 				{store.ConsumerName, []record.Kind{record.KindReading, record.KindHandover}},
-				{alert.Durable, []record.Kind{record.KindReading}},
 				{anchor.ConsumerName, []record.Kind{record.KindReading, record.KindHandover, record.KindAlert, record.KindDevice}},
 			}
-			if c.parts != nil {
+			if c.parts == nil {
+				consumers = append(consumers, consumer{alert.Durable, []record.Kind{record.KindReading}})
+			} else {
+				// The detector runs only in partitions (a consumer of the
+				// readings from before them, left from a gateway without
+				// partitions, is read by nobody and not shown).
 				for i := range c.parts.Electors() {
-					consumers = append(consumers, consumer{store.PartitionPart(i).Durable, []record.Kind{record.KindReading}})
+					consumers = append(consumers, consumer{store.PartitionPart(i).Durable, []record.Kind{record.KindReading}},
+						consumer{alert.PartitionDurable(i), []record.Kind{record.KindReading}})
 				}
 			}
 			for _, cn := range consumers {
@@ -351,7 +395,10 @@ func (c *clusterMode) run(httpAddr string, tls bool, writer *store.Writer, alert
 	if c.parts != nil {
 		wg.Go(func() {
 			c.parts.Run(ctx, func(ctx context.Context, p int) error {
-				return writer.RunParts(ctx, false, store.PartitionPart(p))
+				g, gctx := errgroup.WithContext(ctx)
+				g.Go(func() error { return writer.RunParts(gctx, false, store.PartitionPart(p)) })
+				g.Go(func() error { return alerts.Partition(p).Run(gctx) })
+				return g.Wait()
 			})
 		})
 	}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -304,8 +305,11 @@ func waitLong(t *testing.T, what string, cond func() bool) {
 // store holds only what its own store writer wrote, which makes the split
 // visible: the partitions are spread over the members, every shipment's
 // readings are written by the holder of its partition and by no other,
-// each reading once; when a member stops, its partitions move to the
-// others, which write the readings that come after.
+// each reading once, and evaluated by that holder's detector; any member
+// answers for any shipment's alerts and takes any alert's
+// acknowledgement. When a member stops, its partitions move to the
+// others, whose detectors continue from its snapshots: an alarm it opened
+// is cleared by its successor, and nothing is published twice.
 func TestClusterPartitions(t *testing.T) {
 	nodes, err := natsserver.StartCluster(3, t.TempDir(), "", zap.NewNop())
 	if err != nil {
@@ -319,7 +323,7 @@ func TestClusterPartitions(t *testing.T) {
 	const parts = 4
 	var ships []string
 	inPart := map[int]int{}
-	for i := 1; i <= 12; i++ {
+	for i := 1; i <= 8; i++ {
 		s := fmt.Sprintf("SHP-P%02d", i)
 		ships = append(ships, s)
 		inPart[journal.Partition(s, parts)]++
@@ -331,10 +335,17 @@ func TestClusterPartitions(t *testing.T) {
 	for _, name := range []string{"gw-a", "gw-b", "gw-c"} {
 		cfg := clusterConfig(t.TempDir(), name, nodes)
 		cfg.Cluster.Partitions = parts
+		cfg.Alerts.SnapshotEvery = time.Second
 		gws[name] = startGatewayLog(t, cfg, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).Named(name))
 	}
-	defer gws["gw-a"].stop()
-	defer gws["gw-b"].stop()
+	stopped := map[string]bool{}
+	defer func() {
+		for name, gw := range gws {
+			if !stopped[name] {
+				gw.stop()
+			}
+		}
+	}()
 	// held returns the partitions each of the named gateways holds by its
 	// own view; settled reports whether they hold every partition between
 	// them, none twice, each ⌊4÷n⌋ or ⌈4÷n⌉.
@@ -372,22 +383,38 @@ func TestClusterPartitions(t *testing.T) {
 		return ok
 	})
 	t.Logf("partitions held: %v", placement)
+	holderOf := func(ship string) string {
+		for name, ps := range placement {
+			if slices.Contains(ps, journal.Partition(ship, parts)) {
+				return name
+			}
+		}
+		return ""
+	}
 
 	t0 := time.Now().UTC().Truncate(time.Minute).Add(-5 * time.Hour)
-	pub := publisher(t, gws["gw-a"].g.MQTTAddr(), "pub-parts")
-	defer pub.Disconnect(100)
-	round := func(from int) {
-		for _, s := range ships {
-			for m := from; m < from+5; m++ {
+	sent := 0
+	// round sends an hour of readings every 5 minutes from minute from to
+	// every shipment; hot shipments are at 9 °C from 25 minutes in (the
+	// single-event alarm opens 30 minutes later), the others at 5 °C.
+	round := func(pub paho.Client, from int, hot func(i int) bool) {
+		for i, s := range ships {
+			for m := from; m <= from+60; m += 5 {
+				temp := 5.0
+				if hot(i) && m >= from+25 {
+					temp = 9
+				}
 				publish(t, pub, "coldchain/v1/"+s+"/d-"+s+"/readings",
-					fmt.Sprintf(`{"seq":%d,"ts":"%s","temp_c":5}`, m, t0.Add(time.Duration(m)*time.Minute).Format(time.RFC3339)))
+					fmt.Sprintf(`{"seq":%d,"ts":"%s","temp_c":%g}`, m, t0.Add(time.Duration(m)*time.Minute).Format(time.RFC3339), temp))
+				sent++
 			}
 		}
 	}
 	const points = `coldchain_store_points_total{kind="reading"}`
-	written := func(names ...string) (n float64) {
+	const evaluated = "coldchain_detector_readings_total"
+	sum := func(metric string, names ...string) (n float64) {
 		for _, name := range names {
-			n += metricValue(t, gws[name].g.HTTPAddr(), points)
+			n += metricValue(t, gws[name].g.HTTPAddr(), metric)
 		}
 		return n
 	}
@@ -403,11 +430,36 @@ func TestClusterPartitions(t *testing.T) {
 		}
 		return out
 	}
-	round(0)
-	want := float64(len(ships) * 5)
-	waitLong(t, "every reading in the stores", func() bool { return written("gw-a", "gw-b", "gw-c") >= want })
-	if n := written("gw-a", "gw-b", "gw-c"); n != want {
+	type alertJSON struct{ ID, Rule, State string }
+	alertsOf := func(gw, ship string) []alertJSON {
+		var list struct{ Alerts []alertJSON }
+		if code := getJSON(t, "http://"+gws[gw].g.HTTPAddr()+"/v1/shipments/"+ship+"/alerts", &list); code != 200 && code != 404 {
+			t.Fatalf("alerts of %s through %s: %d", ship, gw, code)
+		}
+		return list.Alerts
+	}
+	alarm := func(gw, ship, state string) (alertJSON, bool) {
+		for _, a := range alertsOf(gw, ship) {
+			if a.Rule == "single_event_high" && a.State == state {
+				return a, true
+			}
+		}
+		return alertJSON{}, false
+	}
+
+	// Round 1: the odd shipments (SHP-P01, -P03, …) have an excursion.
+	odd := func(i int) bool { return i%2 == 0 }
+	pub := publisher(t, gws["gw-a"].g.MQTTAddr(), "pub-parts")
+	round(pub, 0, odd)
+	pub.Disconnect(100)
+	want := float64(sent)
+	all := []string{"gw-a", "gw-b", "gw-c"}
+	waitLong(t, "every reading in the stores and evaluated", func() bool { return sum(points, all...) >= want && sum(evaluated, all...) >= want })
+	if n := sum(points, all...); n != want {
 		t.Fatalf("the three store writers wrote %v readings, want %v: each once", n, want)
+	}
+	if n := sum(evaluated, all...); n != want {
+		t.Fatalf("the three detectors evaluated %v readings, want %v: each once", n, want)
 	}
 	for name, ps := range placement {
 		for _, s := range stored(name) {
@@ -415,32 +467,88 @@ func TestClusterPartitions(t *testing.T) {
 				t.Errorf("%s stored %s, of partition %d, but holds %v", name, s, journal.Partition(s, parts), ps)
 			}
 		}
-		if ps != nil && len(stored(name)) == 0 {
+		if len(stored(name)) == 0 {
 			t.Errorf("%s holds partitions %v but stored no shipment", name, ps)
 		}
 	}
-
-	// gw-c stops: its partitions move to gw-a and gw-b, which write the
-	// readings that follow, also of gw-c's shipments.
-	before := written("gw-a", "gw-b")
-	gws["gw-c"].stop()
-	waitLong(t, "the partitions spread over the two left", func() (ok bool) {
-		placement, ok = settled("gw-a", "gw-b")
-		return ok
-	})
-	t.Logf("partitions held after gw-c stopped: %v", placement)
-	round(5)
-	waitLong(t, "the second round in gw-a's and gw-b's stores", func() bool { return written("gw-a", "gw-b")-before >= want })
-	if n := written("gw-a", "gw-b") - before; n != want {
-		t.Fatalf("gw-a and gw-b wrote %v readings of the second round, want %v", n, want)
-	}
-	union := append(stored("gw-a"), stored("gw-b")...)
-	for _, s := range ships {
-		if !slices.Contains(union, s) {
-			t.Errorf("%s is in neither gw-a's nor gw-b's store", s)
+	// Each shipment's alarm, asked through a member that does not hold
+	// its partition: forwarded to the one that does.
+	var acked string
+	for i, s := range ships {
+		other := all[(slices.Index(all, holderOf(s))+1)%3]
+		if !odd(i) {
+			if a, ok := alarm(other, s, "open"); ok {
+				t.Errorf("%s: an alarm %s without an excursion", s, a.ID)
+			}
+			continue
+		}
+		var a alertJSON
+		waitLong(t, s+"'s alarm through "+other, func() (ok bool) { a, ok = alarm(other, s, "open"); return ok })
+		if acked == "" {
+			// Acknowledged through a member that knows nothing of it.
+			acked = a.ID
+			body := strings.NewReader(`{"by":"qa@shipper","comment":"seen"}`)
+			resp, err := http.Post("http://"+gws[other].g.HTTPAddr()+"/v1/alerts/"+a.ID+"/ack", "application/json", body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("ack of %s (%s, held by %s) through %s: %d", a.ID, s, holderOf(s), other, resp.StatusCode)
+			}
 		}
 	}
-	// Every reading once in the stream, under its partition's subject.
+	resp, err := http.Post("http://"+gws["gw-a"].g.HTTPAddr()+"/v1/alerts/00000000000000000000000000000000/ack", "application/json", strings.NewReader(`{"by":"qa"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("ack of an alert no member has: %d, want 404", resp.StatusCode)
+	}
+
+	// The holder of SHP-P01's partition stops: its partitions move to the
+	// other two, whose detectors start from its snapshots. Round 2: the
+	// odd shipments are back in range (their alarms clear, SHP-P01's by
+	// the successor), the even ones have an excursion.
+	victim := holderOf(ships[0])
+	var left []string
+	for _, n := range all {
+		if n != victim {
+			left = append(left, n)
+		}
+	}
+	gws[victim].stop()
+	stopped[victim] = true
+	waitLong(t, "the partitions spread over the two left", func() (ok bool) {
+		placement, ok = settled(left...)
+		return ok
+	})
+	t.Logf("%s stopped; partitions held: %v", victim, placement)
+	beforePoints, beforeEvaluated := sum(points, left...), sum(evaluated, left...)
+	pub = publisher(t, gws[left[0]].g.MQTTAddr(), "pub-parts-2")
+	round(pub, 65, func(i int) bool { return !odd(i) })
+	pub.Disconnect(100)
+	want2 := float64(sent) - want
+	waitLong(t, "the second round in the stores and detectors left", func() bool {
+		return sum(points, left...)-beforePoints >= want2 && sum(evaluated, left...)-beforeEvaluated >= want2
+	})
+	if n := sum(points, left...) - beforePoints; n != want2 {
+		t.Errorf("%v wrote %v readings of the second round, want %v", left, n, want2)
+	}
+	if n := sum(evaluated, left...) - beforeEvaluated; n != want2 {
+		t.Errorf("%v evaluated %v readings of the second round, want %v (only those: %s's snapshots)", left, n, want2, victim)
+	}
+	for i, s := range ships {
+		state := "open"
+		if odd(i) {
+			state = "cleared"
+		}
+		waitLong(t, s+"'s alarm "+state, func() bool { _, ok := alarm(left[0], s, state); return ok })
+	}
+
+	// The alerts stream: each alarm opened once, no transition twice, the
+	// acknowledgement once.
 	nc, err := nats.Connect(nodes[0].ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -449,6 +557,38 @@ func TestClusterPartitions(t *testing.T) {
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	opened, events := map[string]int{}, map[string]int{}
+	acks := 0
+	if err := journal.ReadStream(ctx, js, journal.StreamAlerts, "", func(m journal.Msg) error {
+		a, err := record.ParseAlert(m.Data)
+		if err != nil {
+			return err
+		}
+		events[m.ID]++
+		switch {
+		case a.Rule == "single_event_high" && a.Transition == "opened":
+			opened[a.Shipment]++
+		case a.Transition == "acknowledged" && a.ID == acked:
+			acks++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range ships {
+		if opened[s] != 1 {
+			t.Errorf("%s: single_event_high opened %d times, want 1", s, opened[s])
+		}
+	}
+	for id, n := range events {
+		if n != 1 {
+			t.Errorf("alert event %s stored %d times", id, n)
+		}
+	}
+	if acks != 1 {
+		t.Errorf("the acknowledgement of %s stored %d times, want 1", acked, acks)
+	}
+	// Every reading once in the stream, under its partition's subject.
 	ids := map[string]int{}
 	if err := journal.ReadStream(ctx, js, journal.StreamReadings, "", func(m journal.Msg) error {
 		ids[m.ID]++
@@ -468,7 +608,7 @@ func TestClusterPartitions(t *testing.T) {
 			t.Errorf("%s stored %d times", id, n)
 		}
 	}
-	if len(ids) != 2*int(want) {
-		t.Errorf("the readings stream holds %d distinct readings; %v were sent", len(ids), 2*want)
+	if len(ids) != sent {
+		t.Errorf("the readings stream holds %d distinct readings; %d were sent", len(ids), sent)
 	}
 }

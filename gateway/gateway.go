@@ -473,9 +473,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 	})
 	srv.EnableCustody(st, cfg.Custody)
 	srv.EnableEPCIS(st, api.EPCISSources{
-		Alerts: func(ship string) []epcis.Alert {
+		Alerts: func(ctx context.Context, ship string) ([]epcis.Alert, error) {
+			list, err := alerts.Alerts(ctx, ship)
+			if err != nil {
+				return nil, err
+			}
 			var out []epcis.Alert
-			for _, a := range alerts.Alerts(ship) {
+			for _, a := range list {
 				if a.Custody || a.Rule == alert.RuleCalibration || a.Rule == alert.RuleUnregistered {
 					continue // custody failures are in the handover events; calibration and registration are not excursions
 				}
@@ -486,7 +490,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 				}
 				out = append(out, e)
 			}
-			return out
+			return out, nil
 		},
 		Log: func(ship string) (*epcis.Log, error) {
 			size, list, err := anchors.Anchors(ship)

@@ -309,7 +309,7 @@ func TestClusterRealPeers(t *testing.T) {
 				}
 			}
 			for c, lag := range v.Lag {
-				if strings.HasPrefix(c, "coldchain-store-p") && lag["reading"] != 0 {
+				if (strings.HasPrefix(c, "coldchain-store-p") || strings.HasPrefix(c, "coldchain-detector-p")) && lag["reading"] != 0 {
 					return false
 				}
 			}

@@ -125,7 +125,7 @@ func TestClusterBench(t *testing.T) {
 				return false
 			}
 			for c, lag := range v.Lag {
-				if strings.HasPrefix(c, "coldchain-store") && lag["reading"] != 0 {
+				if (strings.HasPrefix(c, "coldchain-store") || strings.HasPrefix(c, "coldchain-detector")) && lag["reading"] != 0 {
 					return false
 				}
 			}
