@@ -306,6 +306,29 @@ func (j *Journal) IndexLag(now time.Time) (pending uint64, behind time.Duration)
 	return pending, behind
 }
 
+// stallCheck is how long the indexer waits on a silent consumer before
+// it asks the stream whether there is more to index.
+const stallCheck = 2 * time.Second
+
+// errStalled: the indexer's consumer delivered nothing while the stream
+// holds more; Run starts a new one.
+var errStalled = errors.New("the dedup indexer's consumer stopped delivering")
+
+// checkStalled fails with errStalled when kind's stream holds messages
+// after applied: its consumer has stopped delivering them.
+func (j *Journal) checkStalled(ctx context.Context, kind record.Kind, applied uint64) error {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	info, err := j.streams[kind].Info(cctx)
+	if err != nil {
+		return nil // the stream cannot say; the consumer's own errors will
+	}
+	if info.State.LastSeq > applied {
+		return fmt.Errorf("%w: indexed up to %d, the stream holds %d; starting a new one", errStalled, applied, info.State.LastSeq)
+	}
+	return nil
+}
+
 // indexStream reads one stream from after the index's position with an
 // ordered consumer, writing each batch and the position it reached in one
 // Pebble batch, until ctx ends or the consumer fails.
@@ -337,15 +360,27 @@ func (j *Journal) indexStream(ctx context.Context, kind record.Kind) error {
 		logged time.Time
 		maxSeq = map[string]uint64{}
 	)
+	idleSince := time.Now()
 	for ctx.Err() == nil {
 		m, err := it.Next(jetstream.NextMaxWait(500 * time.Millisecond))
 		switch {
 		case errors.Is(err, nats.ErrTimeout):
 			st.pending.Store(0)
+			// An ordered consumer whose server went away (a cluster node
+			// stopped) can stay silent without an error, which looks like
+			// a quiet stream; appends meanwhile wait for the index to
+			// reach what they stored. Ask the stream now and then.
+			if time.Since(idleSince) >= stallCheck {
+				idleSince = time.Now()
+				if err := j.checkStalled(ctx, kind, st.applied.Load()); err != nil {
+					return err
+				}
+			}
 			continue
 		case err != nil:
 			return err
 		}
+		idleSince = time.Now()
 		j.idx.mu.RLock()
 		if j.idx.db == nil {
 			j.idx.mu.RUnlock()

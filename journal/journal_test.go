@@ -448,3 +448,20 @@ func TestStreamFull(t *testing.T) {
 	}
 	t.Logf("a %d-byte stream refused batch %d of 500 readings, %d readings stored before", MinMaxBytes, refusedAt, stored)
 }
+
+// TestIndexStallCheck: the indexer asks the stream when its consumer is
+// silent; it is stalled only when the stream holds messages it has not
+// indexed.
+func TestIndexStallCheck(t *testing.T) {
+	e := start(t, t.TempDir(), DefaultConfig())
+	defer e.stop()
+	e.append(reading("D1", 1, 5), reading("D1", 2, 5))
+	ctx := context.Background()
+	eventually(t, "the index to reach the stream's end", func() bool {
+		return e.j.checkStalled(ctx, record.KindReading, e.j.idx.states[record.KindReading].applied.Load()) == nil
+	})
+	last := e.j.idx.states[record.KindReading].applied.Load()
+	if err := e.j.checkStalled(ctx, record.KindReading, last-1); !errors.Is(err, errStalled) {
+		t.Fatalf("indexed up to %d of %d: %v, want errStalled", last-1, last, err)
+	}
+}
