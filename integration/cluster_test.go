@@ -43,7 +43,7 @@ func TestClusterRealPeers(t *testing.T) {
 	urls := need(t, "COLDCHAIN_TEST_NATS_CLUSTER_URLS")
 	peers := need(t, "COLDCHAIN_TEST_PEERS_SCRIPT")
 	run := fmt.Sprintf("CL%d", time.Now().UnixNano()%1_000_000_000)
-	const shipments, minutes = 12, 90
+	const shipments, minutes = 200, 60
 
 	// Fresh gateways (new data dirs) on a cluster that earlier runs left
 	// a step log in: none has those shipment logs, so none could follow
@@ -84,7 +84,7 @@ func TestClusterRealPeers(t *testing.T) {
 	}
 	defer pub.Disconnect(100)
 	t0 := time.Now().UTC().Truncate(time.Minute).Add(-6 * time.Hour)
-	ship := func(s int) string { return fmt.Sprintf("%s-S%02d", run, s) }
+	ship := func(s int) string { return fmt.Sprintf("%s-S%03d", run, s) }
 	excursion := func(s int) bool { return s%2 == 0 } // 9 °C from minute 25: the alarm opens at minute 55
 
 	killed := -1
@@ -120,13 +120,17 @@ func TestClusterRealPeers(t *testing.T) {
 				t.Fatalf("start nats-2: %v\n%s", err, out)
 			}
 		}
+		toks := make([]paho.Token, 0, shipments)
 		for s := range shipments {
 			temp := 5.0
 			if excursion(s) && m >= 25 {
 				temp = 9
 			}
 			payload := fmt.Sprintf(`{"seq":%d,"ts":"%s","temp_c":%g}`, m, t0.Add(time.Duration(m)*time.Minute).Format(time.RFC3339), temp)
-			tok := pub.Publish("coldchain/v1/"+ship(s)+"/"+ship(s)+"-R/readings", 1, false, payload)
+			toks = append(toks, pub.Publish("coldchain/v1/"+ship(s)+"/"+ship(s)+"-R/readings", 1, false, payload))
+		}
+		// A minute's readings in flight together, each acknowledged.
+		for _, tok := range toks {
 			if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
 				t.Fatalf("publish: %v", tok.Error())
 			}
