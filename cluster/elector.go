@@ -55,6 +55,10 @@ type Elector struct {
 	// a member that may not do the work (its state is not the latest) does
 	// not contend.
 	Eligible func(ctx context.Context) error
+	// Routine, when set, logs why this member does not contend at debug
+	// level: for partitions, where holding one's share is the normal
+	// state and its reason changes with every rebalance.
+	Routine bool
 
 	mu      sync.Mutex
 	l       lease
@@ -164,7 +168,11 @@ func (e *Elector) tryAcquire(ctx context.Context) bool {
 		if err := e.Eligible(ctx); err != nil {
 			e.mu.Lock()
 			if e.waiting != err.Error() {
-				e.log.Warn("not contending for the lease", zap.String("lease", e.key), zap.Error(err))
+				lvl := zap.WarnLevel
+				if e.Routine {
+					lvl = zap.DebugLevel
+				}
+				e.log.Log(lvl, "not contending for the lease", zap.String("lease", e.key), zap.Error(err))
 			}
 			e.waiting = err.Error()
 			e.mu.Unlock()

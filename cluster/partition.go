@@ -111,6 +111,7 @@ func NewPartitions(kv jetstream.KeyValue, n int, member string, ttl time.Duratio
 	p := &Partitions{member: member, live: live, Every: time.Second}
 	for i := range n {
 		e := NewElector(kv, PartitionLease(i), member, ttl, log)
+		e.Routine = true
 		e.Eligible = func(ctx context.Context) error {
 			pl, err := p.Placement(ctx)
 			if err != nil {
