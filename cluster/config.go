@@ -37,12 +37,12 @@ type Config struct {
 	// lost) restores the latest and replays only the steps after it. 0
 	// turns snapshots off: such a member replays the whole step log.
 	LogSnapshots time.Duration `yaml:"log_snapshots"`
-	// Partitions, when set, splits the store writer's work on readings by
-	// shipment into this many partitions, each run by one member at a
-	// time under its own lease and spread over the live members (0: the
-	// holder of the consumers lease writes every reading). It is fixed
-	// for the cluster: the first member records it and a member with
-	// another count does not start (docs/CLUSTER.md).
+	// Partitions, when set, splits the store writer's and the detector's
+	// work on readings by shipment into this many partitions, each run by
+	// one member at a time under its own lease and spread over the live
+	// members (0: the holder of the consumers lease does it all). It is
+	// fixed for the cluster: the first member records it and a member
+	// with another count does not start (docs/CLUSTER.md).
 	Partitions int `yaml:"partitions"`
 }
 
