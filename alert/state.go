@@ -231,6 +231,20 @@ func (s *Service) readSnapshots(ctx context.Context) ([]snapshotFile, error) {
 			srcs = append(srcs, source{"the cluster's snapshot bucket", b})
 		}
 	}
+	if len(srcs) == 0 && s.nparts > 0 && s.floor == 0 {
+		// A partition detector that never ran: partitions were just
+		// turned on. It starts from the whole detector's last state, kept
+		// to its own shipments, so excursions running across the change
+		// go on.
+		if b, err := os.ReadFile(filepath.Join(filepath.Dir(s.dir), "snapshot.json")); err == nil {
+			srcs = append(srcs, source{"this gateway's data dir, the detector before partitions", b})
+		}
+		if s.shared != nil {
+			if b, _, ok, err := s.shared.Load(ctx, sharedSnapshotName); err == nil && ok {
+				srcs = append(srcs, source{"the cluster's snapshot bucket, the detector before partitions", b})
+			}
+		}
+	}
 	var out []snapshotFile
 	for _, src := range srcs {
 		var snap snapshotFile
@@ -255,6 +269,9 @@ func (s *Service) restore(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("detector position: %w", err)
 	}
+	s.mu.Lock()
+	s.floor = floor
+	s.mu.Unlock()
 	snaps, err := s.readSnapshots(ctx)
 	if err != nil {
 		return 0, err
@@ -297,6 +314,24 @@ func (s *Service) load(snap *snapshotFile) error {
 		}
 	}
 	s.devices, s.ships, s.seq = snap.Devices, snap.Shipments, snap.Seq
+	if s.nparts > 0 {
+		// A partition detector keeps its own shipments: the snapshot may
+		// be the whole detector's, or one taken under another partition
+		// count.
+		for id, d := range s.devices {
+			if !s.owns(d.Shipment) {
+				delete(s.devices, id)
+				for _, det := range s.dets {
+					det.Forget(id)
+				}
+			}
+		}
+		for id := range s.ships {
+			if !s.owns(id) {
+				delete(s.ships, id)
+			}
+		}
+	}
 	now := s.now()
 	for _, d := range s.devices {
 		d.Wall = now

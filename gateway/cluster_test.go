@@ -612,3 +612,89 @@ func TestClusterPartitions(t *testing.T) {
 		t.Errorf("the readings stream holds %d distinct readings; %d were sent", len(ids), sent)
 	}
 }
+
+// TestClusterPartitionsTurnedOn: a cluster that ran without partitions is
+// stopped, given four (coldchain cluster partitions --set) and started
+// again. The partition detectors start from the whole detector's last
+// snapshot, so an excursion running across the change still opens its
+// alarm on time, once.
+func TestClusterPartitionsTurnedOn(t *testing.T) {
+	nodes, err := natsserver.StartCluster(3, t.TempDir(), "", zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, n := range nodes {
+			n.Shutdown()
+		}
+	}()
+	dir := t.TempDir()
+	cfg := clusterConfig(dir, "gw-a", nodes)
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).Named("gw-a")
+	gw := startGatewayLog(t, cfg, log)
+	t0 := time.Now().UTC().Truncate(time.Minute).Add(-5 * time.Hour)
+	send := func(pub paho.Client, from, to int) {
+		for m := from; m <= to; m += 5 {
+			temp := 5.0
+			if m >= 25 {
+				temp = 9 // the single-event alarm opens 30 minutes later, at 55
+			}
+			publish(t, pub, "coldchain/v1/SHP-T1/d-T1/readings",
+				fmt.Sprintf(`{"seq":%d,"ts":"%s","temp_c":%g}`, m, t0.Add(time.Duration(m)*time.Minute).Format(time.RFC3339), temp))
+		}
+	}
+	pub := publisher(t, gw.g.MQTTAddr(), "pub-t1")
+	send(pub, 0, 40)
+	pub.Disconnect(100)
+	waitLong(t, "the detector to evaluate minutes 0-40", func() bool {
+		return metricValue(t, gw.g.HTTPAddr(), "coldchain_detector_readings_total") == 9
+	})
+	gw.stop()
+
+	nc, err := nats.Connect(nodes[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	state, err := cluster.OpenState(context.Background(), js, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := state.SetPartitions(context.Background(), 4, "test"); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Cluster.Partitions = 4
+	gw = startGatewayLog(t, cfg, log)
+	defer gw.stop()
+	pub = publisher(t, gw.g.MQTTAddr(), "pub-t1b")
+	send(pub, 45, 60)
+	pub.Disconnect(100)
+	var alerts struct {
+		Alerts []struct{ Rule, State string }
+	}
+	waitLong(t, "the alarm of the excursion that began before partitions", func() bool {
+		getJSON(t, "http://"+gw.g.HTTPAddr()+"/v1/shipments/SHP-T1/alerts", &alerts)
+		for _, a := range alerts.Alerts {
+			if a.Rule == "single_event_high" && a.State == "open" {
+				return true
+			}
+		}
+		return false
+	})
+	opened := 0
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := journal.ReadStream(ctx, js, journal.StreamAlerts, "", func(m journal.Msg) error {
+		a, err := record.ParseAlert(m.Data)
+		if err == nil && a.Rule == "single_event_high" && a.Transition == "opened" {
+			opened++
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if opened != 1 {
+		t.Fatalf("single_event_high opened %d times, want 1", opened)
+	}
+}
