@@ -38,6 +38,22 @@ func clusterConfig(dir, member string, nodes []*natsserver.Server) config.Config
 	return cfg
 }
 
+// startNodes starts a three-node JetStream cluster in this process,
+// stopped when the test ends.
+func startNodes(t *testing.T) []*natsserver.Server {
+	t.Helper()
+	nodes, err := natsserver.StartCluster(3, t.TempDir(), "", zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.Shutdown()
+		}
+	})
+	return nodes
+}
+
 func clusterView(t *testing.T, gw *running) cluster.View {
 	t.Helper()
 	var v cluster.View
@@ -67,15 +83,7 @@ func holds(v cluster.View, leases ...string) bool {
 // first takes both back, catching its stale logs up with the second's
 // steps.
 func TestClusterFailover(t *testing.T) {
-	nodes, err := natsserver.StartCluster(3, t.TempDir(), "", zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		for _, n := range nodes {
-			n.Shutdown()
-		}
-	}()
+	nodes := startNodes(t)
 	dirA, dirB := t.TempDir(), t.TempDir()
 	cfgA, cfgB := clusterConfig(dirA, "gw-a", nodes), clusterConfig(dirB, "gw-b", nodes)
 	logA := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Named("gw-a")
@@ -311,15 +319,7 @@ func waitLong(t *testing.T, what string, cond func() bool) {
 // others, whose detectors continue from its snapshots: an alarm it opened
 // is cleared by its successor, and nothing is published twice.
 func TestClusterPartitions(t *testing.T) {
-	nodes, err := natsserver.StartCluster(3, t.TempDir(), "", zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		for _, n := range nodes {
-			n.Shutdown()
-		}
-	}()
+	nodes := startNodes(t)
 	const parts = 4
 	var ships []string
 	inPart := map[int]int{}
@@ -619,15 +619,7 @@ func TestClusterPartitions(t *testing.T) {
 // snapshot, so an excursion running across the change still opens its
 // alarm on time, once.
 func TestClusterPartitionsTurnedOn(t *testing.T) {
-	nodes, err := natsserver.StartCluster(3, t.TempDir(), "", zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		for _, n := range nodes {
-			n.Shutdown()
-		}
-	}()
+	nodes := startNodes(t)
 	dir := t.TempDir()
 	cfg := clusterConfig(dir, "gw-a", nodes)
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).Named("gw-a")

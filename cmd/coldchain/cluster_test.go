@@ -18,28 +18,36 @@ import (
 	"github.com/coldchain/coldchain/merkle"
 )
 
-// TestClusterEpochCommands: `coldchain cluster epoch` shows the latest
-// cut step, reset-steps refuses without --yes and deletes the log with.
-func TestClusterEpochCommands(t *testing.T) {
+// clusterCLI starts an embedded NATS server and returns a runner of
+// `coldchain cluster` against it (exit code, stdout, stderr) and a
+// JetStream context on it.
+func clusterCLI(t *testing.T) (func(args ...string) (int, string, string), jetstream.JetStream) {
+	t.Helper()
 	ns, err := natsserver.Start(natsserver.Config{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), MaxPayload: 1 << 20}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ns.Shutdown()
-	cli := func(args ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		code := run(append([]string{"cluster"}, append(args, "--nats", ns.ClientURL())...), &out, &errb)
-		return code, out.String(), errb.String()
-	}
-	if code, out, _ := cli("epoch"); code != 0 || !strings.Contains(out, "no epoch cut yet") {
-		t.Fatalf("epoch on an empty cluster: %d %q", code, out)
-	}
+	t.Cleanup(ns.Shutdown)
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
+	return func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := run(append([]string{"cluster"}, append(args, "--nats", ns.ClientURL())...), &out, &errb)
+		return code, out.String(), errb.String()
+	}, js
+}
+
+// TestClusterEpochCommands: `coldchain cluster epoch` shows the latest
+// cut step, reset-steps refuses without --yes and deletes the log with.
+func TestClusterEpochCommands(t *testing.T) {
+	cli, js := clusterCLI(t)
+	if code, out, _ := cli("epoch"); code != 0 || !strings.Contains(out, "no epoch cut yet") {
+		t.Fatalf("epoch on an empty cluster: %d %q", code, out)
+	}
 	ctx := context.Background()
 	steps, err := anchor.OpenStepLog(ctx, js, 1, "gw-1")
 	if err != nil {
@@ -80,25 +88,10 @@ func TestClusterEpochCommands(t *testing.T) {
 // recorded count; --set needs --yes and records a new one, which a gateway
 // with the old count is then refused by.
 func TestClusterPartitionsCommand(t *testing.T) {
-	ns, err := natsserver.Start(natsserver.Config{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), MaxPayload: 1 << 20}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Shutdown()
-	cli := func(args ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		code := run(append([]string{"cluster"}, append(args, "--nats", ns.ClientURL())...), &out, &errb)
-		return code, out.String(), errb.String()
-	}
+	cli, js := clusterCLI(t)
 	if code, out, _ := cli("partitions"); code != 0 || !strings.Contains(out, "no partition count recorded yet") {
 		t.Fatalf("partitions on an empty cluster: %d %q", code, out)
 	}
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
 	ctx := context.Background()
 	state, err := cluster.OpenState(ctx, js, 1)
 	if err != nil {
