@@ -260,9 +260,15 @@ func (j *Journal) Run(ctx context.Context) error {
 		g.Go(func() error {
 			backoff := 100 * time.Millisecond
 			for {
+				started := time.Now()
 				err := j.indexStream(ctx, kind)
 				if ctx.Err() != nil {
 					return nil
+				}
+				if time.Since(started) > time.Minute {
+					// It ran a while: this is a new failure, not the
+					// last one again (a node restarted days later).
+					backoff = 100 * time.Millisecond
 				}
 				j.log.Warn("dedup indexer stopped, restarting", zap.Stringer("kind", kind), zap.Error(err), zap.Duration("backoff", backoff))
 				select {
