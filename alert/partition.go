@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
 
 	"github.com/coldchain/coldchain/journal"
 	"github.com/coldchain/coldchain/metrics"
@@ -90,6 +94,30 @@ func (s *Service) forShipment(shipment string) *Service {
 
 // all returns s and its partition detectors.
 func (s *Service) all() []*Service { return append([]*Service{s}, s.parts...) }
+
+// follow applies to the views the transitions of this detector's
+// shipments that arrive on ch, until ctx ends: those it published itself
+// are there already (apply skips an event it has seen).
+func (s *Service) follow(ctx context.Context, ch chan *nats.Msg) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-ch:
+			if !s.owns(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]) {
+				continue
+			}
+			a, err := record.ParseAlert(m.Data)
+			if err != nil {
+				s.log.Warn("unreadable alert transition skipped", zap.String("subject", m.Subject), zap.Error(err))
+				continue
+			}
+			s.mu.Lock()
+			s.apply(&a)
+			s.mu.Unlock()
+		}
+	}
+}
 
 // alertsFromStream rebuilds one shipment's alert views from the alerts
 // stream, for a gateway that may not run the shipment's partition.

@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -243,10 +244,23 @@ func (s *Service) Run(ctx context.Context) error {
 	if len(s.parts) > 0 {
 		return s.runWebhooks(ctx)
 	}
+	var foreign chan *nats.Msg
 	if s.nparts > 0 {
 		// A partition detector that stops (its lease gone) must not
 		// answer for the partition's alerts any more.
 		defer s.drop()
+		// The transitions another member publishes for these shipments
+		// after the views are loaded (an acknowledgement its detector
+		// took as it handed the partition over): subscribed before the
+		// load, so none falls between.
+		if s.sub != nil {
+			foreign = make(chan *nats.Msg, 4096)
+			sub, err := s.sub.ChanSubscribe("coldchain.alerts.>", foreign)
+			if err != nil {
+				return fmt.Errorf("subscribe to the alert transitions: %w", err)
+			}
+			defer sub.Unsubscribe() //nolint:errcheck // The connection may be closing.
+		}
 	}
 	if err := s.loadAlerts(ctx); err != nil {
 		return fmt.Errorf("rebuild alert views: %w", err)
@@ -270,6 +284,9 @@ func (s *Service) Run(ctx context.Context) error {
 		}, s.handle)
 	})
 	g.Go(func() error { s.tick(gctx, s.cfg.GapCheck, s.checkGaps); return nil })
+	if foreign != nil {
+		g.Go(func() error { s.follow(gctx, foreign); return nil })
+	}
 	if s.custodySrc != nil {
 		g.Go(func() error { s.runCustody(gctx); return nil })
 	}

@@ -690,3 +690,63 @@ func TestClusterPartitionsTurnedOn(t *testing.T) {
 		t.Fatalf("single_event_high opened %d times, want 1", opened)
 	}
 }
+
+// TestPartitionFollowsForeignTransitions: a transition of one of its
+// shipments that another member stores after this partition's detector
+// loaded its views (an acknowledgement the previous holder took as it
+// handed the partition over) reaches the views at once, not at the next
+// start.
+func TestPartitionFollowsForeignTransitions(t *testing.T) {
+	nodes := startNodes(t)
+	cfg := clusterConfig(t.TempDir(), "gw-a", nodes)
+	cfg.Cluster.Partitions = 2
+	gw := startGatewayLog(t, cfg, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).Named("gw-a"))
+	defer gw.stop()
+	t0 := time.Now().UTC().Truncate(time.Minute).Add(-5 * time.Hour)
+	pub := publisher(t, gw.g.MQTTAddr(), "pub-f")
+	for m := 0; m <= 60; m += 5 {
+		temp := 5.0
+		if m >= 25 {
+			temp = 9
+		}
+		publish(t, pub, "coldchain/v1/SHP-F1/d-F1/readings",
+			fmt.Sprintf(`{"seq":%d,"ts":"%s","temp_c":%g}`, m, t0.Add(time.Duration(m)*time.Minute).Format(time.RFC3339), temp))
+	}
+	pub.Disconnect(100)
+	type view struct {
+		ID, Rule, State string
+		Acknowledged    bool
+	}
+	alarm := func() (view, bool) {
+		var list struct{ Alerts []view }
+		getJSON(t, "http://"+gw.g.HTTPAddr()+"/v1/shipments/SHP-F1/alerts", &list)
+		for _, a := range list.Alerts {
+			if a.Rule == "single_event_high" && a.State == "open" {
+				return a, true
+			}
+		}
+		return view{}, false
+	}
+	var a view
+	waitLong(t, "the alarm", func() (ok bool) { a, ok = alarm(); return ok })
+	if a.Acknowledged {
+		t.Fatal("acknowledged before anyone did")
+	}
+	// Another member's acknowledgement, stored straight into the alerts
+	// stream as its detector would.
+	ack := record.Alert{ID: a.ID, Shipment: "SHP-F1", Device: "d-F1", Rule: "single_event_high", Severity: "alarm",
+		Transition: "acknowledged", Start: t0.Add(25 * time.Minute), At: time.Now().UTC(), Readings: []string{}, By: "gw-b", Comment: "seen"}
+	nc, err := nats.Connect(nodes[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: journal.SubjectAlert("SHP-F1"), Data: ack.AppendCanonical(nil),
+		Header: nats.Header{jetstream.MsgIDHeader: []string{ack.EventID()}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitLong(t, "the acknowledgement in the views", func() bool { a, _ := alarm(); return a.Acknowledged })
+}
