@@ -64,10 +64,13 @@ func (pl Placement) MayTake(me string) bool {
 }
 
 // HandOver returns the partitions me gives up now: those beyond ⌈n÷L⌉;
-// and, while another member holds fewer than ⌊n÷L⌋, one beyond ⌊n÷L⌋ if me
-// is the member with the most (ties: the greatest name), so that only one
-// member gives one up at a time. It gives up its highest partitions, so
-// every member keeps the same ones whatever order it took them in.
+// and, while another member holds fewer than ⌊n÷L⌋ and no partition is
+// free for it to take, one beyond ⌊n÷L⌋ if me is the member with the most
+// (ties: the greatest name), so that only one member gives one up at a
+// time. A free partition may also be one just taken that me has not seen
+// taken yet: giving one up then would move a partition for nothing. It
+// gives up its highest partitions, so every member keeps the same ones
+// whatever order it took them in.
 func (pl Placement) HandOver(me string) []int {
 	floor, ceil := pl.bounds(me)
 	var mine []int
@@ -79,7 +82,7 @@ func (pl Placement) HandOver(me string) []int {
 	if len(mine) > ceil {
 		return mine[ceil:]
 	}
-	if len(mine) <= floor || !pl.starved(me, floor) {
+	if len(mine) <= floor || !pl.starved(me, floor) || slices.Contains(pl.Holders, "") {
 		return nil
 	}
 	for _, m := range pl.Live {

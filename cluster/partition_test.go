@@ -32,6 +32,7 @@ func TestPlacementRules(t *testing.T) {
 		// the most (ties: greatest name) gives one up, the other keeps.
 		{"starved: richest gives one", Placement{Holders: []string{"a", "a", "b", "b"}, Live: abc}, "b", false, []int{3}},
 		{"starved: tie, smaller name keeps", Placement{Holders: []string{"a", "a", "b", "b"}, Live: abc}, "a", false, nil},
+		{"starved, but a partition is free for it", Placement{Holders: []string{"a", "a", "b", ""}, Live: abc}, "a", false, nil},
 		{"starved member takes", Placement{Holders: []string{"a", "a", "b", ""}, Live: abc}, "c", true, nil},
 		{"freed partition is the starved one's", Placement{Holders: []string{"a", "a", "b", ""}, Live: abc}, "b", false, nil},
 		{"balanced", Placement{Holders: []string{"a", "a", "b", "c"}, Live: abc}, "a", false, nil},

@@ -377,11 +377,26 @@ func TestClusterPartitions(t *testing.T) {
 		}
 		return h, len(seen) == parts
 	}
-	var placement map[string][]int
-	waitLong(t, "the partitions spread over three members", func() (ok bool) {
-		placement, ok = settled("gw-a", "gw-b", "gw-c")
-		return ok
-	})
+	// stable waits until the placement is settled and has stayed the same
+	// for a second: a member that joined a moment ago may still be seen
+	// by the others with fewer partitions than it holds.
+	stable := func(what string, names ...string) map[string][]int {
+		t.Helper()
+		var last string
+		var since time.Time
+		var pl map[string][]int
+		waitLong(t, what, func() bool {
+			var ok bool
+			pl, ok = settled(names...)
+			if cur := fmt.Sprint(pl); !ok || cur != last {
+				last, since = cur, time.Now()
+				return false
+			}
+			return time.Since(since) >= time.Second
+		})
+		return pl
+	}
+	placement := stable("the partitions spread over three members", "gw-a", "gw-b", "gw-c")
 	t.Logf("partitions held: %v", placement)
 	holderOf := func(ship string) string {
 		for name, ps := range placement {
@@ -461,6 +476,9 @@ func TestClusterPartitions(t *testing.T) {
 	if n := sum(evaluated, all...); n != want {
 		t.Fatalf("the three detectors evaluated %v readings, want %v: each once", n, want)
 	}
+	if now, _ := settled(all...); fmt.Sprint(now) != fmt.Sprint(placement) {
+		t.Fatalf("the partitions moved in a settled cluster: %v, then %v", placement, now)
+	}
 	for name, ps := range placement {
 		for _, s := range stored(name) {
 			if !slices.Contains(ps, journal.Partition(s, parts)) {
@@ -520,10 +538,7 @@ func TestClusterPartitions(t *testing.T) {
 	}
 	gws[victim].stop()
 	stopped[victim] = true
-	waitLong(t, "the partitions spread over the two left", func() (ok bool) {
-		placement, ok = settled(left...)
-		return ok
-	})
+	placement = stable("the partitions spread over the two left", left...)
 	t.Logf("%s stopped; partitions held: %v", victim, placement)
 	beforePoints, beforeEvaluated := sum(points, left...), sum(evaluated, left...)
 	pub = publisher(t, gws[left[0]].g.MQTTAddr(), "pub-parts-2")
