@@ -572,24 +572,31 @@ func TestClusterPartitions(t *testing.T) {
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	opened, events := map[string]int{}, map[string]int{}
-	acks := 0
-	if err := journal.ReadStream(ctx, js, journal.StreamAlerts, "", func(m journal.Msg) error {
-		a, err := record.ParseAlert(m.Data)
-		if err != nil {
-			return err
+	var opened, events map[string]int
+	var acks int
+	// Read until the stream shows every alarm and the acknowledgement: a
+	// replicated stream may answer a new reader with an end it has not
+	// caught up to.
+	waitLong(t, "every alarm in the alerts stream", func() bool {
+		opened, events, acks = map[string]int{}, map[string]int{}, 0
+		if err := journal.ReadStream(ctx, js, journal.StreamAlerts, "", func(m journal.Msg) error {
+			a, err := record.ParseAlert(m.Data)
+			if err != nil {
+				return err
+			}
+			events[m.ID]++
+			switch {
+			case a.Rule == "single_event_high" && a.Transition == "opened":
+				opened[a.Shipment]++
+			case a.Transition == "acknowledged" && a.ID == acked:
+				acks++
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
 		}
-		events[m.ID]++
-		switch {
-		case a.Rule == "single_event_high" && a.Transition == "opened":
-			opened[a.Shipment]++
-		case a.Transition == "acknowledged" && a.ID == acked:
-			acks++
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+		return len(opened) == len(ships) && acks >= 1
+	})
 	for _, s := range ships {
 		if opened[s] != 1 {
 			t.Errorf("%s: single_event_high opened %d times, want 1", s, opened[s])
@@ -656,6 +663,20 @@ func TestClusterPartitionsTurnedOn(t *testing.T) {
 	waitLong(t, "the detector to evaluate minutes 0-40", func() bool {
 		return metricValue(t, gw.g.HTTPAddr(), "coldchain_detector_readings_total") == 9
 	})
+	// And to publish what they opened: a detector stopped with a
+	// transition unpublished keeps no snapshot (the next start replays).
+	waitLong(t, "the pre-alarm published", func() bool {
+		var list struct {
+			Alerts []struct{ Rule, State string }
+		}
+		getJSON(t, "http://"+gw.g.HTTPAddr()+"/v1/shipments/SHP-T1/alerts", &list)
+		for _, a := range list.Alerts {
+			if a.Rule == "pre_alarm_high" && a.State == "open" {
+				return true
+			}
+		}
+		return false
+	})
 	gw.stop()
 
 	nc, err := nats.Connect(nodes[0].ClientURL())
@@ -689,18 +710,24 @@ func TestClusterPartitionsTurnedOn(t *testing.T) {
 		}
 		return false
 	})
+	// Read until the stream shows it: a replicated stream may answer a
+	// new reader with an end it has not caught up to.
 	opened := 0
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := journal.ReadStream(ctx, js, journal.StreamAlerts, "", func(m journal.Msg) error {
-		a, err := record.ParseAlert(m.Data)
-		if err == nil && a.Rule == "single_event_high" && a.Transition == "opened" {
-			opened++
+	waitLong(t, "the alarm in the alerts stream", func() bool {
+		opened = 0
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := journal.ReadStream(ctx, js, journal.StreamAlerts, "", func(m journal.Msg) error {
+			a, err := record.ParseAlert(m.Data)
+			if err == nil && a.Rule == "single_event_high" && a.Transition == "opened" {
+				opened++
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
 		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+		return opened >= 1
+	})
 	if opened != 1 {
 		t.Fatalf("single_event_high opened %d times, want 1", opened)
 	}
