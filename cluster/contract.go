@@ -44,17 +44,24 @@ func OpenState(ctx context.Context, js jetstream.JetStream, replicas int) (*Stat
 // Contract returns the recorded anchor contract; ok is false when none
 // is.
 func (s *State) Contract(ctx context.Context) (rec ContractRecord, ok bool, err error) {
-	e, err := s.kv.Get(ctx, contractKey)
+	ok, err = s.get(ctx, contractKey, &rec)
+	return rec, ok, err
+}
+
+// get reads the JSON record at key into v; ok is false when there is
+// none.
+func (s *State) get(ctx context.Context, key string, v any) (ok bool, err error) {
+	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return ContractRecord{}, false, nil
+		return false, nil
 	}
 	if err != nil {
-		return ContractRecord{}, false, err
+		return false, err
 	}
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return ContractRecord{}, false, fmt.Errorf("%s in %s is unreadable: %w", contractKey, StateBucket, err)
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return false, fmt.Errorf("%s in %s is unreadable: %w", key, StateBucket, err)
 	}
-	return rec, true, nil
+	return true, nil
 }
 
 // ClaimContract records rec as the cluster's anchor contract unless one

@@ -236,17 +236,8 @@ func (s *State) ClaimPartitions(ctx context.Context, n int, member string) error
 // Partitions returns the recorded partition count; ok is false when none
 // is.
 func (s *State) Partitions(ctx context.Context) (rec PartitionsRecord, ok bool, err error) {
-	e, err := s.kv.Get(ctx, partitionsKey)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return PartitionsRecord{}, false, nil
-	}
-	if err != nil {
-		return PartitionsRecord{}, false, err
-	}
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return PartitionsRecord{}, false, fmt.Errorf("%s in %s is unreadable: %w", partitionsKey, StateBucket, err)
-	}
-	return rec, true, nil
+	ok, err = s.get(ctx, partitionsKey, &rec)
+	return rec, ok, err
 }
 
 // SetPartitions records n as the cluster's partition count whatever was

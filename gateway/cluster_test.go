@@ -54,6 +54,19 @@ func startNodes(t *testing.T) []*natsserver.Server {
 	return nodes
 }
 
+// jetStreamOn connects to url for the test's own reads of the streams,
+// closed when the test ends.
+func jetStreamOn(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	return js
+}
+
 func clusterView(t *testing.T, gw *running) cluster.View {
 	t.Helper()
 	var v cluster.View
@@ -217,12 +230,7 @@ func TestClusterFailover(t *testing.T) {
 	}
 	// The alerts stream, read until it shows both alarms (a busy
 	// replicated stream may answer a new reader late).
-	nc, err := nats.Connect(nodes[0].ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := jetStreamOn(t, nodes[0].ClientURL())
 	var transitions []string
 	var opened map[string]int
 	waitLong(t, "the three alarms in the alerts stream", func() bool {
@@ -564,12 +572,7 @@ func TestClusterPartitions(t *testing.T) {
 
 	// The alerts stream: each alarm opened once, no transition twice, the
 	// acknowledgement once.
-	nc, err := nats.Connect(nodes[0].ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := jetStreamOn(t, nodes[0].ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var opened, events map[string]int
@@ -679,12 +682,7 @@ func TestClusterPartitionsTurnedOn(t *testing.T) {
 	})
 	gw.stop()
 
-	nc, err := nats.Connect(nodes[0].ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := jetStreamOn(t, nodes[0].ClientURL())
 	state, err := cluster.OpenState(context.Background(), js, 3)
 	if err != nil {
 		t.Fatal(err)
@@ -778,12 +776,7 @@ func TestPartitionFollowsForeignTransitions(t *testing.T) {
 	// stream as its detector would.
 	ack := record.Alert{ID: a.ID, Shipment: "SHP-F1", Device: "d-F1", Rule: "single_event_high", Severity: "alarm",
 		Transition: "acknowledged", Start: t0.Add(25 * time.Minute), At: time.Now().UTC(), Readings: []string{}, By: "gw-b", Comment: "seen"}
-	nc, err := nats.Connect(nodes[0].ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := jetStreamOn(t, nodes[0].ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: journal.SubjectAlert("SHP-F1"), Data: ack.AppendCanonical(nil),
