@@ -404,53 +404,106 @@ func scanStream(ctx context.Context, s jetstream.Stream, kind record.Kind, filte
 	if info.State.Msgs == 0 {
 		return nil
 	}
+	end := info.State.LastSeq
+	// An ordered consumer on a replicated stream can stop delivering
+	// without an error (seen when its server is busy or its node has just
+	// restarted). Rather than take its silence for the end, the scan asks
+	// the consumer what it has left and, while something is, starts a new
+	// one after the last message read. It gives up, with an error, only
+	// after a minute without progress: a partial view must not pass for a
+	// whole one.
+	var after uint64
+	progress := time.Now()
+	for {
+		done, last, err := scanFrom(ctx, s, kind, filter, after, end, fn)
+		if done || err != nil {
+			return err
+		}
+		if last > after {
+			after, progress = last, time.Now()
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Since(progress) > scanStallBudget {
+			return fmt.Errorf("stream %s: nothing delivered for %s after position %d though it holds messages up to %d; try again", info.Config.Name, scanStallBudget, after, end)
+		}
+	}
+}
+
+// scanStallBudget is how long a scan tries new consumers without reading
+// anything before it fails.
+var scanStallBudget = time.Minute
+
+// scanSilence is how long a scan's consumer may stay silent before the scan
+// asks it what it has left.
+var scanSilence = 2 * time.Second
+
+// scanFrom reads the messages after position after with one ordered
+// consumer. It reports done when the scan has reached end or the consumer
+// has nothing left that matches, and otherwise the last stream sequence it
+// read: its consumer stopped delivering and a new one should go on.
+func scanFrom(ctx context.Context, s jetstream.Stream, kind record.Kind, filter string, after, end uint64, fn func(Msg) error) (done bool, last uint64, err error) {
 	cfg := jetstream.OrderedConsumerConfig{}
+	if after > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = after + 1
+	}
 	if filter != "" {
 		cfg.FilterSubjects = []string{filter}
 	}
 	c, err := s.OrderedConsumer(ctx, cfg)
 	if err != nil {
-		return err
+		return false, after, err
 	}
 	it, err := c.Messages(jetstream.PullMaxMessagesWithBytesLimit(1000, 32<<20))
 	if err != nil {
-		return err
+		return false, after, err
 	}
 	defer it.Stop()
-	// The stream has messages: with no filter the first must come, however
-	// long a busy replicated stream takes to start the consumer.
-	first := filter == ""
-	deadline := time.Now().Add(time.Minute)
+	last = after
+	var delivered uint64 // the consumer sequence of the last message read
 	for {
-		// Silence this long means nothing matches up to the end.
-		m, err := it.Next(jetstream.NextMaxWait(2 * time.Second))
+		m, err := it.Next(jetstream.NextMaxWait(scanSilence))
 		if errors.Is(err, nats.ErrTimeout) {
-			if first && time.Now().Before(deadline) {
-				continue
-			}
-			return nil
+			return scanQuiet(ctx, c, delivered), last, nil
 		}
-		first = false
 		if err != nil {
-			return err
+			return false, last, err
 		}
 		md, err := m.Metadata()
 		if err != nil {
-			return err
+			return false, last, err
 		}
 		recs, err := unpackMsg(nil, kind, m, md, 0)
 		if err != nil {
-			return err
+			return false, last, err
 		}
 		for _, r := range recs {
 			if err := fn(r); err != nil {
-				return err
+				return false, last, err
 			}
 		}
-		if md.NumPending == 0 || md.Sequence.Stream >= info.State.LastSeq {
-			return nil
+		last, delivered = md.Sequence.Stream, md.Sequence.Consumer
+		if md.NumPending == 0 || last >= end {
+			return true, last, nil
 		}
 	}
+}
+
+// scanQuiet tells, for a consumer silent after the message it delivered
+// as number delivered, whether it is done (nothing more matches) or
+// stalled: it has messages pending, or it delivered some the scan never
+// received. (Its delivered stream sequence says nothing: a filtered
+// consumer moves it past messages it skips.)
+func scanQuiet(ctx context.Context, c jetstream.Consumer, delivered uint64) bool {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ci, err := c.Info(cctx)
+	if err != nil {
+		return false
+	}
+	return ci.NumPending == 0 && ci.Delivered.Consumer <= delivered
 }
 
 // Pending returns how many messages of kind's stream the named consumer

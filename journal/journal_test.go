@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -463,5 +464,62 @@ func TestIndexStallCheck(t *testing.T) {
 	last := e.j.idx.states[record.KindReading].applied.Load()
 	if err := e.j.checkStalled(ctx, record.KindReading, last-1); !errors.Is(err, errStalled) {
 		t.Fatalf("indexed up to %d of %d: %v, want errStalled", last-1, last, err)
+	}
+}
+
+// TestScanQuiet checks how a scan tells a consumer that has nothing left
+// from one that stopped delivering: pending messages, or delivered ones
+// the scan never received, mean stalled; a filter that matches nothing
+// more means done, however far the consumer skipped.
+func TestScanQuiet(t *testing.T) {
+	e := start(t, t.TempDir(), DefaultConfig())
+	defer e.stop()
+	for seq := uint64(1); seq <= 3; seq++ {
+		e.append(reading("D1", seq, 5))
+	}
+	ctx := context.Background()
+	s := e.j.streams[record.KindReading]
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if scanQuiet(ctx, c, 0) {
+		t.Fatal("a consumer with its messages pending counted as done")
+	}
+	it, err := c.Messages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Stop()
+	var delivered uint64
+	for {
+		m, err := it.Next(jetstream.NextMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		md, _ := m.Metadata()
+		delivered = md.Sequence.Consumer
+		if md.NumPending == 0 {
+			break
+		}
+	}
+	if delivered < 1 {
+		t.Fatalf("delivered %d messages", delivered)
+	}
+	if !scanQuiet(ctx, c, delivered) {
+		t.Error("a consumer that delivered everything, all received, counted as stalled")
+	}
+	if scanQuiet(ctx, c, delivered-1) {
+		t.Error("a consumer whose last delivery was never received counted as done")
+	}
+	other, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{SubjectReading("S9", "D9")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !scanQuiet(ctx, other, 0) {
+		t.Error("a filtered consumer with nothing matching counted as stalled")
+	}
+	if n := e.count(record.KindReading); n != 3 {
+		t.Errorf("scan read %d readings, want 3", n)
 	}
 }
