@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core"
@@ -34,6 +35,7 @@ import (
 	"github.com/ethereum/go-ethereum/eth/ethconfig"
 	"github.com/ethereum/go-ethereum/eth/filters"
 	"github.com/ethereum/go-ethereum/ethdb"
+	"github.com/ethereum/go-ethereum/event"
 	"github.com/ethereum/go-ethereum/node"
 	"github.com/ethereum/go-ethereum/p2p"
 	"github.com/ethereum/go-ethereum/params"
@@ -197,8 +199,12 @@ func Open(cfg Config, log *zap.Logger) (*Node, error) {
 		seal:   make(chan chan error),
 		quit:   make(chan struct{}),
 	}
+	// Subscribed before Start returns: a transaction sent right away (the
+	// contract's deployment) must not slip in before the loop listens.
+	txs := make(chan core.NewTxsEvent, 16) // the pool's feed must not block on us
+	sub := backend.TxPool().SubscribeTransactions(txs, true)
 	n.wg.Add(1)
-	go n.loop()
+	go n.loop(txs, sub)
 	head := backend.BlockChain().CurrentBlock()
 	log.Info("embedded chain started", zap.String("dir", cfg.DataDir), zap.String("rpc", n.URL()),
 		zap.Uint64("chain_id", ChainID), zap.Uint64("head", head.Number.Uint64()),
@@ -208,16 +214,24 @@ func Open(cfg Config, log *zap.Logger) (*Node, error) {
 
 // loop is the only goroutine that seals blocks: one block as soon as
 // transactions arrive (and more while some stay executable), or one block per
-// Seal request. It syncs the database after every block.
-func (n *Node) loop() {
+// Seal request. It syncs the database after every block. Once a second it
+// also looks at the pool itself, so that an executable transaction it was
+// not told about (the pool promotes asynchronously) waits no longer.
+func (n *Node) loop(txs chan core.NewTxsEvent, sub event.Subscription) {
 	defer n.wg.Done()
-	txs := make(chan core.NewTxsEvent, 16) // the pool's feed must not block on us
-	sub := n.eth.TxPool().SubscribeTransactions(txs, true)
 	defer sub.Unsubscribe()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for {
 		select {
 		case <-n.quit:
 			return
+		case <-tick.C:
+			if executable, _ := n.eth.TxPool().Stats(); executable > 0 {
+				if err := n.sealPending(); err != nil {
+					n.log.Warn("embedded chain: seal", zap.Error(err))
+				}
+			}
 		case err := <-sub.Err():
 			if err != nil {
 				n.log.Error("embedded chain: tx subscription", zap.Error(err))
