@@ -146,8 +146,16 @@ func TestAnchorReachesFinal(t *testing.T) {
 	if err := a.Submit(ctx, 1, r1); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := sim.Client().PendingNonceAt(ctx, a.Account()); n != 2 { // deploy + anchor
-		t.Fatalf("pending nonce %d after a repeated Submit, want 2", n)
+	// The pool takes a sent transaction in asynchronously: wait for it,
+	// and count the block's transactions below.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		n, _ := sim.Client().PendingNonceAt(ctx, a.Account())
+		if n == 2 { // deploy + anchor
+			break
+		}
+		if n > 2 || time.Now().After(deadline) {
+			t.Fatalf("pending nonce %d after a repeated Submit, want 2", n)
+		}
 	}
 	// A new root while r1 is not final is refused.
 	if err := a.Submit(ctx, 2, root("epoch-2")); !errors.Is(err, ErrBusy) {
@@ -155,6 +163,11 @@ func TestAnchorReachesFinal(t *testing.T) {
 	}
 
 	sim.Commit()
+	if blk, err := sim.Client().BlockByNumber(ctx, nil); err != nil {
+		t.Fatal(err)
+	} else if n := blk.Transactions().Len(); n != 1 {
+		t.Fatalf("the block after a repeated Submit holds %d transactions, want the one anchor transaction", n)
+	}
 	inc := mustStatus(t, a, r1, anchor.StateIncluded)
 	if inc.TxHash != p.TxHash || inc.Block == 0 || inc.BlockTime == 0 {
 		t.Fatalf("included receipt %+v (pending was %+v)", inc, p)
