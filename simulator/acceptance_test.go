@@ -4,14 +4,9 @@ package simulator
 
 import (
 	"bufio"
-	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"math"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,7 +14,6 @@ import (
 
 	"github.com/coldchain/coldchain/gateway/gatewaytest"
 	"github.com/coldchain/coldchain/journal"
-	"github.com/coldchain/coldchain/record"
 )
 
 // Acceptance run: every scenario twice, each on a shipment of its own (so
@@ -102,11 +96,11 @@ func TestDetectorAcceptance(t *testing.T) {
 		t.Logf("the detector flagged %g late readings as beyond its history or horizon: they were stored but not evaluated", n)
 	}
 
-	var got []gotAlert
+	var got []Alert
 	for _, s := range truth.Shipments {
 		got = append(got, shipmentAlerts(t, base, s.ID)...)
 	}
-	for _, m := range compareAlerts(truth, got) {
+	for _, m := range CompareAlerts(truth, got) {
 		t.Error(m)
 	}
 	t.Logf("compared %d ground-truth alerts with %d alerts listed by the gateway; wall time so far %v",
@@ -214,180 +208,13 @@ func scrapeMetrics(t *testing.T, base string) map[string]float64 {
 	return out
 }
 
-// gotAlert is an alert as its transitions leave it.
-type gotAlert struct {
-	id, shipment, device, rule, severity string
-	start, opened                        time.Time
-	end                                  *time.Time // nil while open
-	peak                                 float64
-	late                                 bool // the transition that opened it was decided late
-	retracted                            bool
-	transitions                          []string
-}
-
-// shipmentAlerts lists a shipment's alerts from GET /v1/shipments/{id}/alerts
-// and replays each one's transitions.
-func shipmentAlerts(t *testing.T, base, shipment string) []gotAlert {
+// shipmentAlerts lists a shipment's alerts as the gateway at base tells
+// them (FetchAlerts).
+func shipmentAlerts(t *testing.T, base, shipment string) []Alert {
 	t.Helper()
-	resp, err := http.Get(base + "/v1/shipments/" + shipment + "/alerts")
+	got, err := FetchAlerts(context.Background(), http.DefaultClient, base, shipment)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("alerts of %s: %d %s", shipment, resp.StatusCode, b)
-	}
-	var list struct {
-		Alerts []struct {
-			Transitions []json.RawMessage `json:"transitions"`
-		} `json:"alerts"`
-	}
-	if err := json.Unmarshal(b, &list); err != nil {
-		t.Fatalf("alerts of %s: %v", shipment, err)
-	}
-	var out []gotAlert
-	for _, l := range list.Alerts {
-		var g gotAlert
-		open := false
-		for _, raw := range l.Transitions {
-			a, err := record.ParseAlert(raw)
-			if err != nil {
-				t.Fatalf("alerts of %s: %v: %s", shipment, err, raw)
-			}
-			if a.Transition == "acknowledged" {
-				continue
-			}
-			g.id, g.shipment, g.device, g.rule, g.severity = a.ID, a.Shipment, a.Device, a.Rule, a.Severity
-			g.transitions = append(g.transitions, a.Transition)
-			if a.PeakC.Set {
-				g.peak = a.PeakC.V
-			}
-			switch a.Transition {
-			case "opened", "reopened":
-				if !open && g.opened.IsZero() {
-					g.late = a.Late
-				}
-				open, g.retracted, g.start, g.opened, g.end = true, false, a.Start, a.End, nil
-			case "revised":
-				g.start = a.Start
-				if open {
-					g.opened = a.End
-				} else {
-					end := a.End
-					g.end = &end
-				}
-			case "cleared":
-				end := a.End
-				open, g.end = false, &end
-			case "retracted":
-				open, g.retracted = false, true
-			}
-		}
-		if g.id != "" && !g.retracted {
-			out = append(out, g)
-		}
-	}
-	return out
-}
-
-// compareAlerts matches the ground truth's alerts with the gateway's by
-// shipment, device, rule and start (within the alert's tolerance, closest
-// first) and returns every difference, one line each.
-func compareAlerts(truth Truth, got []gotAlert) []string {
-	var out []string
-	used := make([]bool, len(got))
-	normal := map[string]bool{}
-	for _, s := range truth.Normal {
-		normal[s] = true
-	}
-	ts := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
-	te := func(t *time.Time) string {
-		if t == nil {
-			return "open"
-		}
-		return ts(*t)
-	}
-	for _, w := range truth.Alarms {
-		tol := time.Duration(w.ToleranceS) * time.Second
-		best, bestD := -1, time.Duration(math.MaxInt64)
-		for i, g := range got {
-			if used[i] || g.shipment != w.Shipment || g.device != w.Device || g.rule != w.Rule {
-				continue
-			}
-			if d := absDur(g.start.Sub(w.Start)); d <= tol && d < bestD {
-				best, bestD = i, d
-			}
-		}
-		what := fmt.Sprintf("%s %s %s (%s, scenario %q) start %s", w.Shipment, w.Device, w.Rule, w.Severity, w.Scenario, ts(w.Start))
-		if best < 0 {
-			near := ""
-			for _, g := range got {
-				if g.shipment == w.Shipment && g.device == w.Device && g.rule == w.Rule {
-					near += " " + ts(g.start)
-				}
-			}
-			if near == "" {
-				near = " none"
-			}
-			out = append(out, fmt.Sprintf("missed: %s opened %s end %s; the gateway's %s alerts on that device start at:%s",
-				what, ts(w.Opened), te(w.End), w.Rule, near))
-			continue
-		}
-		used[best] = true
-		g := got[best]
-		var diffs []string
-		if g.severity != w.Severity {
-			diffs = append(diffs, fmt.Sprintf("severity: want %s, got %s", w.Severity, g.severity))
-		}
-		if absDur(g.start.Sub(w.Start)) > tol {
-			diffs = append(diffs, fmt.Sprintf("start: want %s, got %s (tolerance %v)", ts(w.Start), ts(g.start), tol))
-		}
-		if absDur(g.opened.Sub(w.Opened)) > tol {
-			diffs = append(diffs, fmt.Sprintf("opened: want %s, got %s", ts(w.Opened), ts(g.opened)))
-		}
-		switch {
-		case (w.End == nil) != (g.end == nil):
-			diffs = append(diffs, fmt.Sprintf("end: want %s, got %s", te(w.End), te(g.end)))
-		case w.End != nil && absDur(g.end.Sub(*w.End)) > tol:
-			diffs = append(diffs, fmt.Sprintf("end: want %s, got %s", te(w.End), te(g.end)))
-		}
-		peakTol := 0.0
-		if w.Rule == "mkt" {
-			peakTol = 0.05
-		}
-		if math.Abs(g.peak-w.PeakC) > peakTol {
-			diffs = append(diffs, fmt.Sprintf("peak: want %g °C, got %g °C", w.PeakC, g.peak))
-		}
-		if g.late != w.Late {
-			diffs = append(diffs, fmt.Sprintf("late: want %t, got %t", w.Late, g.late))
-		}
-		if len(diffs) > 0 {
-			out = append(out, fmt.Sprintf("differs: %s: %s [alert %s, transitions %v]", what, strings.Join(diffs, "; "), g.id, g.transitions))
-		}
-	}
-	var extra []string
-	for i, g := range got {
-		if used[i] {
-			continue
-		}
-		kind := "unexpected"
-		if normal[g.shipment] {
-			kind = "unexpected on a normal shipment"
-		}
-		extra = append(extra, fmt.Sprintf("%s: %s %s %s (%s) start %s opened %s end %s peak %g late %t [alert %s, transitions %v]",
-			kind, g.shipment, g.device, g.rule, g.severity, ts(g.start), ts(g.opened), te(g.end), g.peak, g.late, g.id, g.transitions))
-	}
-	slices.SortFunc(extra, cmp.Compare)
-	return append(out, extra...)
-}
-
-func absDur(d time.Duration) time.Duration {
-	if d < 0 {
-		return -d
-	}
-	return d
+	return got
 }

@@ -243,11 +243,11 @@ func TestChaos(t *testing.T) {
 		t.Errorf("readings: %d distinct sent, %d in JetStream, %d in InfluxDB", truth.Counts.DistinctReadings, stored, inInflux)
 	}
 	// Alerts against the ground truth, and no transition stored twice.
-	var got []gotAlert
+	var got []Alert
 	for _, s := range ships {
 		got = append(got, shipmentAlerts(t, base, s)...)
 	}
-	diffs := compareAlerts(truth, got)
+	diffs := CompareAlerts(truth, got)
 	missing, unexpected := 0, 0
 	for _, d := range diffs {
 		switch {
