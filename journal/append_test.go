@@ -172,11 +172,21 @@ func TestAppendChunkLimit(t *testing.T) {
 // readings at once: each is stored exactly once, and each journal answers
 // for the records the other stored.
 func TestAppendTwoGateways(t *testing.T) {
+	// With position ids too, as on a server with nats-server#4319: the
+	// embedded server does not have the bug, so this checks that the
+	// guard itself stores each record once.
+	for _, guard := range []bool{false, true} {
+		t.Run(fmt.Sprintf("position_ids=%t", guard), func(t *testing.T) { appendTwoGateways(t, guard) })
+	}
+}
+
+func appendTwoGateways(t *testing.T, positionIDs bool) {
 	e := start(t, t.TempDir(), DefaultConfig())
 	defer e.stop()
 	ctx := context.Background()
 	j2, stop2 := e.second()
 	defer stop2()
+	e.j.positionIDs, j2.positionIDs = positionIDs, positionIDs
 
 	const n = 300
 	var (
@@ -368,5 +378,30 @@ func (e *env) second() (j *Journal, stop func()) {
 		if err := j.Close(); err != nil {
 			e.t.Error(err)
 		}
+	}
+}
+
+func TestGuardsSubjectRace(t *testing.T) {
+	for _, c := range []struct {
+		version  string
+		replicas int
+		want     bool
+	}{
+		{"2.9.10", 3, true}, // Debian bookworm's
+		{"2.9.20", 3, true},
+		{"2.9.21", 3, false},
+		{"2.10.0", 3, false},
+		{"2.11.0-RC.1", 3, false},
+		{"3.0.0", 2, false},
+		{"2.9.10", 1, false}, // one server checks and stores under one lock
+		{"", 3, true},        // unknown: guarded
+		{"2.x.1", 3, true},
+	} {
+		if got := guardsSubjectRace(c.version, c.replicas); got != c.want {
+			t.Errorf("guardsSubjectRace(%q, %d) = %t, want %t", c.version, c.replicas, got, c.want)
+		}
+	}
+	if id := positionID("coldchain.readings.S1.D1", 42); id != "coldchain.readings.S1.D1@42" {
+		t.Errorf("positionID = %q", id)
 	}
 }

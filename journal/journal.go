@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -145,6 +147,54 @@ type Journal struct {
 	// conflicts counts appends JetStream refused because another writer
 	// had appended to the subject since the lane last knew it.
 	conflicts atomic.Uint64
+	// positionIDs gives every chunk a Nats-Msg-Id naming its place, for
+	// servers whose clustered streams do not serialise the per-subject
+	// check (guardsSubjectRace).
+	positionIDs bool
+}
+
+// fixedSubjectRace is the first nats-server release whose clustered
+// streams serialise concurrent publishes with the same
+// Nats-Expected-Last-Subject-Sequence (nats-server#4319). Before it, two
+// gateways appending the same device's readings at once can both be
+// accepted, and the readings are stored twice.
+var fixedSubjectRace = [3]int{2, 9, 21}
+
+// guardsSubjectRace reports whether a journal on a server of version
+// version (as the server reports it, "2.9.10") with replicas replicas must
+// guard its per-subject check with position ids. A version it cannot read
+// is guarded: the cost is dedup memory, the alternative doubled records.
+func guardsSubjectRace(version string, replicas int) bool {
+	if replicas <= 1 {
+		return false // a single server checks and stores under one lock
+	}
+	var v [3]int
+	core, _, _ := strings.Cut(version, "-")
+	parts := strings.Split(core, ".")
+	if len(parts) != 3 {
+		return true
+	}
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return true
+		}
+		v[i] = n
+	}
+	for i := range v {
+		if v[i] != fixedSubjectRace[i] {
+			return v[i] < fixedSubjectRace[i]
+		}
+	}
+	return false
+}
+
+// positionID is the Nats-Msg-Id of the chunk that follows tail on subject.
+// Only one chunk can: a second writer that passed the per-subject check
+// with the same tail carries the same id, and JetStream's deduplication,
+// which stages an id before the message is stored, refuses it.
+func positionID(subject string, tail uint64) string {
+	return subject + "@" + strconv.FormatUint(tail, 10)
 }
 
 // Conflicts returns how many appends found their subject changed by
@@ -177,6 +227,12 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config, dir string, log *zap.L
 	j.maxChunk = min(int(nc.MaxPayload())-16<<10, maxChunkBytes)
 	if j.maxChunk < 48<<10 {
 		return nil, fmt.Errorf("nats: the server's max_payload (%d bytes) is too small; it must be at least 64 KiB", nc.MaxPayload())
+	}
+	if j.positionIDs = guardsSubjectRace(nc.ConnectedServerVersion(), cfg.Replicas); j.positionIDs {
+		log.Warn("this nats-server's clustered streams may accept two appends to one subject at once (nats-server#4319, fixed in 2.9.21): "+
+			"each chunk also carries a message id naming its place, so that JetStream's deduplication refuses the second; "+
+			"upgrade the servers to 2.9.21 or later to save the deduplication memory that costs",
+			zap.String("server_version", nc.ConnectedServerVersion()), zap.Int("replicas", cfg.Replicas))
 	}
 	for _, sc := range j.streamConfigs() {
 		s, err := js.CreateOrUpdateStream(ctx, sc)

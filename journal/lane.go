@@ -71,6 +71,16 @@ type pending struct {
 // last knew it.
 var errWrongLast = errors.New("subject changed under the lane")
 
+// errPlaceTaken says JetStream took a chunk for a duplicate of another
+// writer's with the same position id.
+var errPlaceTaken = errors.New("another writer's chunk has this place")
+
+// maxConflicts bounds how often in a row one round is refused for another
+// writer's appends before it fails (and its senders try again later): each
+// refusal means someone made progress, so only a position id the server
+// holds for a chunk it never stored could keep refusing.
+const maxConflicts = 100
+
 func (j *Journal) lane(e *Entry) *lane {
 	key := e.Subject
 	if e.Kind == record.KindReading && e.Device != "" {
@@ -178,7 +188,7 @@ func (l *lane) commit(ctx context.Context, batch []*pending) error {
 				}
 			}
 		}
-		for len(todo) > 0 {
+		for conflicts := 0; len(todo) > 0; {
 			var err error
 			todo, err = l.commitSubject(ctx, subject, todo, received, source)
 			switch {
@@ -187,6 +197,14 @@ func (l *lane) commit(ctx context.Context, batch []*pending) error {
 				// Another writer got there first: learn the new tail and
 				// decide again. Each time, someone made progress.
 				l.j.conflicts.Add(1)
+				if conflicts++; conflicts >= maxConflicts {
+					delete(l.tails, subject)
+					return fmt.Errorf("append to %s: refused %d times in a row for other writers' appends", subject, conflicts)
+				}
+				if conflicts > 3 {
+					// A replica answering for the tail may lag the leader.
+					time.Sleep(time.Duration(conflicts) * time.Millisecond)
+				}
 			default:
 				delete(l.tails, subject)
 				return err
@@ -276,7 +294,15 @@ func (l *lane) commitSubject(ctx context.Context, subject string, items []item, 
 			HeaderPart:                          []string{strconv.Itoa(c+1) + total},
 			jetstream.ExpectedLastSubjSeqHeader: []string{strconv.FormatUint(tail, 10)},
 		}}
+		if l.j.positionIDs {
+			m.Header[jetstream.MsgIDHeader] = []string{positionID(subject, tail)}
+		}
 		ack, err := l.j.js.PublishMsg(ctx, m)
+		if err == nil && ack.Duplicate {
+			// Another writer's chunk took this place (positionID): like a
+			// wrong last sequence, nothing of this chunk was stored.
+			err = errPlaceTaken
+		}
 		if err != nil {
 			// Nothing from this chunk on is stored: forget it was on the
 			// way, so the next decision looks again.
@@ -286,7 +312,7 @@ func (l *lane) commitSubject(ctx context.Context, subject string, items []item, 
 				}
 			}
 			var apiErr *jetstream.APIError
-			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			if errors.Is(err, errPlaceTaken) || errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 				apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
 				delete(l.tails, subject)
 				rest := append([]item(nil), fresh[start:]...)
