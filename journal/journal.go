@@ -202,6 +202,10 @@ func positionID(subject string, tail uint64) string {
 // Each costs a round trip to JetStream and a wait for the dedup index.
 func (j *Journal) Conflicts() uint64 { return j.conflicts.Load() }
 
+// publishAckTimeout is how long an asynchronous publish (alerts, device
+// records, dead letters) waits for JetStream's acknowledgement.
+const publishAckTimeout = 10 * time.Second
+
 // maxChunkBytes bounds a chunk whatever the server's max_payload, so a
 // consumer's buffer of fetched chunks stays small.
 const maxChunkBytes = 1 << 20
@@ -217,7 +221,11 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config, dir string, log *zap.L
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	// An asynchronous publish whose acknowledgement is lost (its server
+	// went away with it) would otherwise wait for ever, and with it the
+	// detector publishing an alert: it fails instead, and is sent again
+	// with the same message id, which JetStream deduplicates.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(publishAckTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
