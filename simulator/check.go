@@ -173,7 +173,18 @@ func CompareAlerts(truth Truth, got []Alert) []string {
 		if w.Rule == "mkt" {
 			peakTol = 0.05
 		}
-		if math.Abs(g.Peak-w.PeakC) > peakTol {
+		peakOK := math.Abs(g.Peak-w.PeakC) <= peakTol
+		if !peakOK && w.End == nil && g.End == nil && w.Rule != "data_gap" {
+			// Still open when the run ended: the gateway's peak is the one
+			// its last transition carried, the truth's runs to the end, so
+			// the gateway's may only fall short of it.
+			if strings.HasSuffix(w.Rule, "_low") {
+				peakOK = g.Peak >= w.PeakC-peakTol
+			} else {
+				peakOK = g.Peak <= w.PeakC+peakTol
+			}
+		}
+		if !peakOK {
 			diffs = append(diffs, fmt.Sprintf("peak: want %g °C, got %g °C", w.PeakC, g.Peak))
 		}
 		if g.Late != w.Late {
