@@ -7,7 +7,7 @@ PKGS     := ./...
 # Fuzz time per target for `make fuzz`.
 FUZZTIME ?= 20s
 
-.PHONY: help run serve build test test-integration chaos bench bench-e2e bench-cluster fuzz lint clean
+.PHONY: help run serve build test test-integration test-cluster-fleet chaos bench bench-e2e bench-cluster fuzz lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ test: ## unit and in-process integration tests (embedded broker, NATS)
 
 test-integration: ## tests against real Mosquitto and nats-server (installed and started by scripts/peers.sh)
 	scripts/test-integration.sh
+
+test-cluster-fleet: ## the simulated fleet through three gateways on the real three-node cluster, against the ground truth (about 5 min; not in test-integration yet, docs/CLUSTER.md)
+	scripts/test-cluster-fleet.sh
 
 chaos: ## the chaos suite: 500,000 readings through the real peers while the gateway is killed and the peers fail (about 10 min; not in make test)
 	scripts/chaos.sh

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,6 +133,16 @@ func (p *gatewayProc) kill9() {
 	if err := p.cmd.Process.Kill(); err != nil {
 		p.t.Fatal(err)
 	}
+	_ = p.cmd.Wait()
+}
+
+// dump has the gateway print its goroutines to its log (SIGQUIT: the Go
+// runtime prints every goroutine's stack and exits).
+func (p *gatewayProc) dump() {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGQUIT)
 	_ = p.cmd.Wait()
 }
 
