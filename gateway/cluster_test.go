@@ -477,7 +477,15 @@ func TestClusterPartitions(t *testing.T) {
 	pub.Disconnect(100)
 	want := float64(sent)
 	all := []string{"gw-a", "gw-b", "gw-c"}
-	waitLong(t, "every reading in the stores and evaluated", func() bool { return sum(points, all...) >= want && sum(evaluated, all...) >= want })
+	var lastP, lastE float64 = -1, -1
+	waitLong(t, "every reading in the stores and evaluated", func() bool {
+		p, e := sum(points, all...), sum(evaluated, all...)
+		if p != lastP || e != lastE {
+			t.Logf("%v readings sent: %v written, %v evaluated", want, p, e)
+			lastP, lastE = p, e
+		}
+		return p >= want && e >= want
+	})
 	if n := sum(points, all...); n != want {
 		t.Fatalf("the three store writers wrote %v readings, want %v: each once", n, want)
 	}
