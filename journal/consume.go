@@ -193,6 +193,33 @@ func (j *Journal) Consume(ctx context.Context, kind record.Kind, opts ConsumeOpt
 	return nil
 }
 
+// consumeStallCheck is how long a consumer stays quiet before it asks
+// whether it has stalled.
+var consumeStallCheck = 5 * time.Second
+
+// errConsumerStalled says a consumer has messages for this gateway that
+// it does not deliver.
+var errConsumerStalled = errors.New("the consumer stopped delivering")
+
+// consumerStalled fails with errConsumerStalled when c, which delivered
+// nothing for a while, has messages pending or delivered ones this
+// gateway never received (its batches are acknowledged before the next
+// fetch, so nothing of its own is outstanding). Consume then starts it
+// again from its ack floor.
+func consumerStalled(ctx context.Context, c jetstream.Consumer) error {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	info, err := c.Info(cctx)
+	if err != nil {
+		return nil // the server cannot say; the consumer's own errors will
+	}
+	if info.NumPending > 0 || info.NumAckPending > 0 {
+		return fmt.Errorf("%w: %d messages pending and %d delivered but not received after %s of silence; starting it again",
+			errConsumerStalled, info.NumPending, info.NumAckPending, consumeStallCheck)
+	}
+	return nil
+}
+
 // retry is a consumer's backoff between failed runs: 100 ms, doubling up
 // to 10 s while runs fail without handling a batch, and back to 100 ms
 // once a run has: a consumer that recovered from an outage retries its
@@ -235,6 +262,7 @@ func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.
 	defer it.Stop()
 	from := opts.From
 	batch := make([]Msg, 0, opts.Batch)
+	idleSince := time.Now()
 	for ctx.Err() == nil {
 		batch = batch[:0]
 		m, err := it.Next(jetstream.NextMaxWait(opts.MaxWait))
@@ -243,10 +271,21 @@ func (j *Journal) consumeRun(ctx context.Context, kind record.Kind, s jetstream.
 			if opts.OnIdle != nil {
 				opts.OnIdle()
 			}
+			// A pull consumer on a replicated stream can stop delivering
+			// without an error (its pull requests lost with a node that
+			// restarted): quiet as a stream without news. Ask it now and
+			// then.
+			if time.Since(idleSince) >= consumeStallCheck {
+				idleSince = time.Now()
+				if err := consumerStalled(ctx, c); err != nil {
+					return acked, err
+				}
+			}
 			continue
 		case err != nil:
 			return acked, err
 		}
+		idleSince = time.Now()
 		last := m
 		var groups bursts
 		gatherUntil := time.Now().Add(opts.Gather)

@@ -523,3 +523,44 @@ func TestScanQuiet(t *testing.T) {
 		t.Errorf("scan read %d readings, want 3", n)
 	}
 }
+
+// TestConsumerStalled checks how a quiet durable consumer tells a stall
+// from a stream without news: messages pending, or delivered and never
+// acknowledged, mean stalled.
+func TestConsumerStalled(t *testing.T) {
+	e := start(t, t.TempDir(), DefaultConfig())
+	defer e.stop()
+	for seq := uint64(1); seq <= 3; seq++ {
+		e.append(reading("D1", seq, 5))
+	}
+	ctx := context.Background()
+	c, err := durableConsumer(ctx, e.j.streams[record.KindReading], "stall-test", "", 10, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := consumerStalled(ctx, c); !errors.Is(err, errConsumerStalled) {
+		t.Fatalf("a consumer with its messages pending: %v, want errConsumerStalled", err)
+	}
+	batch, err := c.Fetch(10, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last jetstream.Msg
+	n := 0
+	for m := range batch.Messages() {
+		last = m
+		n++
+	}
+	if n == 0 {
+		t.Fatal("fetched nothing")
+	}
+	if err := consumerStalled(ctx, c); !errors.Is(err, errConsumerStalled) {
+		t.Fatalf("a consumer whose deliveries were never acknowledged: %v, want errConsumerStalled", err)
+	}
+	if err := last.DoubleAck(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := consumerStalled(ctx, c); err != nil {
+		t.Fatalf("a consumer that delivered everything, acknowledged: %v", err)
+	}
+}
