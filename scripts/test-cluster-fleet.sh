@@ -5,9 +5,9 @@
 # nats-server cluster, InfluxDB and Hardhat, with a gateway killed and a
 # NATS node restarted mid-run, checked against the simulator's ground
 # truth (integration.TestClusterFleet, about 5 minutes). Not part of
-# `make test-integration` yet: it fails in about one run of three on the
-# partition detectors' known divergence after a handover (docs/CLUSTER.md,
-# "What is not built"). It starts the peers, the NATS cluster and
+# `make test-integration` yet: one run of six failed on the partition
+# detectors' known divergence after a handover (docs/CLUSTER.md, "What is
+# not built"). It starts the peers, the NATS cluster and
 # Mosquitto with empty data, and stops them by PID when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
