@@ -330,18 +330,7 @@ func TestClusterFleet(t *testing.T) {
 		len(truth.Alarms), len(got), len(diffs), lateOnly, len(transitions), twice)
 
 	// One unbroken chain of epochs.
-	steps, err := anchor.OpenStepLog(context.Background(), js, 3, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	all, err := steps.Steps(context.Background(), 0, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	number, cutBy, err := anchor.EpochCuts(all)
-	if err != nil {
-		t.Fatalf("the epochs do not form one chain: %v", err)
-	}
+	_, number, cutBy := epochChain(t, js)
 	// Whoever leads after the kill (another member, or the killed one
 	// back before its lease expired) continues the same chain.
 	if number <= killEpoch {

@@ -288,18 +288,7 @@ func TestClusterRealPeers(t *testing.T) {
 
 	// One unbroken chain of epochs, cut by the killed gateway and its
 	// successor.
-	steps, err := anchor.OpenStepLog(context.Background(), js, 3, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	all, err := steps.Steps(context.Background(), 0, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	number, cutBy, err := anchor.EpochCuts(all)
-	if err != nil {
-		t.Fatal(err)
-	}
+	all, number, cutBy := epochChain(t, js)
 	if cutBy[fmt.Sprintf("gw-%d", killed+1)] == 0 || cutBy[successor] == 0 {
 		t.Errorf("epochs cut per gateway %v: want both gw-%d and %s", cutBy, killed+1, successor)
 	}
@@ -487,6 +476,26 @@ func setPartitions(t *testing.T, urls string, n int) {
 	if err != nil {
 		t.Fatalf("coldchain cluster partitions --set %d: %v\n%s", n, err, out)
 	}
+}
+
+// epochChain reads the cluster's anchor step log and returns its steps,
+// the last epoch and how many epochs each member cut; it fails the test
+// unless the epochs are numbered without a gap, one chain.
+func epochChain(t *testing.T, js jetstream.JetStream) ([]anchor.SeqStep, uint64, map[string]int) {
+	t.Helper()
+	steps, err := anchor.OpenStepLog(context.Background(), js, 3, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := steps.Steps(context.Background(), 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	number, cutBy, err := anchor.EpochCuts(all)
+	if err != nil {
+		t.Fatalf("the epochs do not form one chain: %v", err)
+	}
+	return all, number, cutBy
 }
 
 // viewOf reads GET /v1/cluster of the gateway at addr.
